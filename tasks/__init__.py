@@ -1,0 +1,1 @@
+"""edgeops ML steps: plain functions behind one CLI, no Airflow import."""

@@ -1,0 +1,149 @@
+"""``edgeops``: the one CLI in front of the steps and the run queries.
+
+Steps print progress to stderr and their result as ONE JSON line, the last line of stdout, which is what
+every runner (local subprocess, DockerOperator, KubernetesPodOperator) hands to XCom.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tasks.config import PipelineConfig, load_config, profile_names
+from tasks.exceptions import ConfigError, EdgeOpsError
+
+STEPS = ("train", "quantize", "evaluate", "publish")
+
+
+def _step_fn(name: str) -> Callable[[Any], dict[str, Any]]:
+    import importlib
+
+    return importlib.import_module(f"tasks.{name}").run
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {pair!r}: use section.key=value")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def _config(args: argparse.Namespace) -> PipelineConfig:
+    if args.config_json:
+        try:
+            return PipelineConfig.from_dict(json.loads(args.config_json))
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config-json is not valid JSON: {exc}") from exc
+    return load_config(args.profile, _parse_sets(args.set or []))
+
+
+def _json_arg(text: str | None, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a JSON object")
+    return value
+
+
+def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
+    from tasks.step import StepContext
+    from tasks.storage import ArtifactStore
+
+    ctx = StepContext(_config(args), args.run_id, ArtifactStore.from_env(), _json_arg(args.inputs, "--inputs"))
+    logging.getLogger("edgeops").info("step %s run=%s profile=%s", args.step, ctx.run_id, ctx.config.profile)
+    return _step_fn(args.step)(ctx)
+
+
+def cmd_runs(args: argparse.Namespace) -> Any:
+    from tasks import runs
+    from tasks.storage import ArtifactStore
+
+    store = ArtifactStore.from_env()
+    if args.action == "list":
+        print(runs.format_table(runs.list_runs(store)))
+        return None
+    manifest = runs.resolve(store, args.ref)
+    if args.action == "show":
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return None
+    problems = runs.verify(store, manifest)
+    for problem in problems:
+        print(f"MISMATCH {problem}", file=sys.stderr)
+    print(f"run {manifest['run_id']}: {len(manifest['artifacts'])} artifacts, {len(problems)} problem(s)")
+    if problems:
+        raise EdgeOpsError(f"run {manifest['run_id']} failed verification")
+    return None
+
+
+def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
+    from tasks.seed_data import seed_digits
+    from tasks.storage import ArtifactStore
+
+    return seed_digits(ArtifactStore.from_env(), args.uri)
+
+
+def cmd_config(args: argparse.Namespace) -> None:
+    print(json.dumps(_config(args).to_dict(), indent=2, sort_keys=True))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeops", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def config_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--profile", default="demo", choices=profile_names())
+        p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config value")
+        p.add_argument("--config-json", help="a full resolved config (what the DAG passes); wins over --profile")
+
+    step = sub.add_parser("step", help="run one pipeline step")
+    step.add_argument("step", choices=STEPS)
+    step.add_argument("--run-id", required=True)
+    step.add_argument("--inputs", help="JSON object of input URIs/values")
+    config_args(step)
+    step.set_defaults(func=cmd_step)
+
+    runs = sub.add_parser("runs", help="query finished runs (those with a manifest)")
+    runs.add_argument("action", choices=("list", "show", "verify"))
+    runs.add_argument("ref", nargs="?", default="latest", help="run id or 'latest'")
+    runs.set_defaults(func=cmd_runs)
+
+    seed = sub.add_parser("seed-digits", help="upload scikit-learn's digits as an image folder")
+    seed.add_argument("--uri", default="s3://datasets/digits")
+    seed.set_defaults(func=cmd_seed)
+
+    cfg = sub.add_parser("config", help="print the resolved config")
+    config_args(cfg)
+    cfg.set_defaults(func=cmd_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        result = args.func(args)
+    except ConfigError as exc:
+        print(f"edgeops: config error: {exc}", file=sys.stderr)
+        return 2
+    except EdgeOpsError as exc:
+        print(f"edgeops: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    if result is not None:
+        sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

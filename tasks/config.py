@@ -1,0 +1,252 @@
+"""Pipeline configuration: frozen dataclasses validated on construction.
+
+Layering is defaults < profile file (``tasks/profiles/<name>.json``) < overrides (the DAG's Params).
+The resolved object is serialised into the manifest, so any run can be reproduced from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from tasks.exceptions import ConfigError
+
+QUANT_MODES = ("fp32", "fp16", "dynamic", "int8")
+BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
+_RUN_ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they are split and batched."""
+
+    source: str = "tfds:cats_vs_dogs"
+    image_size: int = 224
+    channels: int = 3
+    split: tuple[float, float, float] = (0.7, 0.2, 0.1)
+    seed: int = 42
+    batch_size: int = 32
+    max_examples: int = 0  # 0 = use everything
+
+    def __post_init__(self) -> None:
+        _require(
+            self.source.startswith(("tfds:", "s3://")) and len(self.source.split(":", 1)[1].strip("/")) > 0,
+            f"data.source={self.source!r}: use 'tfds:<name>' or 's3://<bucket>/<prefix>'",
+        )
+        _require(16 <= self.image_size <= 1024, f"data.image_size={self.image_size}: must be 16..1024")
+        _require(self.channels in (1, 3), f"data.channels={self.channels}: must be 1 or 3")
+        _require(
+            len(self.split) == 3 and all(p > 0 for p in self.split) and abs(sum(self.split) - 1) < 1e-6,
+            f"data.split={self.split}: three positive fractions (train, val, test) summing to 1",
+        )
+        _require(1 <= self.batch_size <= 1024, f"data.batch_size={self.batch_size}: must be 1..1024")
+        _require(self.max_examples >= 0, "data.max_examples: must be >= 0 (0 = all)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone + the seed's head (Dense512-BN-Dense64-Dropout)."""
+
+    backbone: str = "efficientnetb0"
+    weights: str = "imagenet"  # imagenet | none | s3://bucket/key.keras
+    head_units: tuple[int, int] = (512, 64)
+    dropout: float = 0.3
+    train_backbone: bool = False
+
+    def __post_init__(self) -> None:
+        _require(self.backbone in BACKBONES, f"model.backbone={self.backbone!r}: choose one of {BACKBONES}")
+        _require(
+            self.weights in ("imagenet", "none") or self.weights.startswith("s3://"),
+            f"model.weights={self.weights!r}: use 'imagenet', 'none' or an s3:// URI of a .keras file",
+        )
+        _require(
+            not (self.backbone == "tiny" and self.weights == "imagenet"),
+            "model.weights='imagenet' needs a real backbone; the 'tiny' backbone has no pretrained weights",
+        )
+        _require(len(self.head_units) == 2 and min(self.head_units) > 0, "model.head_units: two positive ints")
+        _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10
+    learning_rate: float = 1e-4
+    reduce_lr_factor: float = 0.2
+    reduce_lr_patience: int = 2
+    min_learning_rate: float = 1e-7
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.epochs <= 1000, f"train.epochs={self.epochs}: must be 1..1000")
+        _require(0 < self.learning_rate < 1, f"train.learning_rate={self.learning_rate}: must be in (0, 1)")
+        _require(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor: must be in (0, 1)")
+        _require(self.reduce_lr_patience >= 0, "train.reduce_lr_patience: must be >= 0")
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    modes: tuple[str, ...] = QUANT_MODES
+    int8_io_dtype: str = "int8"  # int8 | uint8 (integer input/output of the full-int8 model)
+    calibration_samples: int = 200
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.modes if m not in QUANT_MODES]
+        _require(not bad, f"quantize.modes: unknown mode(s) {bad}; choose from {QUANT_MODES}")
+        _require("fp32" in self.modes, "quantize.modes must include 'fp32': it is the accuracy baseline")
+        _require(len(set(self.modes)) == len(self.modes), f"quantize.modes={self.modes}: duplicates")
+        _require(self.int8_io_dtype in ("int8", "uint8"), "quantize.int8_io_dtype: 'int8' or 'uint8'")
+        _require(self.calibration_samples >= 1, "quantize.calibration_samples: must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 64
+    latency_warmup: int = 10
+    latency_runs: int = 50
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "evaluate.batch_size: must be >= 1")
+        _require(self.latency_runs >= 50, "evaluate.latency_runs: must be >= 50 for stable percentiles")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    max_accuracy_drop_pp: float = 1.0  # percentage points versus the fp32 TFLite model
+    deploy_variants: tuple[str, ...] = ()  # empty = every variant that passes
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.max_accuracy_drop_pp <= 100, "gate.max_accuracy_drop_pp: must be 0..100")
+        bad = [m for m in self.deploy_variants if m not in QUANT_MODES]
+        _require(not bad, f"gate.deploy_variants: unknown mode(s) {bad}; choose from {QUANT_MODES}")
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    warmup: int = 10
+    runs: int = 100
+    threads: int = 4
+    sample_size: int = 64
+
+    def __post_init__(self) -> None:
+        _require(self.runs >= 100, "bench.runs: must be >= 100")
+        _require(1 <= self.threads <= 64, "bench.threads: must be 1..64")
+        _require(1 <= self.sample_size <= 10000, "bench.sample_size: must be 1..10000")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    profile: str = "seed"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    quantize: QuantizeConfig = field(default_factory=QuantizeConfig)
+    evaluate: EvalConfig = field(default_factory=EvalConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    bench: BenchConfig = field(default_factory=BenchConfig)
+
+    def __post_init__(self) -> None:
+        missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]
+        _require(not missing, f"gate.deploy_variants {missing} are not in quantize.modes {self.quantize.modes}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
+        return _build(cls, raw, "")
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    """Build a (nested) frozen dataclass from plain JSON, rejecting unknown keys with their path."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where or 'config'}: expected an object, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        f = fields[name]
+        path = f"{where}.{name}" if where else name
+        sub = _dataclass_of(f)
+        if sub is not None:
+            kwargs[name] = _build(sub, value, path)
+        else:
+            kwargs[name] = _coerce(f, value, path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # wrong value types reaching a comparison
+        raise ConfigError(f"{where or 'config'}: {exc}") from exc
+
+
+def _dataclass_of(f: dataclasses.Field) -> type | None:
+    factory = f.default_factory  # type: ignore[misc]
+    if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
+        return factory  # type: ignore[return-value]
+    return None
+
+
+def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
+    kind = str(f.type)
+    if kind.startswith("tuple"):
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return tuple(value)
+    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind)
+    if expected is not None and (not isinstance(value, expected) or (kind != "bool" and value is True)):
+        raise ConfigError(f"{path}: expected {kind}, got {value!r}")
+    return float(value) if kind == "float" else value
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("tasks.profiles").iterdir() if p.name.endswith(".json"))
+
+
+def load_profile(name: str) -> dict[str, Any]:
+    if name not in profile_names():
+        raise ConfigError(f"profile {name!r} not found; available: {profile_names()}")
+    return json.loads(resources.files("tasks.profiles").joinpath(f"{name}.json").read_text())
+
+
+def load_config(profile: str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Resolve defaults < profile < overrides. Overrides are nested dicts or dotted keys."""
+    nested: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if "." in key:
+            section, _, leaf = key.partition(".")
+            nested = _deep_merge(nested, {section: {leaf: value}})
+        else:
+            nested = _deep_merge(nested, {key: value})
+    raw = _deep_merge({"profile": profile, **load_profile(profile)}, nested)
+    return PipelineConfig.from_dict(raw)
+
+
+def safe_run_id(run_id: str) -> str:
+    """Airflow run ids carry ':' and '+'; keys and device paths get a stable, safe form of them."""
+    cleaned = _RUN_ID_SAFE.sub("_", run_id).strip("_.")
+    if not cleaned:
+        raise ConfigError(f"run id {run_id!r} has no usable characters")
+    return cleaned

@@ -1,0 +1,224 @@
+"""Dataset loading: ``tfds:<name>`` or an image folder ``s3://<bucket>/<prefix>/<class>/*.jpg|png``.
+
+Every step (train, quantize, evaluate) re-derives the same seeded train/val/test split from the source,
+so the int8 calibration set can be drawn from TRAIN and the accuracy figures from TEST without
+shipping tensors between steps. Images stay raw float32 pixels in [0, 255]; models rescale inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tasks.config import DataConfig
+from tasks.exceptions import ConfigError, DatasetError
+from tasks.storage import ArtifactStore, parse_s3_uri
+
+log = logging.getLogger(__name__)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Unbatched ``(image float32 HxWxC in [0,255], label int32)`` datasets plus what describes them."""
+
+    train: Any
+    val: Any
+    test: Any
+    class_names: tuple[str, ...]
+    counts: dict[str, int]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.info, "classes": list(self.class_names), "counts": dict(self.counts)}
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGEOPS_CACHE", Path.home() / ".cache" / "edgeops"))
+
+
+def split_sizes(total: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
+    n_train = int(total * fractions[0])
+    n_val = int(total * fractions[1])
+    return n_train, n_val, total - n_train - n_val
+
+
+def load_splits(cfg: DataConfig, store: ArtifactStore | None = None) -> Splits:
+    if cfg.source.startswith("tfds:"):
+        return _load_tfds(cfg)
+    if store is None:
+        raise ConfigError(f"data.source={cfg.source!r} needs an object store")
+    return _load_s3_folder(cfg, store)
+
+
+# --- TFDS --------------------------------------------------------------------------------------------------
+def _load_tfds(cfg: DataConfig) -> Splits:
+    import tensorflow_datasets as tfds
+
+    name = cfg.source.split(":", 1)[1]
+    try:
+        builder = tfds.builder(name)
+    except Exception as exc:  # noqa: BLE001 - tfds raises DatasetNotFoundError and friends
+        raise DatasetError(f"data.source={cfg.source!r}: TFDS has no dataset {name!r} ({exc})") from exc
+    total = builder.info.splits["train"].num_examples
+    if cfg.max_examples:
+        total = min(total, cfg.max_examples)
+    n_train, n_val, n_test = split_sizes(total, cfg.split)
+    _check_counts(cfg, n_train, n_val, n_test)
+    slices = [f"train[0:{n_train}]", f"train[{n_train}:{n_train + n_val}]", f"train[{n_train + n_val}:{total}]"]
+    log.info("loading %s slices %s", cfg.source, slices)
+    try:
+        builder.download_and_prepare()
+    except Exception as exc:  # noqa: BLE001
+        raise DatasetError(
+            f"data.source={cfg.source!r}: could not download/prepare it ({exc}). Offline machines: prepare it "
+            "once into TFDS_DATA_DIR, or use an s3:// image folder"
+        ) from exc
+    parts = builder.as_dataset(split=slices, as_supervised=True, shuffle_files=False)
+    prep = _preprocess(cfg)
+    train, val, test = (ds.map(lambda x, y: prep(x, y)) for ds in parts)
+    names = tuple(builder.info.features["label"].names)
+    info = {"source": cfg.source, "version": str(builder.info.version), "fingerprint": _digest(slices, cfg)}
+    return Splits(train, val, test, names, {"train": n_train, "val": n_val, "test": n_test}, info)
+
+
+# --- image folder in the object store ----------------------------------------------------------------------
+def list_image_folder(store: ArtifactStore, uri: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Return ([(key, class, etag)], class names) or raise DatasetError naming what to fix."""
+    bucket, prefix = parse_s3_uri(uri)
+    prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+    entries, seen_classes = [], set()
+    for obj in store.list(prefix, bucket=bucket):
+        rel = obj["Key"][len(prefix) :]
+        if "/" not in rel:
+            continue
+        cls = rel.split("/", 1)[0]
+        seen_classes.add(cls)
+        if rel.lower().endswith(IMAGE_SUFFIXES):
+            entries.append((obj["Key"], cls, obj.get("ETag", "").strip('"')))
+    classes = sorted({c for _, c, _ in entries})
+    if not entries:
+        raise DatasetError(f"no images under {uri}/: expected {uri}/<class>/*.jpg|png")
+    empty = sorted(seen_classes - set(classes))
+    if empty:
+        raise DatasetError(f"class folder(s) {empty} under {uri}/ hold no .jpg/.png images: add images or remove them")
+    if len(classes) < 2:
+        raise DatasetError(f"{uri}/ has only class {classes}: a classifier needs at least two class folders")
+    entries.sort()
+    return entries, classes
+
+
+def _load_s3_folder(cfg: DataConfig, store: ArtifactStore) -> Splits:
+    import numpy as np
+    import tensorflow as tf
+
+    entries, classes = list_image_folder(store, cfg.source)
+    order = np.random.RandomState(cfg.seed).permutation(len(entries))
+    entries = [entries[i] for i in order]
+    if cfg.max_examples:
+        entries = entries[: cfg.max_examples]
+    n_train, n_val, n_test = split_sizes(len(entries), cfg.split)
+    _check_counts(cfg, n_train, n_val, n_test)
+    bucket, _ = parse_s3_uri(cfg.source)
+    paths = _download(store, bucket, entries)
+    labels = [classes.index(cls) for _, cls, _ in entries]
+    prep = _preprocess(cfg)
+
+    def part(lo: int, hi: int) -> Any:
+        ds = tf.data.Dataset.from_tensor_slices((paths[lo:hi], labels[lo:hi]))
+        return ds.map(lambda p, y: prep(tf.io.decode_image(tf.io.read_file(p), channels=cfg.channels,
+                                                           expand_animations=False), y))
+
+    info = {"source": cfg.source, "images": len(entries), "fingerprint": _digest(entries, cfg)}
+    counts = {"train": n_train, "val": n_val, "test": n_test}
+    return Splits(part(0, n_train), part(n_train, n_train + n_val), part(n_train + n_val, len(entries)),
+                  tuple(classes), counts, info)
+
+
+def _download(store: ArtifactStore, bucket: str, entries: list[tuple[str, str, str]]) -> list[str]:
+    """Fetch images into a local cache keyed by bucket/key/etag, so the 6 steps of a run download once."""
+    root = cache_root() / "datasets" / bucket
+
+    def one(entry: tuple[str, str, str]) -> str:
+        key, _, etag = entry
+        dest = root / f"{key}.{etag[:12]}" if etag else root / key
+        if not dest.exists():
+            store.get_file(key, dest, bucket=bucket)
+        return str(dest)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        paths = list(pool.map(one, entries))
+    log.info("dataset: %d images cached under %s", len(paths), root)
+    return paths
+
+
+# --- shared helpers -----------------------------------------------------------------------------------------
+def _preprocess(cfg: DataConfig) -> Any:
+    import tensorflow as tf
+
+    def prep(image: Any, label: Any) -> tuple[Any, Any]:
+        if cfg.channels == 3 and image.shape[-1] == 1:
+            image = tf.image.grayscale_to_rgb(image)
+        image = tf.image.resize(tf.cast(image, tf.float32), (cfg.image_size, cfg.image_size))
+        image = tf.ensure_shape(image, (cfg.image_size, cfg.image_size, cfg.channels))
+        return tf.clip_by_value(image, 0.0, 255.0), tf.cast(label, tf.int32)
+
+    return prep
+
+
+def _check_counts(cfg: DataConfig, n_train: int, n_val: int, n_test: int) -> None:
+    if min(n_train, n_val, n_test) < 1:
+        raise DatasetError(
+            f"{cfg.source}: split {cfg.split} leaves train/val/test = {n_train}/{n_val}/{n_test} images; "
+            "every split needs at least one: add images or raise data.max_examples"
+        )
+
+
+def _digest(parts: Any, cfg: DataConfig) -> str:
+    return hashlib.sha256(repr((parts, cfg.seed, cfg.split, cfg.max_examples)).encode()).hexdigest()[:16]
+
+
+def batched(ds: Any, batch_size: int, shuffle_seed: int | None = None, buffer: int = 2048) -> Any:
+    """Batch + prefetch; shuffle (re-shuffled every epoch, seeded) only when a seed is given."""
+    import tensorflow as tf
+
+    if shuffle_seed is not None:
+        ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def to_arrays(ds: Any, limit: int = 0) -> tuple[Any, Any]:
+    """Materialise (a prefix of) an unbatched split as numpy arrays (test sets, device samples)."""
+    import numpy as np
+
+    if limit:
+        ds = ds.take(limit)
+    xs, ys = [], []
+    for x, y in ds.batch(256).as_numpy_iterator():
+        xs.append(x)
+        ys.append(y)
+    return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
+
+
+def calibration_images(splits: Splits, count: int) -> Iterator[Any]:
+    """Yield ``count`` single-image batches from the TRAIN split for int8 calibration.
+
+    The seed calibrated on test images, which leaks the test set into the quantisation ranges.
+    """
+    if count > splits.counts["train"]:
+        raise ConfigError(
+            f"quantize.calibration_samples={count} but the train split has only {splits.counts['train']} "
+            "images: lower calibration_samples or use more data"
+        )
+    for image, _ in splits.train.take(count).batch(1).as_numpy_iterator():
+        yield image

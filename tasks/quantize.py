@@ -1,0 +1,105 @@
+"""Quantize step: one TFLite variant per call. ``converter_settings`` is the single mode -> settings map."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks import data, keys
+from tasks.config import QUANT_MODES
+from tasks.step import StepContext, timed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConverterSettings:
+    """TF-free description of a conversion; ``apply`` turns it into TFLiteConverter attributes."""
+
+    mode: str
+    optimize: bool = False
+    supported_types: tuple[str, ...] = ()  # e.g. ("float16",)
+    builtins_int8_only: bool = False  # TFLITE_BUILTINS_INT8: fail instead of falling back to float kernels
+    io_dtype: str = "float32"  # model input/output tensor type
+    needs_representative_data: bool = False
+
+
+def converter_settings(mode: str, io_dtype: str | None = None) -> ConverterSettings:
+    """Map a quantization mode to converter settings; unknown modes or invalid combinations raise ValueError."""
+    if mode not in QUANT_MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; choose from {QUANT_MODES}")
+    if io_dtype is not None and mode != "int8":
+        raise ValueError(f"io_dtype={io_dtype!r} needs full-integer quantization (mode='int8'), not mode={mode!r}")
+    if mode == "fp32":
+        return ConverterSettings("fp32")
+    if mode == "fp16":
+        return ConverterSettings("fp16", optimize=True, supported_types=("float16",))
+    if mode == "dynamic":
+        return ConverterSettings("dynamic", optimize=True)
+    io_dtype = io_dtype or "int8"
+    if io_dtype not in ("int8", "uint8"):
+        raise ValueError(f"int8 io_dtype must be 'int8' or 'uint8', got {io_dtype!r}")
+    return ConverterSettings("int8", optimize=True, builtins_int8_only=True, io_dtype=io_dtype,
+                             needs_representative_data=True)
+
+
+def convert(saved_model_dir: str | Path, settings: ConverterSettings,
+            representative: Callable[[], Iterator[list[Any]]] | None = None) -> bytes:
+    import tensorflow as tf
+
+    if settings.needs_representative_data and representative is None:
+        raise ValueError(f"mode {settings.mode!r} needs representative data for calibration")
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if settings.optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if settings.supported_types:
+        converter.target_spec.supported_types = [getattr(tf, t) for t in settings.supported_types]
+    if settings.builtins_int8_only:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if settings.io_dtype != "float32":
+        converter.inference_input_type = getattr(tf, settings.io_dtype)
+        converter.inference_output_type = getattr(tf, settings.io_dtype)
+    if settings.needs_representative_data:
+        converter.representative_dataset = representative
+    return converter.convert()
+
+
+def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
+    """Keras 3 -> SavedModel; the Keras-3-safe way into TFLiteConverter (keeps a dynamic batch dim)."""
+    import keras
+
+    model = keras.models.load_model(keras_path, compile=False)
+    out = Path(out_dir) / "saved_model"
+    model.export(str(out), verbose=False)
+    return out
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    mode = ctx.need("mode")
+    qcfg = ctx.config.quantize
+    settings = converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
+    representative = None
+    if settings.needs_representative_data:
+        splits = data.load_splits(ctx.config.data, ctx.store)
+        images = list(data.calibration_images(splits, qcfg.calibration_samples))  # TRAIN split only
+        log.info("int8 calibration: %d train images", len(images))
+
+        def representative() -> Iterator[list[Any]]:
+            for image in images:
+                yield [image]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        keras_path = ctx.store.fetch_uri(ctx.need("model_uri"), Path(tmp) / "model.keras")
+        saved = export_saved_model(keras_path, tmp)
+        with timed(f"convert {mode}"):
+            blob = convert(saved, settings, representative)
+        out = Path(tmp) / f"{mode}.tflite"
+        out.write_bytes(blob)
+        art = ctx.store.put_file(keys.tflite(ctx.run_id, mode), out)
+    log.info("%s: %d bytes sha256=%s", mode, art.size_bytes, art.sha256[:12])
+    return {"mode": mode, "uri": ctx.store.uri(art.key), "size_bytes": art.size_bytes, "sha256": art.sha256,
+            "io_dtype": settings.io_dtype}

@@ -1,0 +1,188 @@
+"""The one module that reads and writes objects (boto3 only; works with MinIO and with AWS S3).
+
+Every upload records the object's sha256 as user metadata, computed locally before the bytes leave,
+so the manifest can list checksums without re-reading objects and ``edgeops runs verify`` can prove them.
+Steps build a store from the environment; the Airflow side passes the boto3 client of its connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tasks.exceptions import StorageError
+
+ENV_ENDPOINT = "EDGEOPS_S3_ENDPOINT"
+ENV_BUCKET = "EDGEOPS_ARTIFACTS_BUCKET"
+DEFAULT_BUCKET = "artifacts"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    name: str
+    key: str
+    sha256: str
+    size_bytes: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "key": self.key, "sha256": self.sha256, "size_bytes": self.size_bytes}
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """'s3://bucket/some/key' -> ('bucket', 'some/key')."""
+    bucket, _, key = uri[5:].partition("/") if uri.startswith("s3://") else ("", "", "")
+    if not bucket:
+        raise StorageError(f"{uri!r} is not an s3://<bucket>/<key> URI")
+    return bucket, key
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def make_client(endpoint: str | None, access_key: str | None, secret_key: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint or None,
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        config=Config(
+            signature_version="s3v4",
+            s3={"addressing_style": "path"},
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=60,
+        ),
+    )
+
+
+class ArtifactStore:
+    """Object I/O on one bucket; other buckets are reachable through full s3:// URIs."""
+
+    def __init__(self, client: Any, bucket: str = DEFAULT_BUCKET) -> None:
+        self.client = client
+        self.bucket = bucket
+
+    @classmethod
+    def from_env(cls) -> ArtifactStore:
+        endpoint = os.environ.get(ENV_ENDPOINT)
+        key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+        client = make_client(endpoint, key, secret)
+        return cls(client, os.environ.get(ENV_BUCKET, DEFAULT_BUCKET))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    # --- writes -------------------------------------------------------------------------------------------
+    def put_file(self, key: str, path: str | Path, name: str | None = None) -> Artifact:
+        path = Path(path)
+        digest, size = sha256_file(path), path.stat().st_size
+        self._call(
+            "upload",
+            key,
+            lambda: self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"Metadata": {"sha256": digest}}),
+        )
+        return Artifact(name or path.name, key, digest, size)
+
+    def put_bytes(self, key: str, data: bytes, name: str | None = None, content_type: str = "") -> Artifact:
+        digest = hashlib.sha256(data).hexdigest()
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call(
+            "put",
+            key,
+            lambda: self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, Metadata={"sha256": digest}, **extra
+            ),
+        )
+        return Artifact(name or key.rsplit("/", 1)[-1], key, digest, len(data))
+
+    def put_json(self, key: str, obj: Any, name: str | None = None) -> Artifact:
+        data = json.dumps(obj, indent=2, sort_keys=True).encode()
+        return self.put_bytes(key, data, name, content_type="application/json")
+
+    # --- reads --------------------------------------------------------------------------------------------
+    def get_file(self, key: str, dest: str | Path, bucket: str | None = None) -> Path:
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        self._call("download", key, lambda: self.client.download_file(bucket or self.bucket, key, str(tmp)))
+        tmp.replace(dest)
+        return dest
+
+    def get_bytes(self, key: str, bucket: str | None = None) -> bytes:
+        resp = self._call("get", key, lambda: self.client.get_object(Bucket=bucket or self.bucket, Key=key))
+        return resp["Body"].read()
+
+    def get_json(self, key: str) -> Any:
+        return json.loads(self.get_bytes(key))
+
+    def fetch_uri(self, uri: str, dest: str | Path) -> Path:
+        bucket, key = parse_s3_uri(uri)
+        return self.get_file(key, dest, bucket=bucket)
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise StorageError(f"cannot check s3://{self.bucket}/{key}: {exc}") from exc
+
+    def head(self, key: str) -> Artifact:
+        resp = self._call("head", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        digest = resp.get("Metadata", {}).get("sha256", "")
+        return Artifact(key.rsplit("/", 1)[-1], key, digest, int(resp["ContentLength"]))
+
+    def list(self, prefix: str, bucket: str | None = None) -> Iterator[dict[str, Any]]:
+        """Yield ``{'Key', 'Size', 'LastModified'}`` for every object under prefix, in key order."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=bucket or self.bucket, Prefix=prefix):
+                yield from page.get("Contents", [])
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; report one clear error
+            raise StorageError(f"cannot list s3://{bucket or self.bucket}/{prefix}: {_reason(exc)}") from exc
+
+    def verify(self, artifact: dict[str, Any]) -> str | None:
+        """Re-download one artifact; return None when sha256 and size match, else what is wrong."""
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.get_file(artifact["key"], Path(tmp) / "obj")
+            except StorageError as exc:
+                return str(exc)
+            size, digest = path.stat().st_size, sha256_file(path)
+        if size != artifact["size_bytes"]:
+            return f"size {size} != {artifact['size_bytes']}"
+        if digest != artifact["sha256"]:
+            return f"sha256 {digest} != {artifact['sha256']}"
+        return None
+
+    def _call(self, action: str, key: str, fn: Any) -> Any:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001
+            raise StorageError(f"{action} s3://{self.bucket}/{key} failed: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    if "Could not connect" in text or "Connect timeout" in text or "EndpointConnectionError" in type(exc).__name__:
+        endpoint = os.environ.get(ENV_ENDPOINT, "the configured endpoint")
+        return f"object store unreachable at {endpoint}: is MinIO running? ({text})"
+    return text

@@ -1,0 +1,34 @@
+"""Test-wide settings. Airflow reads its config at import time, so this runs before any test imports it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ENV_FILE = REPO / ".devstack" / "env.json"
+
+os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".devstack" / "test-airflow"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
+os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def stack_env() -> dict:
+    """The running dev stack (real MinIO + sshd devices), as written by scripts/devstack."""
+    if not ENV_FILE.exists():
+        pytest.fail(f"{ENV_FILE} missing; start the stack first: .venv/bin/python scripts/devstack.py up --no-airflow")
+    return json.loads(ENV_FILE.read_text())
+
+
+@pytest.fixture(scope="session")
+def artifact_store(stack_env):
+    from tasks.storage import ArtifactStore, make_client
+
+    s3 = stack_env["s3"]
+    return ArtifactStore(make_client(s3["endpoint"], s3["access_key"], s3["secret_key"]), s3["artifacts_bucket"])

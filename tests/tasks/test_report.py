@@ -1,0 +1,117 @@
+"""Unit tests of the HTML report: no object store, no network."""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import pytest
+
+from tasks import report
+
+IMG = re.compile(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
+
+
+def _bench(p50: float, label: str = "host") -> dict:
+    return {"latency_ms": {"p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5}, "accuracy": 0.965,
+            "load_ms": 12.5, "peak_rss_mb": 48.2, "label": label}
+
+
+@pytest.fixture
+def manifest() -> dict:
+    variants = {
+        "fp32": {"accuracy": 0.97, "size_bytes": 16_000_000, "latency_ms": {"p50": 9.1, "p90": 9.8},
+                 "agreement": 1.0, "passed_gate": True},
+        "fp16": {"accuracy": 0.9695, "size_bytes": 8_000_000, "latency_ms": {"p50": 9.3, "p90": 10.1},
+                 "agreement": 0.999, "passed_gate": True},
+        "dynamic": {"accuracy": 0.968, "size_bytes": 4_200_000, "latency_ms": {"p50": 7.0, "p90": 7.7},
+                    "agreement": 0.995, "passed_gate": True},
+        "int8": {"accuracy": 0.95, "size_bytes": 4_300_000, "latency_ms": {"p50": 5.2, "p90": 5.9},
+                 "agreement": 0.98, "passed_gate": False},
+    }
+    return {
+        "schema": 1, "run_id": "scheduled__2026-01-01T02_00_00_00_00", "code_version": "0123456789abcdef",
+        "created_at": "2026-01-01T02:41:00+00:00", "config": {"profile": "seed"},
+        "dataset": {"source": "tfds:cats_vs_dogs", "classes": ["cat", "dog"],
+                    "counts": {"train": 16000, "val": 4600, "test": 2300}},
+        "artifacts": [{"name": "fp32.tflite", "key": "runs/x/tflite/fp32.tflite", "sha256": "ab" * 32,
+                       "size_bytes": 16_000_000}],
+        "variants": variants,
+        "keras": {"accuracy": 0.971, "size_bytes": 48_000_000},
+        "gate": {"max_accuracy_drop_pp": 1.0, "deploy": ["dynamic", "fp16"], "current": "dynamic"},
+        "devices": [
+            {"name": "pi1", "arch": "x86_64", "release": "r1", "current_variant": "dynamic", "label": "host",
+             "benchmark": _bench(6.5), "benchmarks": {"dynamic": _bench(6.5), "fp16": _bench(8.8)}},
+            {"name": "pi-real", "arch": "aarch64", "release": "r1", "current_variant": "dynamic",
+             "label": "native", "benchmark": _bench(41.0, "native")},
+        ],
+    }
+
+
+def test_full_manifest_has_charts_tables_and_device_rows(manifest: dict) -> None:
+    page = report.render_html(manifest)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert len(IMG.findall(page)) == 3
+    assert page.count("<img") == 3
+    assert "host latency, not device" in page.lower()
+    for mode in ("fp32", "fp16", "dynamic", "int8"):
+        assert f"<td class=\"l\">{mode}" in page
+    assert "dynamic (current)" in page
+    assert "-2.00 pp" not in page and "+2.00 pp" in page  # int8 drop: 97.00 -> 95.00
+    assert 'class="fail"' in page and 'class="pass"' in page
+    assert "keras (reference)" in page
+    # device rows: pi1 has two benchmarked modes, pi-real falls back to its single benchmark
+    assert page.count('<td class="l">pi1</td>') == 2
+    assert page.count('<td class="l">pi-real</td>') == 1
+    assert "native" in page and "41.000" in page and "48.2" in page
+    assert "not Raspberry Pi figures" in " ".join(page.split())
+    assert "tfds:cats_vs_dogs" in page and "seed" in page and "0123456789abcdef" in page
+    assert "http://" not in page and "https://" not in page  # self-contained
+
+
+def test_no_devices_and_missing_variants(manifest: dict) -> None:
+    m = copy.deepcopy(manifest)
+    m["devices"] = []
+    del m["variants"]["fp16"], m["variants"]["int8"]
+    del m["variants"]["dynamic"]["latency_ms"]
+    page = report.render_html(m)
+    assert page.count("<img") == 3
+    assert "No device results" in page and "<h2>Devices</h2>" in page
+    assert '<td class="l">fp16' not in page and '<td class="l">int8' not in page
+    assert '<td class="l">fp32' in page and '<td class="l">dynamic (current)' in page
+    assert "—" in page  # dynamic's missing latency shows as a dash, not a crash
+
+
+def test_minimal_manifest_renders() -> None:
+    page = report.render_html({"run_id": "r0"})
+    assert "No variants were evaluated" in page and "No device results" in page
+    assert "<img" not in page
+
+
+def test_text_is_escaped(manifest: dict) -> None:
+    m = copy.deepcopy(manifest)
+    m["run_id"] = '<script>alert("x")</script>'
+    m["devices"][0]["name"] = "<b>evil</b>"
+    m["dataset"]["classes"] = ["<img src=x onerror=alert(1)>"]
+    page = report.render_html(m)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page
+    assert "onerror=alert(1)>" not in page
+    assert page.count("<img") == 3
+
+
+def test_run_uploads_html(manifest: dict) -> None:
+    class FakeStore:
+        def __init__(self) -> None:
+            self.calls: list[tuple] = []
+
+        def put_bytes(self, key, data, name=None, content_type=""):
+            self.calls.append((key, data, name, content_type))
+            return report.Artifact(name or "index.html", key, "0" * 64, len(data))
+
+    store = FakeStore()
+    art = report.run(store, "r42", manifest)  # type: ignore[arg-type]
+    (key, data, _, ctype), = store.calls
+    assert key == "runs/r42/report/index.html" == art.key
+    assert ctype.startswith("text/html")
+    assert data.decode("utf-8") == report.render_html(manifest)

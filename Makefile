@@ -1,0 +1,34 @@
+# The two set-up commands are `make demo` and `make test`; everything else is a building block.
+SHELL := /bin/bash
+PY := .venv/bin/python
+DEVSTACK := $(PY) -m scripts.devstack
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install demo test test-unit test-integration up up-core down status lint
+
+install:
+	@scripts/bootstrap.sh
+
+up: install                ## MinIO + simulated Pis + Airflow (UI on 127.0.0.1:8080)
+	$(DEVSTACK) up
+
+up-core: install           ## MinIO + simulated Pis only (what the tests need)
+	$(DEVSTACK) up --no-airflow
+
+down:                      ## stop everything the project started
+	@if [ -x $(PY) ]; then $(DEVSTACK) down; fi
+
+status:
+	$(DEVSTACK) status
+
+demo: install              ## start the stack, run the nightly DAG once through Airflow, print the summary
+	$(PY) -m scripts.demo
+
+test: install              ## unit + integration tests; starts/stops the services it needs
+	scripts/run_tests.sh
+
+test-unit: install
+	$(PY) -m pytest -m "not integration and not containers" -q
+
+lint: install
+	.venv/bin/ruff check dags plugins tasks tests scripts

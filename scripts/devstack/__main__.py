@@ -1,0 +1,132 @@
+"""CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] | down | status | env [--shell]"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+
+if not __package__:  # also runnable as `python scripts/devstack ...`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.devstack import airflow, devices, minio  # noqa: E402
+from scripts.devstack.common import ENV_JSON, STATE, DevstackError, load_stack, write_private  # noqa: E402
+
+USAGE_UP = ".venv/bin/python -m scripts.devstack up"
+
+
+def env_doc(cfg: dict) -> dict:
+    m = cfg["minio"]
+    connections = {cfg["airflow"]["minio_conn_id"]: minio.connection(cfg)}
+    for dev in cfg.get("devices", []):
+        connections[devices.conn_id(dev["name"])] = devices.connection(dev)
+    return {
+        "s3": {
+            "endpoint": minio.endpoint(cfg),
+            "access_key": m["access_key"],
+            "secret_key": m["secret_key"],
+            "artifacts_bucket": m["artifacts_bucket"],
+            "datasets_bucket": m["datasets_bucket"],
+            "console_url": minio.console_url(cfg),
+        },
+        "airflow": {"url": airflow.url(cfg), "home": str(airflow.HOME), "env_file": str(airflow.ENV_FILE)},
+        "devices": [devices.describe(dev) for dev in cfg.get("devices", [])],
+        "connections": connections,
+    }
+
+
+def shell_lines(doc: dict) -> list[str]:
+    s3 = doc["s3"]
+    values = {
+        "EDGEOPS_S3_ENDPOINT": s3["endpoint"],
+        "AWS_ACCESS_KEY_ID": s3["access_key"],
+        "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "EDGEOPS_ARTIFACTS_BUCKET": s3["artifacts_bucket"],
+        "EDGEOPS_DATASETS_BUCKET": s3["datasets_bucket"],
+    }
+    for conn_id, conn in doc["connections"].items():
+        values[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
+    return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+def cmd_up(cfg: dict, with_airflow: bool) -> None:
+    start = time.monotonic()
+    minio.up(cfg)
+    devices.up(cfg)
+    doc = env_doc(cfg)
+    write_private(ENV_JSON, json.dumps(doc, indent=2) + "\n")
+    print(f"env: wrote {ENV_JSON}")
+    if with_airflow:
+        airflow.up(cfg, doc["connections"])
+    print(f"devstack up in {time.monotonic() - start:.1f}s")
+    cmd_status(cfg)
+
+
+def cmd_down(cfg: dict) -> None:
+    airflow.down()
+    devices.down(cfg)
+    minio.down()
+
+
+def cmd_status(cfg: dict) -> int:
+    ok = minio.status(cfg)
+    ok = devices.status(cfg) and ok
+    airflow.status(cfg)
+    print(f"env:       {ENV_JSON}{'' if ENV_JSON.exists() else ' (missing: run up)'}")
+    return 0 if ok else 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start MinIO, the simulated devices and (unless --no-airflow) Airflow")
+    up.add_argument(
+        "--no-airflow", action="store_true", help="only MinIO + devices (the test suite uses this)"
+    )
+    sub.add_parser("down", help="stop everything devstack started")
+    sub.add_parser("status", help="show what runs, with URLs; exit 3 if MinIO or a device is down")
+    env = sub.add_parser("env", help="print the stack's JSON description (or export lines with --shell)")
+    env.add_argument("--shell", action="store_true", help="print `export` lines for a POSIX shell")
+    args = parser.parse_args(argv)
+
+    try:
+        cfg = load_stack()
+        if args.cmd == "env":
+            doc = env_doc(cfg)
+            print("\n".join(shell_lines(doc)) if args.shell else json.dumps(doc, indent=2))
+            return 0
+        if args.cmd == "status":
+            return cmd_status(cfg)
+        STATE.mkdir(parents=True, exist_ok=True)
+        with open(STATE / ".lock", "w") as lock:  # one up/down at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if args.cmd == "up":
+                cmd_up(cfg, with_airflow=not args.no_airflow)
+            else:
+                cmd_down(cfg)
+        return 0
+    except DevstackError as exc:
+        print(f"devstack {args.cmd}: ERROR: {exc}", file=sys.stderr)
+        if args.cmd == "up":
+            print(
+                "  (components already started keep running; stop them with: "
+                f"{USAGE_UP.replace(' up', ' down')})",
+                file=sys.stderr,
+            )
+        if args.cmd == "env":
+            print(f"  (run: {USAGE_UP} --no-airflow)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. `status | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)

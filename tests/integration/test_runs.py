@@ -1,0 +1,100 @@
+"""`edgeops runs` queries against the real MinIO started by scripts/devstack.py (no mocks)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tasks import runs
+from tasks.exceptions import StorageError
+from tasks.storage import ArtifactStore, make_client
+
+pytestmark = pytest.mark.integration
+
+ENV_JSON = Path(__file__).resolve().parents[2] / ".devstack" / "env.json"
+
+
+def _s3_env() -> dict:
+    if not ENV_JSON.exists():
+        pytest.fail(f"{ENV_JSON} is missing; run: .venv/bin/python scripts/devstack.py up --no-airflow")
+    return json.loads(ENV_JSON.read_text())["s3"]
+
+
+@pytest.fixture(scope="module")
+def store() -> ArtifactStore:
+    s3 = _s3_env()
+    client = make_client(s3["endpoint"], s3["access_key"], s3["secret_key"])
+    return ArtifactStore(client, s3["artifacts_bucket"])
+
+
+@pytest.fixture
+def finished_run(store: ArtifactStore):
+    """A tiny finished run: two artifacts, then manifest.json last. Removed afterwards so that
+    `edgeops runs latest` does not point at test data."""
+    run_id = f"test-runs-{uuid.uuid4().hex[:12]}"
+    arts = [
+        store.put_bytes(f"runs/{run_id}/tflite/int8.tflite", b"\x00TFL3" * 64, name="int8.tflite"),
+        store.put_json(f"runs/{run_id}/eval/metrics.json", {"int8": {"accuracy": 0.95}}, name="metrics"),
+    ]
+    manifest = {
+        "schema": 1, "run_id": run_id, "code_version": "0123456789abcdef0123",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "config": {"profile": "tiny"},
+        "dataset": {"source": "tfds:test"}, "artifacts": [a.as_dict() for a in arts],
+        "variants": {"fp32": {"accuracy": 0.97}, "int8": {"accuracy": 0.95}},
+        "gate": {"current": "int8"}, "devices": [{"name": "pi1"}],
+    }
+    time.sleep(1.1)  # LastModified has 1 s resolution on S3: make this manifest strictly the newest
+    store.put_json(runs.manifest_key(run_id), manifest, name="manifest")
+    yield run_id, manifest
+    for key in [a.key for a in arts] + [runs.manifest_key(run_id)]:
+        store.client.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
+
+
+def test_list_resolve_and_verify(store: ArtifactStore, finished_run) -> None:
+    run_id, manifest = finished_run
+    rows = runs.list_runs(store)
+    row = next(r for r in rows if r["run_id"] == run_id)
+    assert row["code_version"] == "01234567" and row["profile"] == "tiny" and row["current"] == "int8"
+    assert row["fp32_accuracy"] == 0.97 and row["devices"] == 1 and "error" not in row
+    assert rows[0]["run_id"] == run_id  # newest first
+    assert run_id in runs.format_table(rows) and "97.00%" in runs.format_table(rows)
+
+    assert runs.resolve(store, "latest") == manifest
+    assert runs.resolve(store, run_id) == manifest
+    assert runs.verify(store, manifest) == []
+
+
+def test_verify_reports_tampered_and_missing_artifacts(store: ArtifactStore, finished_run) -> None:
+    run_id, manifest = finished_run
+    first, second = manifest["artifacts"]
+    store.put_bytes(first["key"], b"\xffTFL3" * 64)  # same size, different bytes
+    problems = runs.verify(store, manifest)
+    assert len(problems) == 1 and problems[0].startswith(first["key"]) and "sha256" in problems[0]
+
+    store.client.delete_object(Bucket=store.bucket, Key=second["key"])
+    problems = runs.verify(store, manifest)
+    assert [p.split(":")[0] for p in problems] == [first["key"], second["key"]]
+
+
+def test_missing_run_gives_clear_error(store: ArtifactStore) -> None:
+    missing = f"test-runs-missing-{uuid.uuid4().hex[:12]}"
+    expected = f"run {missing} has no manifest: it did not finish or does not exist"
+    with pytest.raises(StorageError, match=expected):
+        runs.resolve(store, missing)
+
+
+def test_latest_in_empty_bucket_gives_clear_error(store: ArtifactStore) -> None:
+    bucket = f"test-runs-{uuid.uuid4().hex[:12]}"
+    store.client.create_bucket(Bucket=bucket)
+    try:
+        empty = ArtifactStore(store.client, bucket)
+        assert runs.list_runs(empty) == []
+        with pytest.raises(StorageError, match=rf"no finished runs in s3://{bucket}/runs/ \(a run writes"):
+            runs.resolve(empty, "latest")
+    finally:
+        store.client.delete_bucket(Bucket=bucket)

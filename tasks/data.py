@@ -70,13 +70,6 @@ def _load_tfds(cfg: DataConfig) -> Splits:
         builder = tfds.builder(name)
     except Exception as exc:  # noqa: BLE001 - tfds raises DatasetNotFoundError and friends
         raise DatasetError(f"data.source={cfg.source!r}: TFDS has no dataset {name!r} ({exc})") from exc
-    total = builder.info.splits["train"].num_examples
-    if cfg.max_examples:
-        total = min(total, cfg.max_examples)
-    n_train, n_val, n_test = split_sizes(total, cfg.split)
-    _check_counts(cfg, n_train, n_val, n_test)
-    slices = [f"train[0:{n_train}]", f"train[{n_train}:{n_train + n_val}]", f"train[{n_train + n_val}:{total}]"]
-    log.info("loading %s slices %s", cfg.source, slices)
     try:
         builder.download_and_prepare()
     except Exception as exc:  # noqa: BLE001
@@ -84,12 +77,33 @@ def _load_tfds(cfg: DataConfig) -> Splits:
             f"data.source={cfg.source!r}: could not download/prepare it ({exc}). Offline machines: prepare it "
             "once into TFDS_DATA_DIR, or use an s3:// image folder"
         ) from exc
+    slices = _tfds_slices(cfg, builder)
+    log.info("loading %s slices %s", cfg.source, slices)
     parts = builder.as_dataset(split=slices, as_supervised=True, shuffle_files=False)
     prep = _preprocess(cfg)
     train, val, test = (ds.map(lambda x, y: prep(x, y)) for ds in parts)
+    counts = {name: int(ds.reduce(0, lambda n, _: n + 1)) for name, ds in zip(("train", "val", "test"), parts)}
+    _check_counts(cfg, counts["train"], counts["val"], counts["test"])
     names = tuple(builder.info.features["label"].names)
-    info = {"source": cfg.source, "version": str(builder.info.version), "fingerprint": _digest(slices, cfg)}
-    return Splits(train, val, test, names, {"train": n_train, "val": n_val, "test": n_test}, info)
+    info = {"source": cfg.source, "version": str(builder.info.version), "slices": slices,
+            "fingerprint": _digest(slices, cfg)}
+    return Splits(train, val, test, names, counts, info)
+
+
+def _tfds_slices(cfg: DataConfig, builder: Any) -> list[str]:
+    """Deterministic train/val/test slices of the dataset's ``train`` split.
+
+    Absolute index slices when the split size is known; percent slices when it is not (TFDS mock data).
+    """
+    if "train" not in builder.info.splits:
+        a, b = round(cfg.split[0] * 100), round((cfg.split[0] + cfg.split[1]) * 100)
+        return [f"train[:{a}%]", f"train[{a}%:{b}%]", f"train[{b}%:]"]
+    total = builder.info.splits["train"].num_examples
+    if cfg.max_examples:
+        total = min(total, cfg.max_examples)
+    n_train, n_val, n_test = split_sizes(total, cfg.split)
+    _check_counts(cfg, n_train, n_val, n_test)
+    return [f"train[0:{n_train}]", f"train[{n_train}:{n_train + n_val}]", f"train[{n_train + n_val}:{total}]"]
 
 
 # --- image folder in the object store ----------------------------------------------------------------------

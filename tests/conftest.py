@@ -22,7 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def stack_env() -> dict:
     """The running dev stack (real MinIO + sshd devices), as written by scripts/devstack."""
     if not ENV_FILE.exists():
-        pytest.fail(f"{ENV_FILE} missing; start the stack first: .venv/bin/python scripts/devstack.py up --no-airflow")
+        pytest.fail(f"{ENV_FILE} missing; start the stack first: .venv/bin/python -m scripts.devstack up --no-airflow")
     return json.loads(ENV_FILE.read_text())
 
 

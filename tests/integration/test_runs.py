@@ -1,4 +1,4 @@
-"""`edgeops runs` queries against the real MinIO started by scripts/devstack.py (no mocks)."""
+"""`edgeops runs` queries against the real MinIO started by scripts/devstack (no mocks)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ ENV_JSON = Path(__file__).resolve().parents[2] / ".devstack" / "env.json"
 
 def _s3_env() -> dict:
     if not ENV_JSON.exists():
-        pytest.fail(f"{ENV_JSON} is missing; run: .venv/bin/python scripts/devstack.py up --no-airflow")
+        pytest.fail(f"{ENV_JSON} is missing; run: .venv/bin/python -m scripts.devstack up --no-airflow")
     return json.loads(ENV_JSON.read_text())["s3"]
 
 

@@ -1,0 +1,94 @@
+"""The DAG's typed Params (the UI trigger form) and how each maps onto the pipeline config.
+
+A Param left empty (None) keeps the profile's value, so a profile stays the single source of defaults.
+Resolution happens in the first task, so a malformed Param fails the run before any compute.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from airflow.sdk import Param
+
+from tasks.config import BACKBONES, QUANT_MODES, load_config, profile_names, safe_run_id
+
+DEFAULT_PROFILE = os.environ.get("EDGEOPS_PROFILE", "demo")
+DEFAULT_DEVICES = [d for d in os.environ.get("EDGEOPS_DEVICES", "pi1,pi2").split(",") if d]
+
+# Param name -> dotted config key.
+PARAM_TO_CONFIG = {
+    "data_source": "data.source",
+    "image_size": "data.image_size",
+    "batch_size": "data.batch_size",
+    "max_examples": "data.max_examples",
+    "backbone": "model.backbone",
+    "weights": "model.weights",
+    "epochs": "train.epochs",
+    "learning_rate": "train.learning_rate",
+    "modes": "quantize.modes",
+    "int8_io_dtype": "quantize.int8_io_dtype",
+    "calibration_samples": "quantize.calibration_samples",
+    "max_accuracy_drop_pp": "gate.max_accuracy_drop_pp",
+    "deploy_variants": "gate.deploy_variants",
+    "bench_runs": "bench.runs",
+}
+
+
+def _opt(kind: str, description: str, **schema: Any) -> Param:
+    return Param(
+        None, type=["null", kind], description=f"{description} Empty = the profile's value.", **schema
+    )
+
+
+def dag_params() -> dict[str, Param]:
+    mode_items = {"type": "string", "enum": list(QUANT_MODES)}
+    return {
+        "profile": Param(
+            DEFAULT_PROFILE,
+            type="string",
+            enum=profile_names(),
+            description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo, tiny.",
+        ),
+        "data_source": _opt(
+            "string",
+            "tfds:<name> or s3://<bucket>/<prefix> (folders per class).",
+            pattern=r"^(tfds:.+|s3://.+)$",
+        ),
+        "image_size": _opt("integer", "Square input size in pixels.", minimum=16, maximum=1024),
+        "batch_size": _opt("integer", "Training batch size.", minimum=1, maximum=1024),
+        "max_examples": _opt("integer", "Cap on images used (0 = all).", minimum=0),
+        "backbone": _opt("string", "Feature extractor.", enum=[None, *BACKBONES]),
+        "weights": _opt(
+            "string",
+            "imagenet | none | s3://... .keras to warm-start.",
+            pattern=r"^(imagenet|none|s3://.+\.keras)$",
+        ),
+        "epochs": _opt("integer", "Training epochs (full passes).", minimum=1, maximum=1000),
+        "learning_rate": _opt("number", "Adam learning rate.", exclusiveMinimum=0, maximum=1),
+        "modes": _opt("array", "TFLite variants to build (fp32 is required).", items=mode_items, minItems=1),
+        "int8_io_dtype": _opt(
+            "string", "Integer input/output type of the int8 model.", enum=[None, "int8", "uint8"]
+        ),
+        "calibration_samples": _opt("integer", "Train images used to calibrate int8.", minimum=1),
+        "max_accuracy_drop_pp": _opt(
+            "number", "Gate: max accuracy drop vs fp32, in points.", minimum=0, maximum=100
+        ),
+        "deploy_variants": _opt("array", "Variants to ship (empty = all that pass).", items=mode_items),
+        "bench_runs": _opt("integer", "Timed invokes per model on each device.", minimum=100),
+        "devices": Param(
+            DEFAULT_DEVICES,
+            type="array",
+            items={"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"},
+            minItems=1,
+            description="Device names; each needs an SSH connection edgeops_device_<name>.",
+        ),
+    }
+
+
+def resolve(params: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
+    """Params -> validated config dict, safe run id and device list (raises ConfigError on bad input)."""
+    overrides = {PARAM_TO_CONFIG[k]: v for k, v in params.items() if k in PARAM_TO_CONFIG and v is not None}
+    config = load_config(params.get("profile") or DEFAULT_PROFILE, overrides)
+    devices = list(dict.fromkeys(params.get("devices") or []))
+    return {"run_id": safe_run_id(airflow_run_id), "config": config.to_dict(), "devices": devices}

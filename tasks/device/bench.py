@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""On-device benchmark for TFLite models; shipped inside every release and run by the device's own venv.
+
+STANDALONE: imports only the standard library, numpy and ai_edge_litert (or tflite_runtime on devices where
+LiteRT has no wheel). Never import anything from the project here.
+
+    python bench.py --model int8.tflite [--model fp16.tflite ...] --sample sample.npz \
+        --warmup 10 --runs 100 --threads 4 --label native
+
+Each model is measured in a fresh child process of this script (``--worker``), so ``peak_rss_mb`` is that
+model's own peak (interpreter + numpy + the sample), not a maximum accumulated over the models measured
+before it. ``--in-process`` skips the children; peak RSS is then cumulative and flagged as such.
+
+Stdout carries exactly one JSON document; all progress goes to stderr. File descriptor 1 is redirected to
+stderr while working so that native libraries printing to stdout cannot corrupt the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+LITERT_PACKAGES = (
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+)
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def load_interpreter_module() -> tuple[Any, str, str]:
+    """Return (interpreter module, package name, version), preferring ai-edge-litert."""
+    errors = []
+    for module, package in LITERT_PACKAGES:
+        try:
+            mod = __import__(module, fromlist=["Interpreter"])
+        except ImportError as exc:
+            errors.append(f"{module}: {exc}")
+            continue
+        try:
+            version = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+        return mod, package, version
+    raise SystemExit(
+        f"bench.py: no TFLite runtime importable ({'; '.join(errors)}); "
+        "install ai-edge-litert (or tflite-runtime) into this python's venv"
+    )
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def device_facts(threads: int) -> dict[str, Any]:
+    os_name = next(
+        (
+            line.split("=", 1)[1].strip().strip('"')
+            for line in _read("/etc/os-release").splitlines()
+            if line.startswith("PRETTY_NAME=")
+        ),
+        platform.platform(),
+    )
+    cpuinfo: dict[str, str] = {}
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in cpuinfo:
+            cpuinfo[key.strip()] = value.strip()
+    board = cpuinfo.get("Model") or _read("/proc/device-tree/model").strip("\x00\n ") or None
+    mem_kb = next(
+        (
+            int(line.split()[1])
+            for line in _read("/proc/meminfo").splitlines()
+            if line.startswith("MemTotal:")
+        ),
+        0,
+    )
+    _, package, version = load_interpreter_module()
+    return {
+        "arch": platform.machine(),
+        "os": os_name,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "litert": {"package": package, "version": version},
+        "numpy": np.__version__,
+        "cpu_model": cpuinfo.get("model name") or cpuinfo.get("Hardware") or board or platform.processor(),
+        "board": board,
+        "cpu_count": os.cpu_count(),
+        "mem_total_mb": round(mem_kb / 1024, 1),
+        "threads": threads,
+    }
+
+
+def load_sample(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        if "x" not in data or "y" not in data:
+            raise SystemExit(
+                f"bench.py: {path} must hold arrays 'x' (NHWC images) and 'y' (labels); "
+                f"found {sorted(data.files)}"
+            )
+        x, y = data["x"].astype(np.float32), data["y"]
+    if y.ndim == 2:  # one-hot labels
+        y = y.argmax(axis=1)
+    if x.ndim != 4 or len(x) != len(y) or len(x) == 0:
+        raise SystemExit(
+            f"bench.py: {path}: need x of shape (N,H,W,C) and N labels, got x{x.shape} y{y.shape}"
+        )
+    return x, y.astype(np.int64)
+
+
+def prepare_input(image: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """Cast one (1,H,W,C) float image to the model's input dtype, quantizing integer inputs."""
+    dtype = detail["dtype"]
+    if dtype in (np.int8, np.uint8, np.int16):
+        scale, zero_point = detail["quantization"]
+        info = np.iinfo(dtype)
+        q = np.round(image / (scale or 1.0) + zero_point)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return image.astype(dtype)
+
+
+def predict(output: np.ndarray, detail: dict[str, Any]) -> int:
+    scale, zero_point = detail["quantization"]
+    values = output.astype(np.float32).reshape(-1)
+    if scale:
+        values = (values - zero_point) * scale
+    if values.size == 1:  # single sigmoid unit: binary classifier
+        return int(values[0] > 0.5)
+    return int(values.argmax())
+
+
+def bench_model(
+    model: str, x: np.ndarray, y: np.ndarray, warmup: int, runs: int, threads: int
+) -> dict[str, Any]:
+    mod, _, _ = load_interpreter_module()
+    start = time.perf_counter()
+    interp = mod.Interpreter(model_path=model, num_threads=threads)
+    inp = interp.get_input_details()[0]
+    if list(inp["shape_signature"][:1]) == [-1] or inp["shape"][0] != 1:
+        interp.resize_tensor_input(inp["index"], [1, *inp["shape"][1:]])
+    interp.allocate_tensors()
+    load_ms = (time.perf_counter() - start) * 1000
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if tuple(inp["shape"][1:]) != x.shape[1:]:
+        raise SystemExit(
+            f"bench.py: {model} expects input {tuple(inp['shape'])}, sample images are "
+            f"{x.shape[1:]}: rebuild sample.npz at the model's input size"
+        )
+    inputs = [prepare_input(x[i : i + 1], inp) for i in range(len(x))]
+
+    def once(i: int) -> np.ndarray:
+        interp.set_tensor(inp["index"], inputs[i % len(inputs)])
+        interp.invoke()
+        return interp.get_tensor(out["index"])
+
+    for i in range(warmup):
+        once(i)
+    timings = np.empty(runs, dtype=np.float64)
+    for i in range(runs):
+        t0 = time.perf_counter_ns()
+        once(i)
+        timings[i] = (time.perf_counter_ns() - t0) / 1e6
+    correct = sum(predict(once(i), out) == int(y[i]) for i in range(len(inputs)))
+    p50, p90, p99 = (float(v) for v in np.percentile(timings, [50, 90, 99]))
+    return {
+        "load_ms": round(load_ms, 3),
+        "latency_ms": {
+            "p50": round(p50, 4),
+            "p90": round(p90, 4),
+            "p99": round(p99, 4),
+            "mean": round(float(timings.mean()), 4),
+            "std": round(float(timings.std()), 4),
+        },
+        "runs": runs,
+        "warmup": warmup,
+        "peak_rss_mb": round(peak_rss_mb(), 2),
+        "accuracy": correct / len(inputs),
+        "samples": len(inputs),
+        "input_dtype": np.dtype(inp["dtype"]).name,
+        "size_bytes": os.path.getsize(model),
+    }
+
+
+def peak_rss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def run_worker(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure args.model[0] in a child process and return its parsed result."""
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        "--model",
+        args.model[0],
+        "--sample",
+        args.sample,
+        "--warmup",
+        str(args.warmup),
+        "--runs",
+        str(args.runs),
+        "--threads",
+        str(args.threads),
+    ]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(
+            f"bench.py: measuring {args.model[0]} failed (exit {proc.returncode}); see stderr above"
+        )
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", action="append", required=True, help="a .tflite file; repeat for several")
+    p.add_argument("--sample", required=True, help="npz with x (N,H,W,C float 0..255) and y (labels)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--threads", type=int, default=4)
+    p.add_argument(
+        "--label", default="host", choices=("native", "emulated", "host"), help="how timings were taken"
+    )
+    p.add_argument(
+        "--in-process", action="store_true", help="no child per model; peak RSS becomes cumulative"
+    )
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.runs < 1 or args.warmup < 0 or args.threads < 1:
+        p.error("need --runs >= 1, --warmup >= 0, --threads >= 1")
+    missing = [m for m in [*args.model, args.sample] if not os.path.isfile(m)]
+    if missing:
+        p.error(f"missing file(s): {', '.join(missing)} (cwd {os.getcwd()})")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    json_out = os.fdopen(os.dup(1), "w")  # the real stdout, kept for the final JSON only
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    if args.worker:
+        x, y = load_sample(args.sample)
+        result = bench_model(args.model[0], x, y, args.warmup, args.runs, args.threads)
+        json_out.write(json.dumps(result) + "\n")
+        json_out.flush()
+        return 0
+    facts = device_facts(args.threads)
+    log(
+        f"{facts['arch']} {facts['cpu_model']} python {facts['python']} "
+        f"{facts['litert']['package']} {facts['litert']['version']}"
+    )
+    results: dict[str, Any] = {}
+    x = y = None
+    for model in args.model:
+        stem = Path(model).stem
+        log(f"{stem}: warmup {args.warmup}, runs {args.runs}, threads {args.threads}")
+        if args.in_process:
+            if x is None:
+                x, y = load_sample(args.sample)
+            results[stem] = bench_model(model, x, y, args.warmup, args.runs, args.threads)
+        else:
+            sub = argparse.Namespace(**{**vars(args), "model": [model]})
+            results[stem] = run_worker(sub)
+        r = results[stem]
+        log(
+            f"{stem}: p50 {r['latency_ms']['p50']:.3f} ms, p99 {r['latency_ms']['p99']:.3f} ms, "
+            f"accuracy {r['accuracy']:.3f}, peak RSS {r['peak_rss_mb']:.1f} MB"
+        )
+    doc = {
+        "schema": SCHEMA,
+        "device": facts,
+        "label": args.label,
+        "rss_scope": "cumulative" if args.in_process else "per_model",
+        "results": results,
+    }
+    json_out.write(json.dumps(doc, sort_keys=True) + "\n")
+    json_out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

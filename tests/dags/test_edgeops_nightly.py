@@ -1,0 +1,35 @@
+"""The nightly DAG's shape, schedule and Params."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def dag():
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dagbag import DAG_FILES
+
+    bag = DagBag(dag_folder=str([f for f in DAG_FILES if f.name == "edgeops_nightly.py"][0]))
+    return bag.dags["edgeops_nightly"]
+
+
+def test_schedule_and_defaults(dag):
+    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "UTC"
+    assert dag.catchup is False
+    train = dag.get_task("train")
+    assert train.retries == 2 and train.retry_exponential_backoff
+
+
+def test_pipeline_order(dag):
+    order = ["resolve_config", "train", "quantize", "evaluate", "gate", "deploy", "benchmark", "publish"]
+    for upstream, downstream in zip(order, order[1:], strict=False):
+        assert upstream in dag.get_task(downstream).upstream_task_ids or any(
+            upstream in dag.get_task(t).upstream_task_ids for t in dag.get_task(downstream).upstream_task_ids
+        ), f"{upstream} must run before {downstream}"
+
+
+def test_every_param_is_typed(dag):
+    for name, param in dag.params.items():
+        assert "type" in param.schema, name

@@ -1,0 +1,252 @@
+"""Deploy/benchmark against a real sshd device started by scripts/devstack (no MinIO needed).
+
+Everything is checked through the device's own shell, as it would be on a Pi. The fixture removes the test
+releases afterwards and puts ``current`` back where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from shlex import quote
+from typing import Any
+
+import numpy as np
+import pytest
+from edgeops_airflow.device import DeviceClient
+
+from tasks.exceptions import DeviceError
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = Path(os.environ.get("EDGEOPS_DEVSTACK_ENV", ROOT / ".devstack" / "env.json"))
+BENCH = ROOT / "tasks" / "device" / "bench.py"
+
+
+def _env_var(conn_id: str) -> str:
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+@pytest.fixture(scope="module")
+def stack() -> dict[str, Any]:
+    if not ENV_FILE.is_file():
+        pytest.fail(f"{ENV_FILE} is missing; run: .venv/bin/python -m scripts.devstack up --no-airflow")
+    env = json.loads(ENV_FILE.read_text())
+    if not env.get("devices"):
+        pytest.fail(f"{ENV_FILE} lists no devices; run: .venv/bin/python -m scripts.devstack up --no-airflow")
+    return env
+
+
+@pytest.fixture(scope="module")
+def device(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The first device, with its connection exported the way Airflow reads env connections."""
+    dev = stack["devices"][0]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(_env_var(dev["conn_id"]), json.dumps(stack["connections"][dev["conn_id"]]))
+        yield dev
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two tiny TFLite variants (fp32, int8) of an 8x8x3 classifier, a labelled sample and bench.py."""
+    import keras
+    import tensorflow as tf
+
+    tmp = tmp_path_factory.mktemp("payload")
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.export(str(tmp / "saved"))
+    x = np.random.default_rng(1).uniform(0, 255, (16, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp / "sample.npz", x=x, y=model.predict(x, verbose=0).argmax(axis=1))
+    for mode in ("fp32", "int8"):
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved"))
+        if mode == "int8":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+        (tmp / f"{mode}.tflite").write_bytes(conv.convert())
+    return {
+        "fp32.tflite": tmp / "fp32.tflite",
+        "int8.tflite": tmp / "int8.tflite",
+        "sample.npz": tmp / "sample.npz",
+        "bench.py": BENCH,
+    }
+
+
+@pytest.fixture(scope="module")
+def deployed(device: dict[str, Any], payload: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """Provision twice, then deploy release A (current int8) and release B (current fp32)."""
+    tag = uuid.uuid4().hex[:8]
+    run_a, run_b = f"itest-{tag}-a", f"itest-{tag}-b"
+    name = device["conn_id"].removeprefix("edgeops_device_")
+    with DeviceClient(name) as dev:
+        before = dev.run(f"readlink {quote(dev.root)}/current", check=False)[1].strip()
+        try:
+            first, second = dev.provision(), dev.provision()
+            dep_a = dev.deploy(run_a, payload, "int8")
+            dep_b = dev.deploy(run_b, payload, "fp32")
+            yield {
+                "dev": dev,
+                "a": run_a,
+                "b": run_b,
+                "dep_a": dep_a,
+                "dep_b": dep_b,
+                "prov": (first, second),
+            }
+        finally:
+            root = quote(dev.root)
+            restore = (
+                f"ln -sfn {quote(before)} {root}/current.tmp && mv -T {root}/current.tmp {root}/current"
+                if before
+                else f"rm -f {root}/current"
+            )
+            dev.run(f"{restore}; rm -rf {root}/releases/itest-{tag}-*", check=False)
+
+
+def test_provision_is_idempotent(deployed: dict[str, Any]) -> None:
+    first, second = deployed["prov"]
+    assert second["installed"] is False
+    assert "numpy" in second["packages"] and {"ai-edge-litert", "tflite-runtime"} & set(second["packages"])
+    assert first["packages"] == second["packages"]
+
+
+def test_release_layout_and_atomic_switch(deployed: dict[str, Any], payload: dict[str, Path]) -> None:
+    dev: DeviceClient = deployed["dev"]
+    root, run_a, run_b = dev.root, deployed["a"], deployed["b"]
+    listing = dev.run(f"ls {quote(root)}/releases/{run_b}")[1].split()
+    assert set(listing) == {*payload, "SHA256SUMS", "release.json", "model.tflite"}
+    dev.run(f"cd {quote(root)}/releases/{run_b} && sha256sum -c --quiet SHA256SUMS")
+    assert dev.run(f"readlink {quote(root)}/current")[1].strip() == f"releases/{run_b}"
+    assert dev.run(f"readlink {quote(root)}/releases/{run_b}/model.tflite")[1].strip() == "fp32.tflite"
+    assert dev.run(f"readlink {quote(root)}/releases/{run_a}/model.tflite")[1].strip() == "int8.tflite"
+    assert dev.run(f"test -d {quote(root)}/releases/{run_a} && ! test -e {quote(root)}/current.tmp")[0] == 0
+    assert dev.run(f"ls -d {quote(root)}/releases/*.partial", check=False)[0] != 0  # no leftovers
+
+    dep_b = deployed["dep_b"]
+    assert dep_b["release"] == run_b and dep_b["previous"] == run_a and dep_b["current_variant"] == "fp32"
+    sizes = {f["name"]: f["size_bytes"] for f in dep_b["files"]}
+    assert sizes == {name: path.stat().st_size for name, path in payload.items()}
+
+
+def test_redeploy_is_idempotent_and_run_ids_immutable(
+    deployed: dict[str, Any], payload: dict[str, Path]
+) -> None:
+    dev: DeviceClient = deployed["dev"]
+    again = dev.deploy(deployed["b"], payload, "fp32")  # a retried task
+    assert again["previous"] == deployed["a"] and again["files"] == deployed["dep_b"]["files"]
+    with pytest.raises(DeviceError, match="different content"):
+        dev.deploy(deployed["b"], {k: v for k, v in payload.items() if k != "int8.tflite"}, "fp32")
+
+
+def test_benchmark_runs_on_the_device(deployed: dict[str, Any]) -> None:
+    dev: DeviceClient = deployed["dev"]
+    doc = dev.benchmark(deployed["b"], ["fp32", "int8"], {"warmup": 2, "runs": 100, "threads": 1}, "host")
+    assert doc["device"]["arch"] == platform.machine() and doc["label"] == "host"
+    assert set(doc["results"]) == {"fp32", "int8"}
+    lat = doc["results"]["int8"]["latency_ms"]
+    assert lat["p50"] <= lat["p90"] <= lat["p99"] and 0 <= doc["results"]["int8"]["accuracy"] <= 1
+
+
+def test_wrong_pinned_host_key_never_connects(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    dev = stack["devices"][0]
+    conn = json.loads(json.dumps(stack["connections"][dev["conn_id"]]))
+    extra = conn["extra"] if isinstance(conn["extra"], dict) else json.loads(conn["extra"])
+    fmt = serialization.PublicFormat.OpenSSH
+    extra["host_key"] = (
+        Ed25519PrivateKey.generate().public_key().public_bytes(serialization.Encoding.OpenSSH, fmt)
+    )
+    extra["host_key"] = extra["host_key"].decode()
+    conn["extra"] = extra
+    monkeypatch.setenv(_env_var("edgeops_device_itest_badkey"), json.dumps(conn))
+    client = DeviceClient("itest_badkey", connect_attempts=1)
+    with pytest.raises(DeviceError, match="host key mismatch"):
+        client.connect()
+    assert client.client is None
+
+
+@pytest.mark.parametrize(
+    "change", [{"host_key": None}, {"no_host_key_check": True}, {"allow_host_key_change": True}]
+)
+def test_unpinned_connection_is_refused(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
+) -> None:
+    dev = stack["devices"][0]
+    conn = json.loads(json.dumps(stack["connections"][dev["conn_id"]]))
+    extra = conn["extra"] if isinstance(conn["extra"], dict) else json.loads(conn["extra"])
+    conn["extra"] = {k: v for k, v in {**extra, **change}.items() if v is not None}
+    monkeypatch.setenv(_env_var("edgeops_device_itest_unpinned"), json.dumps(conn))
+    with pytest.raises(DeviceError, match="host_key|host keys are pinned"):
+        DeviceClient("itest_unpinned")
+
+
+def test_operators_deploy_and_benchmark_through_minio(
+    stack: dict[str, Any], device: dict[str, Any], payload: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two operators end to end: artifacts from MinIO -> device -> benchmark JSON back in MinIO."""
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    minio = next((c for c in stack["connections"] if stack["connections"][c].get("conn_type") == "aws"), None)
+    if minio is None:
+        pytest.fail(
+            f"{ENV_FILE} has no aws connection; run: .venv/bin/python -m scripts.devstack up --no-airflow"
+        )
+    monkeypatch.setenv(_env_var(minio), json.dumps(stack["connections"][minio]))
+    bucket, run_id = stack["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-op"
+    store = artifact_store(minio, bucket)
+    for mode in ("fp32", "int8"):
+        store.put_file(f"runs/{run_id}/tflite/{mode}.tflite", payload[f"{mode}.tflite"])
+    store.put_file(f"runs/{run_id}/eval/sample.npz", payload["sample.npz"])
+    gate = {
+        "deploy": ["fp32", "int8"],
+        "current": "int8",
+        "tflite": {m: store.uri(f"runs/{run_id}/tflite/{m}.tflite") for m in ("fp32", "int8")},
+        "sample_key": f"runs/{run_id}/eval/sample.npz",
+    }
+    name = device["conn_id"].removeprefix("edgeops_device_")
+    common = {"run_id": run_id, "artifacts_conn_id": minio, "bucket": bucket}
+    dev = DeviceClient(name).connect()
+    before = dev.run(f"readlink {quote(dev.root)}/current", check=False)[1].strip()
+    try:
+        deployed = DeviceDeployOperator(task_id="deploy", device=name, gate=gate, **common).execute({})
+        assert deployed["device"] == name and deployed["release"] == run_id
+        assert deployed["current_variant"] == "int8" and deployed["arch"] == platform.machine()
+        assert sorted(f["name"] for f in deployed["files"]) == sorted(payload)
+        json.dumps(deployed)  # XCom-serialisable
+
+        bench = {"bench": {"warmup": 2, "runs": 100, "threads": 1, "sample_size": 16}}
+        summary = DeviceBenchmarkOperator(
+            task_id="benchmark", deploy=deployed, bench=bench, **common
+        ).execute({})
+        assert summary["key"] == f"runs/{run_id}/devices/{name}.json"
+        assert summary["benchmark"]["label"] == "host" and summary["arch"] == platform.machine()
+        lat = summary["benchmark"]["latency_ms"]
+        assert set(lat) == {"p50", "p90", "p99"} and lat["p50"] <= lat["p99"]
+        stored = store.get_json(summary["key"])
+        assert stored["release"] == run_id and set(stored["results"]) == {"fp32", "int8"}
+    finally:
+        root = quote(dev.root)
+        restore = (
+            f"ln -sfn {quote(before)} {root}/current.tmp && mv -T {root}/current.tmp {root}/current"
+            if before
+            else f"rm -f {root}/current"
+        )
+        dev.run(f"{restore}; rm -rf {root}/releases/{run_id}", check=False)
+        dev.close()

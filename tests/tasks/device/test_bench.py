@@ -1,0 +1,112 @@
+"""tasks/device/bench.py run as the devices run it: a subprocess printing one JSON document."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[3] / "tasks" / "device" / "bench.py"
+
+
+def _convert(model_dir: Path, int8: bool, calib: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir))
+    if int8:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A tiny 8x8x3 classifier as fp32 and full-int8 TFLite files, plus a sample labelled by Keras."""
+    import keras
+
+    tmp = tmp_path_factory.mktemp("bench")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.export(str(tmp / "saved"))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, size=(64, 8, 8, 3)).astype(np.float32)
+    y = model.predict(x, verbose=0).argmax(axis=1)
+    np.savez(tmp / "sample.npz", x=x, y=y)
+    (tmp / "fp32.tflite").write_bytes(_convert(tmp / "saved", False, x))
+    (tmp / "int8.tflite").write_bytes(_convert(tmp / "saved", True, x))
+    return {"fp32": tmp / "fp32.tflite", "int8": tmp / "int8.tflite", "sample": tmp / "sample.npz"}
+
+
+def _bench(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(BENCH), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_bench_reports_schema_latency_and_accuracy(models: dict[str, Path]) -> None:
+    proc = _bench(
+        "--model", models["fp32"], "--model", models["int8"], "--sample", models["sample"],
+        "--warmup", "10", "--runs", "100", "--threads", "2", "--label", "host",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # the whole stdout is one JSON document
+    assert doc["schema"] == 1 and doc["label"] == "host" and doc["rss_scope"] == "per_model"
+    device = doc["device"]
+    assert device["arch"] == platform.machine()
+    assert device["threads"] == 2 and device["cpu_count"] >= 1
+    assert device["litert"]["package"] in ("ai-edge-litert", "tflite-runtime") and device["python"]
+    assert set(doc["results"]) == {"fp32", "int8"}
+    for result in doc["results"].values():
+        lat = result["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert lat["mean"] > 0 and lat["std"] >= 0
+        assert result["runs"] == 100 and result["warmup"] == 10 and result["samples"] == 64
+        assert 0.0 <= result["accuracy"] <= 1.0
+        assert result["load_ms"] > 0 and result["peak_rss_mb"] > 10
+    assert doc["results"]["fp32"]["accuracy"] == 1.0  # labels come from the same Keras model
+    assert doc["results"]["int8"]["input_dtype"] == "int8"
+    assert doc["results"]["fp32"]["input_dtype"] == "float32"
+
+
+def test_in_process_mode_marks_rss_cumulative(models: dict[str, Path]) -> None:
+    proc = _bench("--model", models["int8"], "--sample", models["sample"], "--runs", "100", "--in-process")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["rss_scope"] == "cumulative" and doc["results"]["int8"]["runs"] == 100
+
+
+@pytest.mark.parametrize("missing", ["model", "sample"])
+def test_missing_input_fails_clearly(models: dict[str, Path], tmp_path: Path, missing: str) -> None:
+    model = tmp_path / "nope.tflite" if missing == "model" else models["fp32"]
+    sample = tmp_path / "nope.npz" if missing == "sample" else models["sample"]
+    proc = _bench("--model", model, "--sample", sample)
+    assert proc.returncode != 0
+    assert "missing file" in proc.stderr and "nope" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_sample_without_labels_fails_clearly(models: dict[str, Path], tmp_path: Path) -> None:
+    np.savez(tmp_path / "bad.npz", x=np.zeros((2, 8, 8, 3), np.float32))
+    proc = _bench("--model", models["fp32"], "--sample", tmp_path / "bad.npz", "--in-process")
+    assert proc.returncode != 0 and "'y'" in proc.stderr

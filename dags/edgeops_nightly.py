@@ -8,8 +8,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pendulum
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.step_operator import LocalStepOperator
@@ -42,8 +41,9 @@ default_args = {
 with DAG(
     dag_id="edgeops_nightly",
     description="Nightly retrain, quantize, evaluate, deploy to Pis and benchmark on them",
-    schedule="0 2 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    # No start_date: with catchup=False the first run is the next 02:00 UTC after the DAG is unpaused,
+    # not an immediate run for the tick already past (which a start_date in the past would cause).
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

@@ -34,11 +34,20 @@ def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
     return sh(af.airflow_bin(), *args, env=env, check=check)
 
 
+def airflow_json(env: dict[str, str], *args: str) -> list:
+    """Airflow CLI ``-o json`` output; the CLI may print log/warning lines before the JSON."""
+    out = airflow(env, *args, "-o", "json")
+    for i, line in enumerate(out.splitlines()):
+        if line.startswith(("[", "{")):
+            return json.loads("\n".join(out.splitlines()[i:]))
+    return []
+
+
 def wait_for_dag(env: dict[str, str]) -> None:
     deadline = time.time() + 180
     while time.time() < deadline:
-        errors = airflow(env, "dags", "list-import-errors", "-o", "json", check=False).strip()
-        if errors and errors not in ("[]", "No data found"):
+        errors = airflow_json(env, "dags", "list-import-errors")
+        if errors:
             raise SystemExit(f"demo: the DAG folder has import errors:\n{errors}")
         if DAG_ID in airflow(env, "dags", "list", "-o", "plain", check=False):
             return
@@ -47,18 +56,18 @@ def wait_for_dag(env: dict[str, str]) -> None:
 
 
 def _index(state: dict) -> str:
-    return "" if state.get("map_index") in (None, -1, "-1") else f"[{state['map_index']}]"
+    return "" if state.get("map_index") in (None, "", -1, "-1") else f"[{state['map_index']}]"
 
 
 def wait_for_run(env: dict[str, str], run_id: str) -> str:
     start, last = time.time(), ""
     while time.time() - start < TIMEOUT_S:
-        states = json.loads(airflow(env, "tasks", "states-for-dag-run", DAG_ID, run_id, "-o", "json") or "[]")
+        states = airflow_json(env, "tasks", "states-for-dag-run", DAG_ID, run_id)
         summary = ", ".join(f"{s['task_id']}{_index(s)}={s['state']}" for s in states)
         if summary != last:
             print(f"[{time.time() - start:5.0f}s] {summary}", flush=True)
             last = summary
-        runs = json.loads(airflow(env, "dags", "list-runs", DAG_ID, "-o", "json") or "[]")
+        runs = airflow_json(env, "dags", "list-runs", DAG_ID)
         state = next((r["state"] for r in runs if r["run_id"] == run_id), "queued")
         if state in ("success", "failed"):
             return state

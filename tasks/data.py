@@ -82,7 +82,8 @@ def _load_tfds(cfg: DataConfig) -> Splits:
     parts = builder.as_dataset(split=slices, as_supervised=True, shuffle_files=False)
     prep = _preprocess(cfg)
     train, val, test = (ds.map(lambda x, y: prep(x, y)) for ds in parts)
-    counts = {name: int(ds.reduce(0, lambda n, _: n + 1)) for name, ds in zip(("train", "val", "test"), parts)}
+    sizes = [int(ds.reduce(0, lambda n, _: n + 1)) for ds in parts]  # exact even when TFDS metadata is absent
+    counts = dict(zip(("train", "val", "test"), sizes, strict=True))
     _check_counts(cfg, counts["train"], counts["val"], counts["test"])
     names = tuple(builder.info.features["label"].names)
     info = {"source": cfg.source, "version": str(builder.info.version), "slices": slices,

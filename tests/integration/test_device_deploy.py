@@ -7,7 +7,6 @@ releases afterwards and puts ``current`` back where it was.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import uuid
 from collections.abc import Iterator
@@ -15,16 +14,16 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-import numpy as np
 import pytest
 from edgeops_airflow.device import DeviceClient
 
 from tasks.exceptions import DeviceError
+from tests.helpers import tiny_tflite_release
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_FILE = Path(os.environ.get("EDGEOPS_DEVSTACK_ENV", ROOT / ".devstack" / "env.json"))
+ENV_FILE = ROOT / ".devstack" / "env.json"
 BENCH = ROOT / "tasks" / "device" / "bench.py"
 
 
@@ -33,10 +32,8 @@ def _env_var(conn_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def stack() -> dict[str, Any]:
-    if not ENV_FILE.is_file():
-        pytest.fail(f"{ENV_FILE} is missing; run: .venv/bin/python -m scripts.devstack up --no-airflow")
-    env = json.loads(ENV_FILE.read_text())
+def stack(stack_env: dict[str, Any]) -> dict[str, Any]:
+    env = stack_env
     if not env.get("devices"):
         pytest.fail(f"{ENV_FILE} lists no devices; run: .venv/bin/python -m scripts.devstack up --no-airflow")
     return env
@@ -53,38 +50,19 @@ def device(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two tiny TFLite variants (fp32, int8) of an 8x8x3 classifier, a labelled sample and bench.py."""
-    import keras
-    import tensorflow as tf
+    """Two tiny TFLite variants (fp32, int8), a labelled sample and bench.py: one release's files."""
+    return {**tiny_tflite_release(tmp_path_factory.mktemp("payload"), samples=16), "bench.py": BENCH}
 
-    tmp = tmp_path_factory.mktemp("payload")
-    keras.utils.set_random_seed(1)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Rescaling(1 / 255.0),
-            keras.layers.Conv2D(4, 3, activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
+
+def _restore_current(dev: DeviceClient, before: str, remove: str) -> None:
+    """Put ``current`` back where it was before the test and delete the test's releases."""
+    root = quote(dev.root)
+    restore = (
+        f"ln -sfn {quote(before)} {root}/current.tmp && mv -T {root}/current.tmp {root}/current"
+        if before
+        else f"rm -f {root}/current"
     )
-    model.export(str(tmp / "saved"))
-    x = np.random.default_rng(1).uniform(0, 255, (16, 8, 8, 3)).astype(np.float32)
-    np.savez(tmp / "sample.npz", x=x, y=model.predict(x, verbose=0).argmax(axis=1))
-    for mode in ("fp32", "int8"):
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved"))
-        if mode == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = lambda: ([x[i : i + 1]] for i in range(len(x)))
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = conv.inference_output_type = tf.int8
-        (tmp / f"{mode}.tflite").write_bytes(conv.convert())
-    return {
-        "fp32.tflite": tmp / "fp32.tflite",
-        "int8.tflite": tmp / "int8.tflite",
-        "sample.npz": tmp / "sample.npz",
-        "bench.py": BENCH,
-    }
+    dev.run(f"{restore}; rm -rf {root}/releases/{remove}", check=False)
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +86,7 @@ def deployed(device: dict[str, Any], payload: dict[str, Path]) -> Iterator[dict[
                 "prov": (first, second),
             }
         finally:
-            root = quote(dev.root)
-            restore = (
-                f"ln -sfn {quote(before)} {root}/current.tmp && mv -T {root}/current.tmp {root}/current"
-                if before
-                else f"rm -f {root}/current"
-            )
-            dev.run(f"{restore}; rm -rf {root}/releases/itest-{tag}-*", check=False)
+            _restore_current(dev, before, f"itest-{tag}-*")
 
 
 def test_provision_is_idempotent(deployed: dict[str, Any]) -> None:
@@ -242,11 +214,5 @@ def test_operators_deploy_and_benchmark_through_minio(
         stored = store.get_json(summary["key"])
         assert stored["release"] == run_id and set(stored["results"]) == {"fp32", "int8"}
     finally:
-        root = quote(dev.root)
-        restore = (
-            f"ln -sfn {quote(before)} {root}/current.tmp && mv -T {root}/current.tmp {root}/current"
-            if before
-            else f"rm -f {root}/current"
-        )
-        dev.run(f"{restore}; rm -rf {root}/releases/{run_id}", check=False)
+        _restore_current(dev, before, run_id)
         dev.close()

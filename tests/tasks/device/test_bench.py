@@ -11,47 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import tiny_tflite_release
+
 BENCH = Path(__file__).resolve().parents[3] / "tasks" / "device" / "bench.py"
-
-
-def _convert(model_dir: Path, int8: bool, calib: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir))
-    if int8:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([calib[i : i + 1]] for i in range(len(calib)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = tf.int8
-        converter.inference_output_type = tf.int8
-    return converter.convert()
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny 8x8x3 classifier as fp32 and full-int8 TFLite files, plus a sample labelled by Keras."""
-    import keras
-
-    tmp = tmp_path_factory.mktemp("bench")
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [
-            keras.Input((8, 8, 3)),
-            keras.layers.Rescaling(1 / 255.0),
-            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
-            keras.layers.Dense(3, activation="softmax"),
-        ]
-    )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    model.export(str(tmp / "saved"))
-    rng = np.random.default_rng(0)
-    x = rng.uniform(0, 255, size=(64, 8, 8, 3)).astype(np.float32)
-    y = model.predict(x, verbose=0).argmax(axis=1)
-    np.savez(tmp / "sample.npz", x=x, y=y)
-    (tmp / "fp32.tflite").write_bytes(_convert(tmp / "saved", False, x))
-    (tmp / "int8.tflite").write_bytes(_convert(tmp / "saved", True, x))
-    return {"fp32": tmp / "fp32.tflite", "int8": tmp / "int8.tflite", "sample": tmp / "sample.npz"}
+    """A tiny classifier as fp32 and full-int8 TFLite files, plus a 64-image sample labelled by Keras."""
+    files = tiny_tflite_release(tmp_path_factory.mktemp("bench"))
+    return {"fp32": files["fp32.tflite"], "int8": files["int8.tflite"], "sample": files["sample.npz"]}
 
 
 def _bench(*args: str | Path) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,33 @@
+"""Builders shared by tests: small real models, never mocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def tiny_tflite_release(tmp: Path, samples: int = 64) -> dict[str, Path]:
+    """fp32 and full-int8 TFLite files of an 8x8x3 three-class model, converted through tasks.quantize,
+    plus ``sample.npz`` labelled by the Keras model itself (so fp32 accuracy on it is 1.0)."""
+    import keras
+    import numpy as np
+
+    from tasks.quantize import convert, converter_settings
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Rescaling(1 / 255.0),
+            keras.layers.Conv2D(4, 3, padding="same", activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    model.export(str(tmp / "saved"), verbose=False)
+    x = np.random.default_rng(0).uniform(0, 255, size=(samples, 8, 8, 3)).astype(np.float32)
+    np.savez(tmp / "sample.npz", x=x, y=model.predict(x, verbose=0).argmax(axis=1))
+    calibration = lambda: ([x[i : i + 1]] for i in range(len(x)))  # noqa: E731
+    for mode in ("fp32", "int8"):
+        blob = convert(tmp / "saved", converter_settings(mode), calibration if mode == "int8" else None)
+        (tmp / f"{mode}.tflite").write_bytes(blob)
+    return {"fp32.tflite": tmp / "fp32.tflite", "int8.tflite": tmp / "int8.tflite", "sample.npz": tmp / "sample.npz"}

@@ -6,8 +6,9 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-unit test-integration up up-core down status lint
 
-install:
+install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
+	@scripts/build_minio.sh >/dev/null
 
 up: install                ## MinIO + simulated Pis + Airflow (UI on 127.0.0.1:8080)
 	$(DEVSTACK) up

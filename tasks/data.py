@@ -77,34 +77,36 @@ def _load_tfds(cfg: DataConfig) -> Splits:
             f"data.source={cfg.source!r}: could not download/prepare it ({exc}). Offline machines: prepare it "
             "once into TFDS_DATA_DIR, or use an s3:// image folder"
         ) from exc
-    slices = _tfds_slices(cfg, builder)
+    slices, counts = _tfds_slices(cfg, builder)
     log.info("loading %s slices %s", cfg.source, slices)
     parts = builder.as_dataset(split=slices, as_supervised=True, shuffle_files=False)
     prep = _preprocess(cfg)
     train, val, test = (ds.map(lambda x, y: prep(x, y)) for ds in parts)
-    sizes = [int(ds.reduce(0, lambda n, _: n + 1)) for ds in parts]  # exact even when TFDS metadata is absent
-    counts = dict(zip(("train", "val", "test"), sizes, strict=True))
-    _check_counts(cfg, counts["train"], counts["val"], counts["test"])
+    if counts is None:  # no split metadata (TFDS mock data): count what the slices yield
+        sizes = [int(ds.reduce(0, lambda n, _: n + 1)) for ds in parts]
+        counts = dict(zip(("train", "val", "test"), sizes, strict=True))
+        _check_counts(cfg, counts["train"], counts["val"], counts["test"])
     names = tuple(builder.info.features["label"].names)
     info = {"source": cfg.source, "version": str(builder.info.version), "slices": slices,
             "fingerprint": _digest(slices, cfg)}
     return Splits(train, val, test, names, counts, info)
 
 
-def _tfds_slices(cfg: DataConfig, builder: Any) -> list[str]:
+def _tfds_slices(cfg: DataConfig, builder: Any) -> tuple[list[str], dict[str, int] | None]:
     """Deterministic train/val/test slices of the dataset's ``train`` split.
 
     Absolute index slices when the split size is known; percent slices when it is not (TFDS mock data).
     """
     if "train" not in builder.info.splits:
         a, b = round(cfg.split[0] * 100), round((cfg.split[0] + cfg.split[1]) * 100)
-        return [f"train[:{a}%]", f"train[{a}%:{b}%]", f"train[{b}%:]"]
+        return [f"train[:{a}%]", f"train[{a}%:{b}%]", f"train[{b}%:]"], None
     total = builder.info.splits["train"].num_examples
     if cfg.max_examples:
         total = min(total, cfg.max_examples)
     n_train, n_val, n_test = split_sizes(total, cfg.split)
     _check_counts(cfg, n_train, n_val, n_test)
-    return [f"train[0:{n_train}]", f"train[{n_train}:{n_train + n_val}]", f"train[{n_train + n_val}:{total}]"]
+    slices = [f"train[0:{n_train}]", f"train[{n_train}:{n_train + n_val}]", f"train[{n_train + n_val}:{total}]"]
+    return slices, {"train": n_train, "val": n_val, "test": n_test}
 
 
 # --- image folder in the object store ----------------------------------------------------------------------

@@ -216,3 +216,11 @@ def test_operators_deploy_and_benchmark_through_minio(
     finally:
         _restore_current(dev, before, run_id)
         dev.close()
+
+
+def test_unreachable_device_is_one_clear_error(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = stack["devices"][0]
+    conn = {**stack["connections"][dev["conn_id"]], "port": 1}  # nothing listens on port 1
+    monkeypatch.setenv(_env_var("edgeops_device_itest_down"), json.dumps(conn))
+    with pytest.raises(DeviceError, match="cannot connect after 1 attempt.*is the device up"):
+        DeviceClient("itest_down", connect_attempts=1).connect()

@@ -32,4 +32,4 @@ test-unit: install
 	$(PY) -m pytest -m "not integration and not containers" -q
 
 lint: install
-	.venv/bin/ruff check dags plugins tasks tests scripts
+	.venv/bin/ruff check dags plugins tasks tests scripts benchmarks

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from tasks import keys
 from tasks.config import safe_run_id
 from tasks.exceptions import ConfigError, StorageError
 from tasks.storage import ArtifactStore
@@ -19,10 +20,6 @@ log = logging.getLogger(__name__)
 RUNS_PREFIX = "runs/"
 MANIFEST_NAME = "manifest.json"
 COLUMNS = ("run_id", "created_at", "code_version", "profile", "current", "fp32_accuracy", "devices")
-
-
-def manifest_key(run_id: str) -> str:
-    return f"{RUNS_PREFIX}{run_id}/{MANIFEST_NAME}"
 
 
 def _manifest_objects(store: ArtifactStore) -> list[dict[str, Any]]:
@@ -93,8 +90,8 @@ def resolve(store: ArtifactStore, ref: str) -> dict[str, Any]:
     except ConfigError:
         pass
     for run_id in candidates:
-        if store.exists(manifest_key(run_id)):
-            return _load(store, manifest_key(run_id))
+        if store.exists(keys.manifest(run_id)):
+            return _load(store, keys.manifest(run_id))
     raise StorageError(f"run {ref} has no manifest: it did not finish or does not exist")
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from edgeops_airflow.device import DeviceClient, label_for
+from tasks import keys
 
 
 def _key_or_uri(store: Any, ref: str, dest: Path) -> Path:
@@ -138,7 +139,7 @@ class DeviceBenchmarkOperator(_DeviceOperator):
         label = label_for(self._client.kind)
         with self._client as dev:
             doc = dev.benchmark(self.run_id, modes, bench, label)
-        key = f"runs/{self.run_id}/devices/{device}.json"
+        key = keys.device(self.run_id, device)
         record = {
             **doc,
             "name": device,

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
-from tasks import runs
+from tasks import keys, runs
 from tasks.exceptions import StorageError
-from tasks.storage import ArtifactStore, make_client
+from tasks.storage import ArtifactStore
 
 pytestmark = pytest.mark.integration
 
-ENV_JSON = Path(__file__).resolve().parents[2] / ".devstack" / "env.json"
-
-
-def _s3_env() -> dict:
-    if not ENV_JSON.exists():
-        pytest.fail(f"{ENV_JSON} is missing; run: .venv/bin/python -m scripts.devstack up --no-airflow")
-    return json.loads(ENV_JSON.read_text())["s3"]
-
 
 @pytest.fixture(scope="module")
-def store() -> ArtifactStore:
-    s3 = _s3_env()
-    client = make_client(s3["endpoint"], s3["access_key"], s3["secret_key"])
-    return ArtifactStore(client, s3["artifacts_bucket"])
+def store(artifact_store: ArtifactStore) -> ArtifactStore:
+    return artifact_store
 
 
 @pytest.fixture
@@ -49,9 +37,9 @@ def finished_run(store: ArtifactStore):
         "gate": {"current": "int8"}, "devices": [{"name": "pi1"}],
     }
     time.sleep(1.1)  # LastModified has 1 s resolution on S3: make this manifest strictly the newest
-    store.put_json(runs.manifest_key(run_id), manifest, name="manifest")
+    store.put_json(keys.manifest(run_id), manifest, name="manifest")
     yield run_id, manifest
-    for key in [a.key for a in arts] + [runs.manifest_key(run_id)]:
+    for key in [a.key for a in arts] + [keys.manifest(run_id)]:
         store.client.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 from edgeops_airflow.params import dag_params
-from edgeops_airflow.step_operator import LocalStepOperator
+from edgeops_airflow.step_operator import StepOperator
 
 MINIO_CONN_ID = "edgeops_minio"
 BUCKET = "artifacts"
@@ -87,11 +87,11 @@ with DAG(
     run_id, config = resolved["run_id"], resolved["config"]
     common = {"run_id": run_id, "config": config, "artifacts_conn_id": MINIO_CONN_ID, "bucket": BUCKET}
 
-    train = LocalStepOperator(task_id="train", step="train", execution_timeout=timedelta(hours=3), **common)
-    quantize = LocalStepOperator.partial(
+    train = StepOperator(task_id="train", step="train", execution_timeout=timedelta(hours=3), **common)
+    quantize = StepOperator.partial(
         task_id="quantize", step="quantize", map_index_template="{{ task.inputs['mode'] }}", **common
     ).expand(inputs=quantize_inputs(config, train.output))
-    evaluate = LocalStepOperator(task_id="evaluate", step="evaluate",
+    evaluate = StepOperator(task_id="evaluate", step="evaluate",
                                  inputs=evaluate_inputs(train.output, quantize.output), **common)
     blessed = gate(config, evaluate.output, quantize.output)
     deploy = DeviceDeployOperator.partial(
@@ -102,5 +102,5 @@ with DAG(
         task_id="benchmark", run_id=run_id, artifacts_conn_id=MINIO_CONN_ID, bucket=BUCKET,
         bench=config, execution_timeout=timedelta(minutes=30),
     ).expand(deploy=deploy.output)
-    publish = LocalStepOperator(task_id="publish", step="publish",
+    publish = StepOperator(task_id="publish", step="publish",
                                 inputs={"gate": blessed, "devices": benchmark.output}, **common)

@@ -19,6 +19,6 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 echo "bootstrap: creating .venv with $PY (pip uses its cache; first install downloads ~2 GB)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+.venv/bin/python -m pip install -q -c constraints.txt -e ".[airflow,dev]"
 echo "$want" > "$stamp"
 echo "bootstrap: .venv ready"

@@ -63,7 +63,13 @@ def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
 
     ctx = StepContext(_config(args), args.run_id, ArtifactStore.from_env(), _json_arg(args.inputs, "--inputs"))
     logging.getLogger("edgeops").info("step %s run=%s profile=%s", args.step, ctx.run_id, ctx.config.profile)
-    return _step_fn(args.step)(ctx)
+    result = _step_fn(args.step)(ctx)
+    if args.result_file:
+        from pathlib import Path
+
+        Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.result_file).write_text(json.dumps(result, sort_keys=True))
+    return result
 
 
 def cmd_runs(args: argparse.Namespace) -> Any:
@@ -111,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     step.add_argument("step", choices=STEPS)
     step.add_argument("--run-id", required=True)
     step.add_argument("--inputs", help="JSON object of input URIs/values")
+    step.add_argument("--result-file", help="also write the result JSON here (KubernetesPodOperator's XCom file)")
     config_args(step)
     step.set_defaults(func=cmd_step)
 

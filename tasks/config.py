@@ -141,6 +141,27 @@ class BenchConfig:
         _require(1 <= self.sample_size <= 10000, "bench.sample_size: must be 1..10000")
 
 
+RUNNERS = ("local", "docker", "kubernetes")
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """Where the ML steps run. Step code is identical for every runner."""
+
+    runner: str = "local"  # local | docker | kubernetes
+    image: str = ""  # empty = edgeops/tasks:<content hash of this checkout's step code>
+    memory_limit: str = "8g"
+    cpus: float = 2.0
+    k8s_namespace: str = "edgeops"
+    k8s_secret: str = "edgeops-minio"
+
+    def __post_init__(self) -> None:
+        _require(self.runner in RUNNERS, f"execution.runner={self.runner!r}: choose one of {RUNNERS}")
+        _require(re.fullmatch(r"\d+[kmg]?", self.memory_limit.lower()) is not None,
+                 f"execution.memory_limit={self.memory_limit!r}: use a size like '8g' or '512m'")
+        _require(0 < self.cpus <= 64, "execution.cpus: must be in (0, 64]")
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     profile: str = "seed"
@@ -151,6 +172,7 @@ class PipelineConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self) -> None:
         missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]

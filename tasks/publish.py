@@ -8,7 +8,8 @@ from typing import Any
 
 from tasks import keys, report
 from tasks.exceptions import StorageError
-from tasks.step import StepContext, code_version
+from tasks.step import StepContext
+from tasks.version import code_version
 
 log = logging.getLogger(__name__)
 SCHEMA = 1

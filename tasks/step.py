@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from tasks.config import PipelineConfig, safe_run_id
@@ -41,19 +39,3 @@ def timed(what: str) -> Generator[None]:
     log.info("%s ...", what)
     yield
     log.info("%s done in %.1fs", what, time.perf_counter() - start)
-
-
-def code_version() -> str:
-    """Git sha of the code running the step (env override for images built without .git)."""
-    import os
-
-    if os.environ.get("EDGEOPS_CODE_VERSION"):
-        return os.environ["EDGEOPS_CODE_VERSION"]
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                             text=True, timeout=10, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).resolve().parent, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"

@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from tasks.config import BACKBONES, QUANT_MODES, load_config, profile_names, safe_run_id
+from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, load_config, profile_names, safe_run_id
 
 DEFAULT_PROFILE = os.environ.get("EDGEOPS_PROFILE", "demo")
 DEFAULT_DEVICES = [d for d in os.environ.get("EDGEOPS_DEVICES", "pi1,pi2").split(",") if d]
@@ -32,6 +32,7 @@ PARAM_TO_CONFIG = {
     "max_accuracy_drop_pp": "gate.max_accuracy_drop_pp",
     "deploy_variants": "gate.deploy_variants",
     "bench_runs": "bench.runs",
+    "task_runner": "execution.runner",
 }
 
 
@@ -75,6 +76,8 @@ def dag_params() -> dict[str, Param]:
             "number", "Gate: max accuracy drop vs fp32, in points.", minimum=0, maximum=100
         ),
         "deploy_variants": _opt("array", "Variants to ship (empty = all that pass).", items=mode_items),
+        "task_runner": _opt("string", "Where ML steps run: local subprocess, docker (step image) or kubernetes.",
+                            enum=[None, *RUNNERS]),
         "bench_runs": _opt("integer", "Timed invokes per model on each device.", minimum=100),
         "devices": Param(
             DEFAULT_DEVICES,

@@ -35,7 +35,8 @@ def test_config_is_frozen():
      ({"train.epochz": 3}, "unknown key"), ({"train.epochs": "3"}, "expected int"),
      ({"model.weights": "imagenet", "model.backbone": "tiny"}, "no pretrained weights"),
      ({"quantize.calibration_samples": 0}, "calibration_samples"), ({"evaluate.latency_runs": 10}, ">= 50"),
-     ({"bench.runs": 99}, ">= 100")],
+     ({"bench.runs": 99}, ">= 100"), ({"execution.runner": "lambda"}, "execution.runner"),
+     ({"execution.memory_limit": "lots"}, "memory_limit")],
 )
 def test_invalid_values_name_the_field(overrides, match):
     with pytest.raises(ConfigError, match=match):

@@ -4,7 +4,7 @@ PY := .venv/bin/python
 DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-unit test-integration up up-core down status lint
+.PHONY: install demo test test-containers test-unit up up-core down status lint images
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -26,7 +26,17 @@ demo: install              ## start the stack, run the nightly DAG once through 
 	$(PY) -m scripts.demo
 
 test: install              ## unit + integration tests; starts/stops the services it needs
-	scripts/run_tests.sh
+	scripts/run_tests.sh -m "not containers"
+
+test-containers: install   ## DAG with task_runner=docker, x86 + emulated arm64 devices (starts the engine)
+	scripts/engine.sh
+	$(MAKE) images
+	scripts/run_tests.sh --with-containers -m containers
+
+images:                    ## step image (edgeops/tasks:<code hash>) + emulated Pi image; cached in the engine
+	scripts/images.sh all
+	scripts/images.sh prune
+	scripts/images/pi_arm64.sh
 
 test-unit: install
 	$(PY) -m pytest -m "not integration and not containers" -q

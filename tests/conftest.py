@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,22 @@ def artifact_store(stack_env):
 
     s3 = stack_env["s3"]
     return ArtifactStore(make_client(s3["endpoint"], s3["access_key"], s3["secret_key"]), s3["artifacts_bucket"])
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB under AIRFLOW_HOME (set in tests/conftest.py), reused across sessions."""
+    home = Path(os.environ["AIRFLOW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, timeout=600)
+    return home
+
+
+@pytest.fixture(scope="session")
+def digits(stack_env, artifact_store) -> str:
+    from tasks.seed_data import seed_digits
+
+    uri = f"s3://{stack_env['s3']['datasets_bucket']}/digits"
+    seed_digits(artifact_store, uri)
+    return uri

@@ -90,7 +90,7 @@ class StepOperator(BaseOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         if self.runner not in RUNNERS:
             raise AirflowFailException(f"execution.runner={self.runner!r}: choose one of {RUNNERS}")
-        backend = importlib.import_module(f"edgeops_airflow.runners.{self.runner}")
+        backend = importlib.import_module(f"edgeops_airflow.runners.{self.runner}_runner")
         self.log.info("step %s of run %s on the %s runner", self.step, self.run_id, self.runner)
         self._backend = backend.Runner(self)
         return self._backend.run(context)

@@ -1,4 +1,4 @@
-"""CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] | down | status | env [--shell]"""
+"""CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] [--with-containers] | down | status | env [--shell]"""
 
 from __future__ import annotations
 
@@ -14,17 +14,32 @@ from pathlib import Path
 if not __package__:  # also runnable as `python scripts/devstack ...`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.devstack import airflow, devices, minio  # noqa: E402
+from scripts.devstack import airflow, containers, devices, minio  # noqa: E402
 from scripts.devstack.common import ENV_JSON, STATE, DevstackError, load_stack, write_private  # noqa: E402
 
 USAGE_UP = ".venv/bin/python -m scripts.devstack up"
+WITH_CONTAINERS_ENV = "EDGEOPS_WITH_CONTAINERS"
+
+
+def live_devices(cfg: dict) -> list[tuple[dict, dict, dict]]:
+    """(config entry, description, connection) of every device env.json lists: all process devices, and the
+    container devices that are up right now."""
+    out = []
+    for dev in cfg.get("devices", []):
+        if devices.is_container(dev):
+            if containers.is_up(dev):
+                out.append((dev, containers.describe(dev), containers.connection(dev)))
+        else:
+            out.append((dev, devices.describe(dev), devices.connection(dev)))
+    return out
 
 
 def env_doc(cfg: dict) -> dict:
     m = cfg["minio"]
     connections = {cfg["airflow"]["minio_conn_id"]: minio.connection(cfg)}
-    for dev in cfg.get("devices", []):
-        connections[devices.conn_id(dev["name"])] = devices.connection(dev)
+    live = live_devices(cfg)
+    for dev, _, conn in live:
+        connections[devices.conn_id(dev["name"])] = conn
     return {
         "s3": {
             "endpoint": minio.endpoint(cfg),
@@ -35,7 +50,7 @@ def env_doc(cfg: dict) -> dict:
             "console_url": minio.console_url(cfg),
         },
         "airflow": {"url": airflow.url(cfg), "home": str(airflow.HOME), "env_file": str(airflow.ENV_FILE)},
-        "devices": [devices.describe(dev) for dev in cfg.get("devices", [])],
+        "devices": [described for _, described, _ in live],
         "connections": connections,
     }
 
@@ -55,10 +70,12 @@ def shell_lines(doc: dict) -> list[str]:
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 
 
-def cmd_up(cfg: dict, with_airflow: bool) -> None:
+def cmd_up(cfg: dict, with_airflow: bool, with_containers: bool = False) -> None:
     start = time.monotonic()
     minio.up(cfg)
     devices.up(cfg)
+    if with_containers:
+        containers.up(cfg)
     doc = env_doc(cfg)
     write_private(ENV_JSON, json.dumps(doc, indent=2) + "\n")
     print(f"env: wrote {ENV_JSON}")
@@ -70,6 +87,7 @@ def cmd_up(cfg: dict, with_airflow: bool) -> None:
 
 def cmd_down(cfg: dict) -> None:
     airflow.down()
+    containers.down(cfg)
     devices.down(cfg)
     minio.down()
 
@@ -77,6 +95,7 @@ def cmd_down(cfg: dict) -> None:
 def cmd_status(cfg: dict) -> int:
     ok = minio.status(cfg)
     ok = devices.status(cfg) and ok
+    ok = containers.status(cfg) and ok
     airflow.status(cfg)
     print(f"env:       {ENV_JSON}{'' if ENV_JSON.exists() else ' (missing: run up)'}")
     return 0 if ok else 3
@@ -89,8 +108,16 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--no-airflow", action="store_true", help="only MinIO + devices (the test suite uses this)"
     )
-    sub.add_parser("down", help="stop everything devstack started")
-    sub.add_parser("status", help="show what runs, with URLs; exit 3 if MinIO or a device is down")
+    up.add_argument(
+        "--with-containers",
+        action="store_true",
+        default=os.environ.get(WITH_CONTAINERS_ENV, "").lower() in ("1", "true", "yes"),
+        help=f"also start the container devices (kind qemu; needs scripts/engine.sh); or {WITH_CONTAINERS_ENV}=1",
+    )
+    sub.add_parser("down", help="stop everything devstack started (and remove the device containers)")
+    sub.add_parser(
+        "status", help="show what runs, with URLs; exit 3 if MinIO or a non-optional device is down"
+    )
     env = sub.add_parser("env", help="print the stack's JSON description (or export lines with --shell)")
     env.add_argument("--shell", action="store_true", help="print `export` lines for a POSIX shell")
     args = parser.parse_args(argv)
@@ -107,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(STATE / ".lock", "w") as lock:  # one up/down at a time
             fcntl.flock(lock, fcntl.LOCK_EX)
             if args.cmd == "up":
-                cmd_up(cfg, with_airflow=not args.no_airflow)
+                cmd_up(cfg, with_airflow=not args.no_airflow, with_containers=args.with_containers)
             else:
                 cmd_down(cfg)
         return 0

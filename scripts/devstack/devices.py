@@ -15,6 +15,16 @@ SSHD = "/usr/sbin/sshd"
 CLIENT_KEY = STATE / "keys" / "id_ed25519"
 KNOWN_HOSTS = STATE / "keys" / "known_hosts"  # pinned device host keys, for a human's `ssh`
 DEVICE_PYTHON = "/usr/bin/python3"
+CONTAINER_KINDS = ("qemu",)  # devices run as containers by containers.py (`up --with-containers`), not here
+
+
+def is_container(dev: dict) -> bool:
+    return dev.get("kind") in CONTAINER_KINDS
+
+
+def process_devices(cfg: dict) -> list[dict]:
+    """The config devices this module runs as host sshd processes."""
+    return [dev for dev in cfg.get("devices", []) if not is_container(dev)]
 
 
 def user() -> str:
@@ -76,13 +86,20 @@ def ensure_sshd() -> str:
     return SSHD
 
 
-def _sshd_version() -> tuple[int, int]:
-    out = subprocess.run([SSHD, "-V"], capture_output=True, text=True).stderr
+def sshd_version(version_output: str | None = None) -> tuple[int, int]:
+    """(major, minor) of the host's sshd, or parsed from the given `sshd -V` output (e.g. a container's)."""
+    out = version_output if version_output is not None else subprocess.run(
+        [SSHD, "-V"], capture_output=True, text=True
+    ).stderr
     match = re.search(r"OpenSSH_(\d+)\.(\d+)", out)
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-def write_config(dev: dict) -> tuple[Path, bool]:
+def write_config(dev: dict, login: str | None = None, version: tuple[int, int] | None = None) -> tuple[Path, bool]:
+    """Write the device's sshd_config (and authorized_keys) under its device dir; True if the text changed.
+
+    Every path in it is under device_dir(), so a container that bind-mounts that dir at the same path can use
+    it as is (containers.py); ``login``/``version`` default to this host's user and sshd."""
     name, d = dev["name"], device_dir(dev["name"])
     auth_keys = d / "authorized_keys"
     auth_keys.write_text(public_key(CLIENT_KEY) + " edgeops-devstack\n")
@@ -92,7 +109,7 @@ def write_config(dev: dict) -> tuple[Path, bool]:
         f"HostKey {host_key_file(name)}",
         f"PidFile {d / 'sshd.pid'}",
         f"AuthorizedKeysFile {auth_keys}",
-        f"AllowUsers {user()}",
+        f"AllowUsers {login or user()}",
         "PubkeyAuthentication yes",
         "AuthenticationMethods publickey",
         "PasswordAuthentication no",
@@ -106,7 +123,7 @@ def write_config(dev: dict) -> tuple[Path, bool]:
         "MaxStartups 50:30:100",
         "Subsystem sftp internal-sftp",
     ]
-    if _sshd_version() >= (9, 8):  # test clients fail on purpose; don't let sshd penalise 127.0.0.1
+    if (version or sshd_version()) >= (9, 8):  # test clients fail on purpose; don't let sshd penalise 127.0.0.1
         lines.append("PerSourcePenalties no")
     cfg, text = d / "sshd_config", "\n".join(lines) + "\n"
     changed = not cfg.exists() or cfg.read_text() != text
@@ -115,7 +132,7 @@ def write_config(dev: dict) -> tuple[Path, bool]:
 
 
 def up(cfg: dict) -> None:
-    devices = cfg.get("devices", [])
+    devices = process_devices(cfg)
     if not devices:
         return
     sshd = ensure_sshd()
@@ -142,26 +159,36 @@ def up(cfg: dict) -> None:
         proc = spawn(f"sshd-{name}", [sshd, "-D", "-f", str(config), "-E", str(log)], log)
         took = wait_for(lambda d=dev: port_open(d["host"], d["port"]), f"device {name} sshd", log, 20, proc)
         print(f"device {name}: sshd started (pid {proc.pid}) on {dev['host']}:{dev['port']} in {took:.1f}s")
+    write_known_hosts(cfg)
+
+
+def write_known_hosts(cfg: dict) -> None:
+    """Pin every config device whose host key exists (process and container devices) for a human's `ssh`."""
+    KNOWN_HOSTS.parent.mkdir(parents=True, exist_ok=True)
     KNOWN_HOSTS.write_text(
-        "".join(f"[{d['host']}]:{d['port']} {public_key(host_key_file(d['name']))}\n" for d in devices)
+        "".join(
+            f"[{d['host']}]:{d['port']} {public_key(host_key_file(d['name']))}\n"
+            for d in cfg.get("devices", [])
+            if host_key_file(d["name"]).exists()
+        )
     )
 
 
-def ssh_command(dev: dict) -> str:
+def ssh_command(dev: dict, login: str | None = None) -> str:
     return (
         f"ssh -p {dev['port']} -i {CLIENT_KEY} -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes "
-        f"-o UserKnownHostsFile={KNOWN_HOSTS} {user()}@{dev['host']}"
+        f"-o UserKnownHostsFile={KNOWN_HOSTS} {login or user()}@{dev['host']}"
     )
 
 
-def describe(dev: dict) -> dict:
+def describe(dev: dict, login: str | None = None) -> dict:
     name = dev["name"]
     return {
         "name": name,
         "conn_id": conn_id(name),
         "host": dev["host"],
         "port": dev["port"],
-        "user": user(),
+        "user": login or user(),
         "key_file": str(CLIENT_KEY),
         "host_key": public_key(host_key_file(name)),
         "deploy_root": str(deploy_root(name)),
@@ -169,10 +196,10 @@ def describe(dev: dict) -> dict:
     }
 
 
-def connection(dev: dict) -> dict:
-    """Airflow JSON connection (usable as AIRFLOW_CONN_<ID>) for one device."""
-    d = describe(dev)
-    return {
+def connection(dev: dict, described: dict | None = None) -> dict:
+    """Airflow JSON connection (usable as AIRFLOW_CONN_<ID>) for one device; extra.kind when the config has one."""
+    d = described or describe(dev)
+    conn = {
         "conn_type": "ssh",
         "host": d["host"],
         "port": d["port"],
@@ -187,17 +214,20 @@ def connection(dev: dict) -> dict:
             "python": d["python"],
         },
     }
+    if dev.get("kind"):
+        conn["extra"]["kind"] = dev["kind"]
+    return conn
 
 
 def down(cfg: dict) -> None:
-    for dev in cfg.get("devices", []):
+    for dev in process_devices(cfg):
         name = dev["name"]
         print(f"device {name}: {'stopped' if stop(f'sshd-{name}') else 'not running'}")
 
 
 def status(cfg: dict) -> bool:
     ok = True
-    for dev in cfg.get("devices", []):
+    for dev in process_devices(cfg):
         pid = running(f"sshd-{dev['name']}")
         listening = port_open(dev["host"], dev["port"])
         state = f"up (pid {pid})" if pid and listening else f"NOT LISTENING (pid {pid})" if pid else "down"

@@ -12,7 +12,7 @@ from tasks.version import image_tag
 
 @pytest.fixture
 def pod():
-    from edgeops_airflow.runners.kubernetes import XCOM_FILE, pod_operator
+    from edgeops_airflow.runners.kubernetes_runner import XCOM_FILE, pod_operator
     from edgeops_airflow.step_operator import StepOperator
 
     config = load_config("tiny", {"execution.runner": "kubernetes", "execution.memory_limit": "6g"}).to_dict()

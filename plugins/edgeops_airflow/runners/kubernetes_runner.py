@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeops_airflow.runners.docker import split_secrets, step_image
+from edgeops_airflow.runners.docker_runner import split_secrets, step_image
 
 XCOM_FILE = "/airflow/xcom/return.json"
 

@@ -75,7 +75,7 @@ def wait_for_run(env: dict[str, str], run_id: str) -> str:
     raise SystemExit(f"demo: run {run_id} still running after {TIMEOUT_S}s; it continues in Airflow")
 
 
-def summary(env: dict[str, str], run_id: str, cfg: dict) -> None:
+def summary(run_id: str, cfg: dict) -> None:
     from tasks import runs
     from tasks.config import safe_run_id
     from tasks.storage import ArtifactStore
@@ -125,7 +125,7 @@ def main() -> int:
     if state != "success":
         print(f"demo: run {run_id} {state}; see the Airflow UI or .devstack/airflow/logs", file=sys.stderr)
         return 1
-    summary(env, run_id, cfg)
+    summary(run_id, cfg)
     return 0
 
 

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
+
+
+def conn_env_var(conn_id: str) -> str:
+    """The environment variable Airflow reads a connection from."""
+    return f"AIRFLOW_CONN_{conn_id.upper()}"
+
+
+def export_connections(mp: Any, connections: dict[str, Any]) -> None:
+    """Expose connections to Airflow as a deployment would (AIRFLOW_CONN_* JSON), through a MonkeyPatch."""
+    for conn_id, conn in connections.items():
+        mp.setenv(conn_env_var(conn_id), json.dumps(conn))
 
 
 def tiny_tflite_release(tmp: Path, samples: int = 64) -> dict[str, Path]:

@@ -24,6 +24,7 @@ import pytest
 from edgeops_airflow.device import DeviceClient, label_for
 
 from tasks.exceptions import DeviceError
+from tests.helpers import conn_env_var
 
 pytestmark = pytest.mark.containers
 log = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ BENCH = ROOT / "tasks" / "device" / "bench.py"
 DEVICE = "pi_arm64"  # not "pi-arm64": AIRFLOW_CONN_EDGEOPS_DEVICE_PI-ARM64 cannot be exported by a shell
 UP = ".venv/bin/python -m scripts.devstack up --no-airflow --with-containers"
 MODES = ("fp32", "fp16", "dynamic", "int8")
-
-
-def _env_var(conn_id: str) -> str:
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +49,7 @@ def arm(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(_env_var(dev["conn_id"]), json.dumps(doc["connections"][dev["conn_id"]]))
+        mp.setenv(conn_env_var(dev["conn_id"]), json.dumps(doc["connections"][dev["conn_id"]]))
         yield {"dev": dev, "conn": doc["connections"][dev["conn_id"]]}
 
 
@@ -123,7 +120,7 @@ def test_wrong_host_key_is_refused(arm: dict[str, Any], monkeypatch: pytest.Monk
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     conn = {**arm["conn"], "extra": {**arm["conn"]["extra"], "host_key": other.decode()}}
-    monkeypatch.setenv(_env_var("edgeops_device_ctest_badkey"), json.dumps(conn))
+    monkeypatch.setenv(conn_env_var("edgeops_device_ctest_badkey"), json.dumps(conn))
     with pytest.raises(DeviceError, match="host key mismatch"):
         DeviceClient("ctest_badkey", connect_attempts=1).connect()
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tasks import keys
 from tasks.config import safe_run_id
+from tests.helpers import export_connections
 
 pytestmark = pytest.mark.containers
 MODES = {"fp32", "fp16", "dynamic", "int8"}
@@ -25,8 +24,7 @@ def docker_run(request):
         pytest.fail("no arm64 device is up; run: make test-containers (or devstack up --with-containers)")
     chosen = ["pi1", arm[0]]
     mp = pytest.MonkeyPatch()
-    for conn_id, conn in stack_env["connections"].items():
-        mp.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    export_connections(mp, stack_env["connections"])
     try:
         dag_run = _dag().test(run_conf={"profile": "tiny", "task_runner": "docker", "devices": chosen})
     finally:

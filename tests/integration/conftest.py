@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
+
+from tests.helpers import export_connections
 
 
 @pytest.fixture
 def airflow_connections(stack_env, monkeypatch) -> dict:
     """Expose the stack's connections to Airflow the way a deployment would: AIRFLOW_CONN_* variables."""
-    for conn_id, conn in stack_env["connections"].items():
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    export_connections(monkeypatch, stack_env["connections"])
     return stack_env["connections"]

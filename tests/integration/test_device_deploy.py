@@ -18,17 +18,13 @@ import pytest
 from edgeops_airflow.device import DeviceClient
 
 from tasks.exceptions import DeviceError
-from tests.helpers import tiny_tflite_release
+from tests.helpers import conn_env_var, tiny_tflite_release
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_FILE = ROOT / ".devstack" / "env.json"
 BENCH = ROOT / "tasks" / "device" / "bench.py"
-
-
-def _env_var(conn_id: str) -> str:
-    return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +40,7 @@ def device(stack: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The first device, with its connection exported the way Airflow reads env connections."""
     dev = stack["devices"][0]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(_env_var(dev["conn_id"]), json.dumps(stack["connections"][dev["conn_id"]]))
+        mp.setenv(conn_env_var(dev["conn_id"]), json.dumps(stack["connections"][dev["conn_id"]]))
         yield dev
 
 
@@ -146,7 +142,7 @@ def test_wrong_pinned_host_key_never_connects(stack: dict[str, Any], monkeypatch
     )
     extra["host_key"] = extra["host_key"].decode()
     conn["extra"] = extra
-    monkeypatch.setenv(_env_var("edgeops_device_itest_badkey"), json.dumps(conn))
+    monkeypatch.setenv(conn_env_var("edgeops_device_itest_badkey"), json.dumps(conn))
     client = DeviceClient("itest_badkey", connect_attempts=1)
     with pytest.raises(DeviceError, match="host key mismatch"):
         client.connect()
@@ -163,7 +159,7 @@ def test_unpinned_connection_is_refused(
     conn = json.loads(json.dumps(stack["connections"][dev["conn_id"]]))
     extra = conn["extra"] if isinstance(conn["extra"], dict) else json.loads(conn["extra"])
     conn["extra"] = {k: v for k, v in {**extra, **change}.items() if v is not None}
-    monkeypatch.setenv(_env_var("edgeops_device_itest_unpinned"), json.dumps(conn))
+    monkeypatch.setenv(conn_env_var("edgeops_device_itest_unpinned"), json.dumps(conn))
     with pytest.raises(DeviceError, match="host_key|host keys are pinned"):
         DeviceClient("itest_unpinned")
 
@@ -180,7 +176,7 @@ def test_operators_deploy_and_benchmark_through_minio(
         pytest.fail(
             f"{ENV_FILE} has no aws connection; run: .venv/bin/python -m scripts.devstack up --no-airflow"
         )
-    monkeypatch.setenv(_env_var(minio), json.dumps(stack["connections"][minio]))
+    monkeypatch.setenv(conn_env_var(minio), json.dumps(stack["connections"][minio]))
     bucket, run_id = stack["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-op"
     store = artifact_store(minio, bucket)
     for mode in ("fp32", "int8"):
@@ -221,6 +217,6 @@ def test_operators_deploy_and_benchmark_through_minio(
 def test_unreachable_device_is_one_clear_error(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     dev = stack["devices"][0]
     conn = {**stack["connections"][dev["conn_id"]], "port": 1}  # nothing listens on port 1
-    monkeypatch.setenv(_env_var("edgeops_device_itest_down"), json.dumps(conn))
+    monkeypatch.setenv(conn_env_var("edgeops_device_itest_down"), json.dumps(conn))
     with pytest.raises(DeviceError, match="cannot connect after 1 attempt.*is the device up"):
         DeviceClient("itest_down", connect_attempts=1).connect()

@@ -9,6 +9,7 @@ import pytest
 
 from tasks import keys
 from tasks.config import safe_run_id
+from tests.helpers import export_connections
 
 pytestmark = pytest.mark.integration
 MODES = {"fp32", "fp16", "dynamic", "int8"}
@@ -28,10 +29,7 @@ def finished_run(request):
     request.getfixturevalue("airflow_db")
     request.getfixturevalue("digits")
     mp = pytest.MonkeyPatch()
-    import json
-
-    for conn_id, conn in stack_env["connections"].items():
-        mp.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+    export_connections(mp, stack_env["connections"])
     devices = [d["name"] for d in stack_env["devices"] if d.get("kind") != "qemu"]  # emulated: containers tier
     try:
         dag_run = _dag().test(run_conf={"profile": "tiny", "devices": devices})

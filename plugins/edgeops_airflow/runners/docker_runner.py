@@ -34,10 +34,9 @@ class Runner:
         self.docker_op: Any = None
 
     def _check_image(self, image: str) -> None:
-        import docker
-
+        """Fail before the operator would try to pull (there is no registry for a stale tag)."""
         try:
-            client = docker.APIClient(base_url=DOCKER_URL, version="auto", timeout=30)
+            client = self.docker_op.cli  # the operator's own client, from its hook
             present = client.images(name=image)
             built = sorted(t for i in client.images(name=image.split(":")[0]) for t in i.get("RepoTags") or [])
         except Exception as exc:  # noqa: BLE001 - docker raises several connection errors
@@ -55,7 +54,6 @@ class Runner:
 
         op, execution = self.op, self.op.config.get("execution") or {}
         image = step_image(execution)
-        self._check_image(image)
         env, secrets = split_secrets(op.step_env())
         self.docker_op = DockerOperator(
             task_id=f"{op.task_id}__docker", image=image, command=op.command(), docker_url=DOCKER_URL,
@@ -64,6 +62,7 @@ class Runner:
             mount_tmp_dir=False, xcom_all=True, do_xcom_push=True, tty=False,
             labels={"org.edgeops.run": op.run_id, "org.edgeops.step": op.step},
         )
+        self._check_image(image)
         op.log.info("docker runner: %s (memory limit %s)", image, execution.get("memory_limit"))
         try:
             lines = self.docker_op.execute(context)

@@ -1,12 +1,20 @@
-"""The few error types the steps raise. Each message says what to fix."""
+"""The few error types the platform raises. Each message says what to fix.
+
+``FatalError`` marks what a retry cannot fix (the CLI exits ``names.EXIT_NO_RETRY`` and the runners fail the
+task without retrying); everything else may be transient (the store or a device briefly unreachable).
+"""
 
 
 class EdgeOpsError(Exception):
     """Base class: anything the platform itself reports."""
 
 
-class ConfigError(EdgeOpsError, ValueError):
-    """A config value, profile or Param is invalid (never worth retrying)."""
+class FatalError(EdgeOpsError):
+    """Retrying cannot help: bad input, corrupt artifacts, a model that did not learn."""
+
+
+class ConfigError(FatalError, ValueError):
+    """A config value, profile or Param is invalid."""
 
 
 class DatasetError(EdgeOpsError):
@@ -14,7 +22,15 @@ class DatasetError(EdgeOpsError):
 
 
 class StorageError(EdgeOpsError):
-    """The artifact store is unreachable or an object is missing/corrupt."""
+    """The artifact store is unreachable or an object is missing."""
+
+
+class IntegrityError(FatalError, StorageError):
+    """An object's bytes do not match the sha256/version it was handed over with."""
+
+
+class TrainingError(FatalError):
+    """Training finished but the model is not usable (e.g. it did not learn)."""
 
 
 class DeviceError(EdgeOpsError):

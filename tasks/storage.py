@@ -14,13 +14,13 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.exceptions import StorageError
+from tasks.exceptions import IntegrityError, StorageError
+from tasks.names import ARTIFACTS_BUCKET, ENV_BUCKET, ENV_ENDPOINT
 
-ENV_ENDPOINT = "EDGEOPS_S3_ENDPOINT"
-ENV_BUCKET = "EDGEOPS_ARTIFACTS_BUCKET"
-DEFAULT_BUCKET = "artifacts"
+if TYPE_CHECKING:
+    from tasks.results import ArtifactRef
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Artifact:
     key: str
     sha256: str
     size_bytes: int
+    version_id: str | None = None  # set when the bucket is versioned (the artifacts bucket is)
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.key, "sha256": self.sha256, "size_bytes": self.size_bytes}
@@ -73,7 +74,7 @@ def make_client(endpoint: str | None, access_key: str | None, secret_key: str | 
 class ArtifactStore:
     """Object I/O on one bucket; other buckets are reachable through full s3:// URIs."""
 
-    def __init__(self, client: Any, bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(self, client: Any, bucket: str = ARTIFACTS_BUCKET) -> None:
         self.client = client
         self.bucket = bucket
 
@@ -82,10 +83,35 @@ class ArtifactStore:
         endpoint = os.environ.get(ENV_ENDPOINT)
         key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
         client = make_client(endpoint, key, secret)
-        return cls(client, os.environ.get(ENV_BUCKET, DEFAULT_BUCKET))
+        return cls(client, os.environ.get(ENV_BUCKET, ARTIFACTS_BUCKET))
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+    def ref(self, artifact: Artifact) -> ArtifactRef:
+        """The hand-off form of an artifact this store just wrote."""
+        from tasks.results import ArtifactRef
+
+        return ArtifactRef(self.uri(artifact.key), artifact.sha256, artifact.size_bytes, artifact.version_id)
+
+    def fetch(self, ref: ArtifactRef, dest: str | Path) -> Path:
+        """Download exactly ``ref`` (its version when known) and check its sha256; a mismatch is fatal."""
+        bucket, key = parse_s3_uri(ref.uri)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        extra = {"VersionId": ref.version_id} if ref.version_id else None
+        self._call("download", key,
+                   lambda: self.client.download_file(bucket, key, str(tmp), ExtraArgs=extra), bucket=bucket)
+        digest = sha256_file(tmp)
+        if digest != ref.sha256:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(
+                f"{ref.uri} (version {ref.version_id or 'unversioned'}) has sha256 {digest[:16]}…, but it was "
+                f"handed over as {ref.sha256[:16]}…: the object was overwritten or corrupted; re-run the producing step"
+            )
+        tmp.replace(dest)
+        return dest
 
     # --- writes -------------------------------------------------------------------------------------------
     def put_file(self, key: str, path: str | Path, name: str | None = None) -> Artifact:
@@ -96,19 +122,23 @@ class ArtifactStore:
             key,
             lambda: self.client.upload_file(str(path), self.bucket, key, ExtraArgs={"Metadata": {"sha256": digest}}),
         )
-        return Artifact(name or path.name, key, digest, size)
+        # upload_file returns nothing; the version it wrote is the newest one with our sha256
+        head = self._call("head", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        if head.get("Metadata", {}).get("sha256") != digest:
+            raise StorageError(f"s3://{self.bucket}/{key} was overwritten while it was being uploaded")
+        return Artifact(name or path.name, key, digest, size, head.get("VersionId"))
 
     def put_bytes(self, key: str, data: bytes, name: str | None = None, content_type: str = "") -> Artifact:
         digest = hashlib.sha256(data).hexdigest()
         extra = {"ContentType": content_type} if content_type else {}
-        self._call(
+        resp = self._call(
             "put",
             key,
             lambda: self.client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, Metadata={"sha256": digest}, **extra
             ),
         )
-        return Artifact(name or key.rsplit("/", 1)[-1], key, digest, len(data))
+        return Artifact(name or key.rsplit("/", 1)[-1], key, digest, len(data), resp.get("VersionId"))
 
     def put_json(self, key: str, obj: Any, name: str | None = None) -> Artifact:
         data = json.dumps(obj, indent=2, sort_keys=True).encode()
@@ -173,11 +203,11 @@ class ArtifactStore:
             return f"sha256 {digest} != {artifact['sha256']}"
         return None
 
-    def _call(self, action: str, key: str, fn: Any) -> Any:
+    def _call(self, action: str, key: str, fn: Any, bucket: str | None = None) -> Any:
         try:
             return fn()
         except Exception as exc:  # noqa: BLE001
-            raise StorageError(f"{action} s3://{self.bucket}/{key} failed: {_reason(exc)}") from exc
+            raise StorageError(f"{action} s3://{bucket or self.bucket}/{key} failed: {_reason(exc)}") from exc
 
 
 def _reason(exc: Exception) -> str:

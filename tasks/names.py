@@ -1,0 +1,35 @@
+"""One home for the names the floors share: connection ids, buckets, exit codes, the default profile.
+
+``config/stack.json`` describes one dev stack and must agree with these (a test checks it); nothing else
+spells them out.
+"""
+
+from __future__ import annotations
+
+# Airflow connections
+MINIO_CONN_ID = "edgeops_minio"
+DEVICE_CONN_PREFIX = "edgeops_device_"
+
+# Object store
+ARTIFACTS_BUCKET = "artifacts"
+DATASETS_BUCKET = "datasets"
+ENV_ENDPOINT = "EDGEOPS_S3_ENDPOINT"
+ENV_BUCKET = "EDGEOPS_ARTIFACTS_BUCKET"
+ENV_CODE_VERSION = "EDGEOPS_CODE_VERSION"
+
+# Config
+DEFAULT_PROFILE = "demo"
+ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigger form
+ENV_DEVICES = "EDGEOPS_DEVICES"  # comma-separated default device list for the DAG's trigger form
+DEFAULT_DEVICES = ("pi1", "pi2")
+
+# Exit codes of ``edgeops`` (the runners map them to retry / no retry)
+EXIT_OK = 0
+EXIT_FAILED = 1  # an EdgeOpsError: may be worth a retry (store down, device unreachable)
+EXIT_NO_RETRY = 2  # a FatalError (bad config or input, corrupt artifact, model did not learn): never retried
+EXIT_KILLED = 137  # SIGKILL, usually the runner's memory limit
+
+
+def device_conn_id(device: str) -> str:
+    """The Airflow SSH connection of one device."""
+    return f"{DEVICE_CONN_PREFIX}{device}"

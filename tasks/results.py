@@ -1,0 +1,250 @@
+"""Declared hand-offs: what each step or device task returns, and what its consumers read.
+
+Every record is a frozen dataclass. The producer calls ``to_xcom()`` (plain JSON: URIs, sha256, version ids
+and small metrics, never bytes); the consumer calls ``Type.from_xcom(value)``, which rebuilds nested records
+and rejects missing or unknown keys with one clear error. Adding a field means: the type here, the one
+place that fills it, the one place that reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+from tasks.exceptions import EdgeOpsError
+
+
+class RecordError(EdgeOpsError):
+    """A hand-off does not have the declared shape (a producer/consumer mismatch: a bug, not bad input)."""
+
+
+class Record:
+    """Base of every hand-off record: ``to_xcom`` on the producer side, ``from_xcom`` on the consumer side."""
+
+    def to_xcom(self) -> dict[str, Any]:
+        return _encode(self)
+
+    @classmethod
+    def from_xcom(cls, raw: Any) -> Self:
+        return _decode(cls, raw, cls.__name__)
+
+
+# --- artifacts ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ArtifactRef(Record):
+    """One object in the store, pinned: consumers download exactly this version and check its sha256."""
+
+    uri: str
+    sha256: str
+    size_bytes: int
+    version_id: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.uri.rsplit("/", 1)[-1]
+
+
+# --- ML steps -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainResult(Record):
+    model: ArtifactRef  # runs/<id>/model/model.keras
+    keras_test_accuracy: float
+    best_val_accuracy: float
+    epochs_run: int
+    dataset: dict[str, Any]  # source, classes, counts, fingerprint
+
+    def summary(self) -> str:
+        return (f"trained {self.epochs_run} epoch(s): best val accuracy {self.best_val_accuracy:.4f}, "
+                f"Keras test accuracy {self.keras_test_accuracy:.4f}")
+
+
+@dataclass(frozen=True)
+class QuantizeResult(Record):
+    mode: str
+    tflite: ArtifactRef
+    io_dtype: str
+    gzip_bytes: int  # pruning shows only in the compressed size
+
+    def summary(self) -> str:
+        return f"{self.mode}: {self.tflite.size_bytes} bytes ({self.gzip_bytes} gzipped), io {self.io_dtype}"
+
+
+@dataclass(frozen=True)
+class VariantMetrics(Record):
+    """One TFLite variant measured on the test split (latency on the build host, labelled so)."""
+
+    accuracy: float
+    size_bytes: int
+    gzip_bytes: int
+    agreement: float | None  # share of test images where it predicts what fp32 predicts
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_label: str = "host"
+
+
+@dataclass(frozen=True)
+class EvaluateResult(Record):
+    metrics: ArtifactRef  # runs/<id>/eval/metrics.json (full figures, per-image predictions)
+    sample: ArtifactRef  # runs/<id>/eval/sample.npz (shipped to devices for on-device accuracy)
+    test_examples: int
+    keras_accuracy: float
+    variants: dict[str, VariantMetrics]
+    tflite: dict[str, ArtifactRef]  # the exact objects evaluated: the gate and deploy use these
+
+    def summary(self) -> str:
+        parts = [f"{m} {v.accuracy:.4f}" for m, v in sorted(self.variants.items())]
+        return f"{self.test_examples} test images: " + ", ".join(parts)
+
+
+# --- gate ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class VariantVerdict(Record):
+    passed: bool
+    drop_pp: float  # accuracy drop vs fp32 on the same images, percentage points
+    reasons: tuple[str, ...] = ()
+    p_value: float | None = None  # paired test vs fp32 (None for fp32 itself)
+
+
+@dataclass(frozen=True)
+class GateVerdict(Record):
+    """What may ship. ``blessed`` False means deploy and benchmark are skipped and devices keep their release."""
+
+    blessed: bool
+    deploy: tuple[str, ...]
+    current: str | None
+    reasons: tuple[str, ...]
+    variants: dict[str, VariantVerdict]
+    tflite: dict[str, ArtifactRef]
+    sample: ArtifactRef
+    max_accuracy_drop_pp: float
+    devices: tuple[str, ...] = ()  # where to deploy: the run's devices when blessed, else none
+
+    def __post_init__(self) -> None:
+        if self.blessed and (self.current not in self.deploy or any(m not in self.tflite for m in self.deploy)):
+            raise RecordError(f"blessed verdict is inconsistent: current={self.current!r}, deploy={self.deploy}, "
+                              f"tflite has {sorted(self.tflite)}")
+
+    def summary(self) -> str:
+        if not self.blessed:
+            return "NOT BLESSED: " + "; ".join(self.reasons)
+        return f"blessed {', '.join(self.deploy)}; current {self.current}"
+
+
+# --- devices ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FileEntry(Record):
+    name: str
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class DeployResult(Record):
+    device: str
+    arch: str
+    release: str
+    current_variant: str
+    previous: str | None
+    modes: tuple[str, ...]
+    files: tuple[FileEntry, ...]
+    runtime: dict[str, str]
+
+    def summary(self) -> str:
+        return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "
+                f"was {self.previous or 'nothing'}")
+
+
+@dataclass(frozen=True)
+class ModelBench(Record):
+    """One model measured on one device by bench.py (field names match bench.py's per-model JSON)."""
+
+    latency_ms: dict[str, float]  # p50 p90 p99 mean std
+    accuracy: float
+    load_ms: float
+    peak_rss_mb: float
+    samples: int
+    input_dtype: str
+    size_bytes: int
+
+    @classmethod
+    def from_bench(cls, raw: Mapping[str, Any]) -> ModelBench:
+        """Keep the declared fields of bench.py's richer per-model result."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls.from_xcom({k: v for k, v in raw.items() if k in names})
+
+
+@dataclass(frozen=True)
+class BenchmarkResult(Record):
+    device: str
+    arch: str
+    release: str
+    current_variant: str
+    label: str  # native (a real Pi) | emulated (qemu) | host (x86 stand-in): only native is a Pi figure
+    record: ArtifactRef  # runs/<id>/devices/<device>.json: bench.py's whole document
+    models: dict[str, ModelBench]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def current(self) -> ModelBench:
+        return self.models[self.current_variant]
+
+    def summary(self) -> str:
+        cur = self.current
+        return (f"{self.device} [{self.label}] {self.current_variant}: p50 {cur.latency_ms['p50']:.3f} ms, "
+                f"accuracy {cur.accuracy:.4f}, peak RSS {cur.peak_rss_mb:.1f} MB")
+
+
+@dataclass(frozen=True)
+class PublishResult(Record):
+    manifest: ArtifactRef
+    report: ArtifactRef
+    artifacts: int
+    blessed: bool
+
+
+# --- encoding -----------------------------------------------------------------------------------------------
+def _encode(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _encode(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(tp: Any, raw: Any, where: str) -> Any:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if isinstance(tp, type) and issubclass(tp, Record):
+        return _decode_record(tp, raw, where)
+    if origin in (types.UnionType, typing.Union):
+        if raw is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _decode(inner[0], raw, where) if len(inner) == 1 else raw
+    if origin is tuple:
+        if isinstance(raw, str | bytes | Mapping) or not hasattr(raw, "__iter__"):
+            raise RecordError(f"{where}: expected a list, got {type(raw).__name__}")
+        return tuple(_decode(args[0], v, f"{where}[]") for v in raw)
+    if origin is dict:
+        if not isinstance(raw, Mapping):
+            raise RecordError(f"{where}: expected an object, got {type(raw).__name__}")
+        return {str(k): _decode(args[1], v, f"{where}.{k}") for k, v in raw.items()}
+    return raw
+
+
+def _decode_record(cls: type[Record], raw: Any, where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise RecordError(f"{where}: expected a {cls.__name__} object, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(raw) - set(fields))
+    missing = sorted(n for n, f in fields.items() if n not in raw and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if unknown or missing:
+        raise RecordError(f"{where}: not a {cls.__name__}: missing {missing}, unknown {unknown}")
+    return cls(**{k: _decode(hints[k], v, f"{where}.{k}") for k, v in raw.items()})

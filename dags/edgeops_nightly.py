@@ -1,6 +1,7 @@
 """Nightly TFLite pipeline: train, quantize x mode, evaluate, gate, deploy x device, benchmark x device, publish.
 
-This file only wires tasks. ML code lives in ``tasks/`` (run by a runner), device code in ``plugins/``.
+This file only wires tasks. ML code and decisions live in ``tasks/`` (run by a runner), device code in
+``plugins/``; every arrow carries a declared record from ``tasks/results.py``.
 """
 
 from __future__ import annotations
@@ -10,19 +11,18 @@ from typing import Any
 
 from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
+from edgeops_airflow.fan_out import fan_out
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.step_operator import StepOperator
-
-MINIO_CONN_ID = "edgeops_minio"
-BUCKET = "artifacts"
 
 DOC = """
 ### edgeops nightly
 
 Retrains the model, builds the TFLite variants (**fp32**, **fp16**, **dynamic range**, **full int8** calibrated on
-the *train* split), evaluates each on the *test* split, gates them on accuracy drop versus fp32, deploys the
-passing ones to every device over SSH (pinned host keys), benchmarks them **on the device**, and publishes an
-HTML report and `runs/<run_id>/manifest.json` (written last) to MinIO.
+the *train* split), evaluates each on the *test* split, and **gates** them: only a blessed model is deployed to the
+devices over SSH (pinned host keys) and benchmarked **on the device**. A run whose model is not blessed skips
+deploy and benchmark (the devices keep their release) and says why in the gate task's log and the report.
+The run ends with an HTML report and `runs/<run_id>/manifest.json` (written last) in MinIO.
 
 * Trigger by hand with **Trigger DAG w/ config**: every knob is a typed Param; empty = the profile's value.
 * Artifacts: `s3://artifacts/runs/<run_id>/` (MinIO console). `edgeops runs show latest` prints the manifest.
@@ -40,7 +40,7 @@ default_args = {
 
 with DAG(
     dag_id="edgeops_nightly",
-    description="Nightly retrain, quantize, evaluate, deploy to Pis and benchmark on them",
+    description="Nightly retrain, quantize, evaluate, gate, deploy to Pis and benchmark on them",
     # No start_date: with catchup=False the first run is the next 02:00 UTC after the DAG is unpaused,
     # not an immediate run for the tick already past (which a start_date in the past would cause).
     schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
@@ -53,54 +53,35 @@ with DAG(
 ) as dag:
 
     @task(multiple_outputs=True, retries=0, execution_timeout=timedelta(minutes=2))
-    def resolve_config() -> dict[str, Any]:
-        """Validate the Params into one config; bad input fails here, before any compute."""
+    def resolve_config() -> dict[str, Any]:  # a RunPlan
+        """Validate every Param, the run id and the devices' connections: bad input fails here, before compute."""
         from edgeops_airflow.params import resolve
 
         ctx = get_current_context()
-        return resolve(dict(ctx["params"]), ctx["run_id"])
+        return resolve(dict(ctx["params"]), ctx["run_id"]).to_xcom()
 
-    @task(retries=0, execution_timeout=timedelta(minutes=2))
-    def device_names(devices: list[str]) -> list[str]:
-        """A plain list to map the deploy over (Airflow cannot map over one key of a multi-output XCom)."""
-        return list(devices)
+    plan = resolve_config()
+    step = {"run_id": plan["run_id"], "config": plan["config"]}
 
-    @task(retries=0, execution_timeout=timedelta(minutes=2))
-    def quantize_inputs(config: dict[str, Any], trained: dict[str, Any]) -> list[dict[str, Any]]:
-        return [{"mode": mode, "model_uri": trained["model_uri"]} for mode in config["quantize"]["modes"]]
-
-    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=2))
-    def evaluate_inputs(trained: dict[str, Any], quantized: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"model_uri": trained["model_uri"], "tflite": {q["mode"]: q["uri"] for q in quantized}}
-
-    @task(multiple_outputs=False, retries=0, execution_timeout=timedelta(minutes=2))
-    def gate(config: dict[str, Any], evaluated: dict[str, Any], quantized: list[dict[str, Any]]) -> dict[str, Any]:
-        """Blessing step: which variants ship and which becomes ``current`` (smallest that passes)."""
-        from tasks.config import GateConfig
-        from tasks.gate import select
-
-        g = config["gate"]
-        chosen = select(evaluated["variants"], GateConfig(g["max_accuracy_drop_pp"], tuple(g["deploy_variants"])))
-        return {**chosen, "tflite": {q["mode"]: q["uri"] for q in quantized}, "sample_key": evaluated["sample_key"]}
-
-    resolved = resolve_config()
-    run_id, config = resolved["run_id"], resolved["config"]
-    common = {"run_id": run_id, "config": config, "artifacts_conn_id": MINIO_CONN_ID, "bucket": BUCKET}
-
-    train = StepOperator(task_id="train", step="train", execution_timeout=timedelta(hours=3), **common)
+    train = StepOperator(task_id="train", step="train", execution_timeout=timedelta(hours=3), **step)
     quantize = StepOperator.partial(
-        task_id="quantize", step="quantize", map_index_template="{{ task.inputs['mode'] }}", **common
-    ).expand(inputs=quantize_inputs(config, train.output))
+        task_id="quantize", step="quantize", inputs={"train": train.output}, map_index_template="{{ task.mode }}",
+        **step,
+    ).expand(mode=fan_out.override(task_id="modes")(plan, "modes"))
     evaluate = StepOperator(task_id="evaluate", step="evaluate",
-                                 inputs=evaluate_inputs(train.output, quantize.output), **common)
-    blessed = gate(config, evaluate.output, quantize.output)
+                            inputs={"train": train.output, "quantized": quantize.output}, **step)
+    gate = StepOperator(task_id="gate", step="gate",
+                        inputs={"evaluation": evaluate.output, "devices": plan["devices"]}, **step)
     deploy = DeviceDeployOperator.partial(
-        task_id="deploy", run_id=run_id, artifacts_conn_id=MINIO_CONN_ID, bucket=BUCKET, gate=blessed,
-        map_index_template="{{ task.device }}", execution_timeout=timedelta(minutes=20),
-    ).expand(device=device_names(resolved["devices"]))
+        task_id="deploy", verdict=gate.output, map_index_template="{{ task.device }}",
+        execution_timeout=timedelta(minutes=20), **step,
+    ).expand(device=fan_out.override(task_id="deploy_targets")(gate.output, "devices"))
     benchmark = DeviceBenchmarkOperator.partial(
-        task_id="benchmark", run_id=run_id, artifacts_conn_id=MINIO_CONN_ID, bucket=BUCKET,
-        bench=config, execution_timeout=timedelta(minutes=30),
+        task_id="benchmark", execution_timeout=timedelta(minutes=30), **step,
     ).expand(deploy=deploy.output)
-    publish = StepOperator(task_id="publish", step="publish",
-                                inputs={"gate": blessed, "devices": benchmark.output}, **common)
+    publish = StepOperator(
+        task_id="publish", step="publish", trigger_rule="none_failed",
+        inputs={"train": train.output, "evaluation": evaluate.output, "verdict": gate.output,
+                "benchmarks": benchmark.output},
+        **step,
+    )

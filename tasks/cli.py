@@ -14,12 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.config import PipelineConfig, load_config, profile_names
-from tasks.exceptions import ConfigError, EdgeOpsError
+from tasks.exceptions import ConfigError, EdgeOpsError, FatalError
+from tasks.names import DATASETS_BUCKET, DEFAULT_PROFILE, EXIT_FAILED, EXIT_NO_RETRY, EXIT_OK
 
-STEPS = ("train", "quantize", "evaluate", "publish")
+STEPS = ("train", "quantize", "evaluate", "gate", "publish")
 
 
-def _step_fn(name: str) -> Callable[[Any], dict[str, Any]]:
+def _step_fn(name: str) -> Callable[[Any], Any]:
+    """``tasks.<step>.run(ctx)``, which returns its declared record (tasks.results)."""
     import importlib
 
     return importlib.import_module(f"tasks.{name}").run
@@ -63,7 +65,10 @@ def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
 
     ctx = StepContext(_config(args), args.run_id, ArtifactStore.from_env(), _json_arg(args.inputs, "--inputs"))
     logging.getLogger("edgeops").info("step %s run=%s profile=%s", args.step, ctx.run_id, ctx.config.profile)
-    result = _step_fn(args.step)(ctx)
+    record = _step_fn(args.step)(ctx)
+    result = record.to_xcom() if hasattr(record, "to_xcom") else record
+    if hasattr(record, "summary"):
+        logging.getLogger("edgeops").info("%s: %s", args.step, record.summary())
     if args.result_file:
         from pathlib import Path
 
@@ -109,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def config_args(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--profile", default="demo", choices=profile_names())
+        p.add_argument("--profile", default=DEFAULT_PROFILE, choices=profile_names())
         p.add_argument("--set", action="append", metavar="SECTION.KEY=VALUE", help="override one config value")
         p.add_argument("--config-json", help="a full resolved config (what the DAG passes); wins over --profile")
 
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs.set_defaults(func=cmd_runs)
 
     seed = sub.add_parser("seed-digits", help="upload scikit-learn's digits as an image folder")
-    seed.add_argument("--uri", default="s3://datasets/digits")
+    seed.add_argument("--uri", default=f"s3://{DATASETS_BUCKET}/digits")
     seed.set_defaults(func=cmd_seed)
 
     cfg = sub.add_parser("config", help="print the resolved config")
@@ -143,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except ConfigError as exc:
         print(f"edgeops: config error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NO_RETRY
+    except FatalError as exc:
+        print(f"edgeops: {type(exc).__name__} (not retried): {exc}", file=sys.stderr)
+        return EXIT_NO_RETRY
     except EdgeOpsError as exc:
         print(f"edgeops: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if result is not None:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ The resolved object is serialised into the manifest, so any run can be reproduce
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -14,10 +15,11 @@ from importlib import resources
 from typing import Any
 
 from tasks.exceptions import ConfigError
+from tasks.names import DEFAULT_PROFILE
 
 QUANT_MODES = ("fp32", "fp16", "dynamic", "int8")
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
-_RUN_ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -48,6 +50,7 @@ class DataConfig:
             len(self.split) == 3 and all(p > 0 for p in self.split) and abs(sum(self.split) - 1) < 1e-6,
             f"data.split={self.split}: three positive fractions (train, val, test) summing to 1",
         )
+        _require(0 <= self.seed < 2**32, f"data.seed={self.seed}: must be 0..2**32-1")
         _require(1 <= self.batch_size <= 1024, f"data.batch_size={self.batch_size}: must be 1..1024")
         _require(self.max_examples >= 0, "data.max_examples: must be >= 0 (0 = all)")
 
@@ -164,7 +167,7 @@ class ExecutionConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    profile: str = "seed"
+    profile: str = DEFAULT_PROFILE
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -219,18 +222,39 @@ def _dataclass_of(f: dataclasses.Field) -> type | None:
     return None
 
 
+_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
+
+
 def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
     kind = str(f.type)
     if kind.startswith("tuple"):
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return tuple(value)
-    expected = {"int": int, "float": (int, float), "str": str, "bool": bool}.get(kind)
-    if expected is not None and (not isinstance(value, expected) or (kind != "bool" and value is True)):
+        return _coerce_tuple(kind, value, path)
+    return _coerce_scalar(kind, value, path)
+
+
+def _coerce_scalar(kind: str, value: Any, path: str) -> Any:
+    expected = _SCALARS.get(kind)
+    if expected is not None and (not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool))):
         raise ConfigError(f"{path}: expected {kind}, got {value!r}")
     return float(value) if kind == "float" else value
+
+
+def _coerce_tuple(kind: str, value: Any, path: str) -> tuple[Any, ...]:
+    """Lists arrive as JSON arrays or as 'a,b,c' (``--set data.split=0.7,0.2,0.1``); elements are typed."""
+    item = kind[kind.index("[") + 1 :].split(",")[0].strip(" ]")
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list | tuple):
+        raise ConfigError(f"{path}: expected a list, got {value!r}")
+    out = []
+    for i, element in enumerate(value):
+        if isinstance(element, str) and item in ("int", "float"):
+            try:
+                element = json.loads(element)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{path}[{i}]: expected {item}, got {element!r}") from None
+        out.append(_coerce_scalar(item, element, f"{path}[{i}]"))
+    return tuple(out)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -267,8 +291,18 @@ def load_config(profile: str, overrides: dict[str, Any] | None = None) -> Pipeli
 
 
 def safe_run_id(run_id: str) -> str:
-    """Airflow run ids carry ':' and '+'; keys and device paths get a stable, safe form of them."""
-    cleaned = _RUN_ID_SAFE.sub("_", run_id).strip("_.")
-    if not cleaned:
-        raise ConfigError(f"run id {run_id!r} has no usable characters")
-    return cleaned
+    """The form of a run id used in keys and device paths: stable, injective, safe for a shell and a path.
+
+    Airflow's ids carry ':' and '+'. When sanitising changes an id, a hash of the original is appended, so
+    ``a:b``, ``a+b`` and ``a b`` get different keys. Ids a path or a command line could misread are refused.
+    """
+    if not run_id or any(ord(c) < 32 or ord(c) == 127 for c in run_id):
+        raise ConfigError(f"run id {run_id!r}: empty or contains control characters (newline, tab, ...)")
+    if run_id.startswith((".", "-")) or run_id.endswith(".partial") or len(run_id) > 200:
+        raise ConfigError(f"run id {run_id!r}: must not start with '.' or '-', end in '.partial', or exceed 200 "
+                          "characters; trigger the run with another run id")
+    cleaned = _RUN_ID_UNSAFE.sub("_", run_id)
+    if cleaned == run_id:
+        return run_id
+    stem = cleaned.strip("_.-")[:150] or "run"
+    return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import data, keys
+from tasks.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -110,19 +111,20 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dic
     return results
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> EvaluateResult:
     import numpy as np
 
     cfg = ctx.config
-    tflite_uris: dict[str, str] = ctx.need("tflite")
+    trained = TrainResult.from_xcom(ctx.need("train"))
+    quantized = {q.mode: q for q in (QuantizeResult.from_xcom(r) for r in ctx.need("quantized"))}
     splits = data.load_splits(cfg.data, ctx.store)
     x, y = data.to_arrays(splits.test)
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch_uri(ctx.need("model_uri"), Path(tmp) / "model.keras")
+        keras_path = ctx.store.fetch(trained.model, Path(tmp) / "model.keras")
         keras_result = {"accuracy": _keras_accuracy(keras_path, x, y, cfg.evaluate.batch_size),
                         "size_bytes": keras_path.stat().st_size}
-        blobs = {mode: ctx.store.fetch_uri(uri, Path(tmp) / f"{mode}.tflite").read_bytes()
-                 for mode, uri in sorted(tflite_uris.items())}
+        blobs = {mode: ctx.store.fetch(q.tflite, Path(tmp) / f"{mode}.tflite").read_bytes()
+                 for mode, q in sorted(quantized.items())}
     variants = evaluate_variants(blobs, x, y, cfg.evaluate)
     n = min(cfg.bench.sample_size, len(x))
     buf = io.BytesIO()
@@ -134,7 +136,10 @@ def run(ctx: StepContext) -> dict[str, Any]:
     for mode, m in variants.items():
         log.info("%-8s acc=%.4f size=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
                  m["latency_ms"]["p50"], m["agreement"] or 0)
-    small = {mode: {k: m[k] for k in ("accuracy", "size_bytes", "agreement")} | {
-        "latency_ms": {"p50": m["latency_ms"]["p50"], "p90": m["latency_ms"]["p90"]}} for mode, m in variants.items()}
-    return {"metrics_uri": ctx.store.uri(art.key), "sample_key": sample.key, "variants": small,
-            "keras": keras_result}
+    summary = {mode: VariantMetrics(accuracy=m["accuracy"], size_bytes=m["size_bytes"],
+                                    gzip_bytes=quantized[mode].gzip_bytes, agreement=m["agreement"],
+                                    latency_p50_ms=m["latency_ms"]["p50"], latency_p90_ms=m["latency_ms"]["p90"],
+                                    latency_label=m["latency_label"]) for mode, m in variants.items()}
+    return EvaluateResult(metrics=ctx.store.ref(art), sample=ctx.store.ref(sample), test_examples=len(x),
+                          keras_accuracy=keras_result["accuracy"], variants=summary,
+                          tflite={mode: q.tflite for mode, q in quantized.items()})

@@ -1,31 +1,42 @@
-"""Artifact key layout of one run. Every key is under ``runs/<run_id>/``; nothing is ever "latest"."""
+"""Artifact key layout: the one place that spells a key. Everything of a run is under ``runs/<run_id>/``;
+nothing is ever "latest". ``run_id`` is always the safe form (``tasks.config.safe_run_id``)."""
 
 from __future__ import annotations
 
+RUNS_PREFIX = "runs/"
+MANIFEST_NAME = "manifest.json"
+
 
 def run_prefix(run_id: str) -> str:
-    return f"runs/{run_id}/"
+    return f"{RUNS_PREFIX}{run_id}/"
 
 
 def model(run_id: str, name: str = "model.keras") -> str:
-    return f"runs/{run_id}/model/{name}"
+    return f"{run_prefix(run_id)}model/{name}"
 
 
 def tflite(run_id: str, mode: str) -> str:
-    return f"runs/{run_id}/tflite/{mode}.tflite"
+    return f"{run_prefix(run_id)}tflite/{mode}.tflite"
 
 
 def evaluation(run_id: str, name: str = "metrics.json") -> str:
-    return f"runs/{run_id}/eval/{name}"
+    return f"{run_prefix(run_id)}eval/{name}"
 
 
 def device(run_id: str, device_name: str) -> str:
-    return f"runs/{run_id}/devices/{device_name}.json"
+    return f"{run_prefix(run_id)}devices/{device_name}.json"
 
 
 def report(run_id: str) -> str:
-    return f"runs/{run_id}/report/index.html"
+    return f"{run_prefix(run_id)}report/index.html"
 
 
 def manifest(run_id: str) -> str:
-    return f"runs/{run_id}/manifest.json"
+    return f"{run_prefix(run_id)}{MANIFEST_NAME}"
+
+
+def run_of_manifest(key: str) -> str | None:
+    """The run id of a ``runs/<run_id>/manifest.json`` key, None for any other key."""
+    parts = key.split("/")
+    ok = len(parts) == 3 and f"{parts[0]}/" == RUNS_PREFIX and parts[1] and parts[2] == MANIFEST_NAME
+    return parts[1] if ok else None

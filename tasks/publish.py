@@ -1,4 +1,8 @@
-"""Publish step: HTML report, then ``manifest.json`` LAST. A run without a manifest did not finish."""
+"""Publish step: HTML report, then ``manifest.json`` LAST. A run without a manifest did not finish.
+
+The manifest is assembled from the records the upstream tasks handed over (train, evaluation, gate
+verdict, device benchmarks); nothing is re-read from the store and reshaped here.
+"""
 
 from __future__ import annotations
 
@@ -6,59 +10,34 @@ import datetime as dt
 import logging
 from typing import Any
 
-from tasks import keys, report
+from tasks import keys, report, runs
 from tasks.exceptions import StorageError
+from tasks.report_history import HISTORY_RUNS, history_rows
+from tasks.results import BenchmarkResult, EvaluateResult, GateVerdict, PublishResult, TrainResult
 from tasks.step import StepContext
 from tasks.version import code_version
 
 log = logging.getLogger(__name__)
-SCHEMA = 1
+SCHEMA = 2
 
 
-def _device_entry(ctx: StepContext, result: dict[str, Any]) -> dict[str, Any]:
-    """Merge the deploy/benchmark XCom of one device with its full benchmark JSON from the store."""
-    doc = ctx.store.get_json(result["key"])
-    benchmarks = {
-        mode: {"latency_ms": {q: r["latency_ms"][q] for q in ("p50", "p90", "p99")}, "accuracy": r["accuracy"],
-               "load_ms": r.get("load_ms"), "peak_rss_mb": r.get("peak_rss_mb")}
-        for mode, r in doc.get("results", {}).items()
-    }
-    current = result["current_variant"]
-    return {
-        "name": result["device"],
-        "arch": result.get("arch") or doc.get("device", {}).get("arch"),
-        "release": result["release"],
-        "current_variant": current,
-        "label": doc.get("label", result.get("benchmark", {}).get("label")),
-        "facts": doc.get("device", {}),
-        "benchmark": {**benchmarks.get(current, {}), "label": doc.get("label")},
-        "benchmarks": benchmarks,
-        "key": result["key"],
-    }
-
-
-def build_manifest(ctx: StepContext, gate: dict[str, Any], devices: list[dict[str, Any]]) -> dict[str, Any]:
-    metrics = ctx.store.get_json(keys.evaluation(ctx.run_id))
-    dataset = ctx.store.get_json(keys.model(ctx.run_id, "dataset.json"))
-    verdicts = gate.get("verdicts", {})
-    variants = {
-        mode: {"accuracy": m["accuracy"], "size_bytes": m["size_bytes"],
-               "latency_ms": {"p50": m["latency_ms"]["p50"], "p90": m["latency_ms"]["p90"]},
-               "latency_label": m.get("latency_label", "host"), "agreement": m["agreement"],
-               "drop_pp": verdicts.get(mode, {}).get("drop_pp"), "passed_gate": verdicts.get(mode, {}).get("passed")}
-        for mode, m in metrics["variants"].items()
-    }
+def build_manifest(ctx: StepContext, train: TrainResult, evaluation: EvaluateResult, verdict: GateVerdict,
+                   benchmarks: list[BenchmarkResult]) -> dict[str, Any]:
+    variants = {mode: {**m.to_xcom(), "gate": verdict.variants[mode].to_xcom() if mode in verdict.variants else None}
+                for mode, m in evaluation.variants.items()}
     return {
         "schema": SCHEMA,
         "run_id": ctx.run_id,
         "code_version": code_version(),
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": ctx.config.to_dict(),
-        "dataset": dataset,
-        "keras": metrics["keras"],
+        "dataset": train.dataset,
+        "train": {k: v for k, v in train.to_xcom().items() if k != "dataset"},
+        "evaluation": {"test_examples": evaluation.test_examples, "keras_accuracy": evaluation.keras_accuracy,
+                       "metrics": evaluation.metrics.to_xcom()},
         "variants": variants,
-        "gate": {k: gate[k] for k in ("max_accuracy_drop_pp", "deploy", "current") if k in gate},
-        "devices": [_device_entry(ctx, d) for d in sorted(devices, key=lambda d: d["device"])],
+        "gate": verdict.to_xcom(),
+        "devices": [b.to_xcom() for b in sorted(benchmarks, key=lambda b: b.device)],
         "artifacts": [],
     }
 
@@ -77,12 +56,16 @@ def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
     return out
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
-    manifest = build_manifest(ctx, ctx.need("gate"), ctx.inputs.get("devices") or [])
-    page = report.run(ctx.store, ctx.run_id, manifest)
+def run(ctx: StepContext) -> PublishResult:
+    verdict = GateVerdict.from_xcom(ctx.need("verdict"))
+    benchmarks = [BenchmarkResult.from_xcom(b) for b in ctx.inputs.get("benchmarks") or []]
+    manifest = build_manifest(ctx, TrainResult.from_xcom(ctx.need("train")),
+                              EvaluateResult.from_xcom(ctx.need("evaluation")), verdict, benchmarks)
+    history = history_rows(runs.recent_manifests(ctx.store, HISTORY_RUNS), manifest)
+    page = report.run(ctx.store, ctx.run_id, manifest, history)
     manifest["artifacts"] = list_artifacts(ctx)
     manifest["report_key"] = page.key
     art = ctx.store.put_json(keys.manifest(ctx.run_id), manifest)  # last write of the run
     log.info("manifest %s (%d artifacts)", ctx.store.uri(art.key), len(manifest["artifacts"]))
-    return {"manifest_uri": ctx.store.uri(art.key), "report_uri": ctx.store.uri(page.key),
-            "artifacts": len(manifest["artifacts"])}
+    return PublishResult(manifest=ctx.store.ref(art), report=ctx.store.ref(page), artifacts=len(manifest["artifacts"]),
+                         blessed=verdict.blessed)

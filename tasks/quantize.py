@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from tasks import data, keys
 from tasks.config import QUANT_MODES
+from tasks.results import QuantizeResult, TrainResult
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> QuantizeResult:
     mode = ctx.need("mode")
     qcfg = ctx.config.quantize
     settings = converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
@@ -93,7 +95,7 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 yield [image]
 
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch_uri(ctx.need("model_uri"), Path(tmp) / "model.keras")
+        keras_path = ctx.store.fetch(TrainResult.from_xcom(ctx.need("train")).model, Path(tmp) / "model.keras")
         saved = export_saved_model(keras_path, tmp)
         with timed(f"convert {mode}"):
             blob = convert(saved, settings, representative)
@@ -101,5 +103,5 @@ def run(ctx: StepContext) -> dict[str, Any]:
         out.write_bytes(blob)
         art = ctx.store.put_file(keys.tflite(ctx.run_id, mode), out)
     log.info("%s: %d bytes sha256=%s", mode, art.size_bytes, art.sha256[:12])
-    return {"mode": mode, "uri": ctx.store.uri(art.key), "size_bytes": art.size_bytes, "sha256": art.sha256,
-            "io_dtype": settings.io_dtype}
+    return QuantizeResult(mode=mode, tflite=ctx.store.ref(art), io_dtype=settings.io_dtype,
+                          gzip_bytes=len(gzip.compress(blob, compresslevel=9)))

@@ -13,10 +13,11 @@ import math
 from html import escape
 from typing import Any
 
+from tasks import keys
 from tasks.config import QUANT_MODES
+from tasks.report_history import history_section
 from tasks.storage import Artifact, ArtifactStore
 
-REPORT_KEY = "runs/{run_id}/report/index.html"
 CONTENT_TYPE = "text/html; charset=utf-8"
 
 _CSS = """
@@ -85,14 +86,12 @@ def _chart(title: str, names: list[str], values: list[float | None], ylabel: str
 def _charts(variants: dict[str, Any], names: list[str]) -> str:
     if not names:
         return "<p>No variants were evaluated in this run.</p>"
-    acc = [_num(variants[m].get("accuracy")) for m in names]
-    acc_pct = [None if a is None else a * 100 for a in acc]
+    acc_pct = [None if (a := _num(variants[m].get("accuracy"))) is None else a * 100 for m in names]
     sizes = [_num(variants[m].get("size_bytes")) for m in names]
     big = max((s for s in sizes if s is not None), default=0) >= 2**20
     unit, div = ("MB", 2**20) if big else ("KB", 2**10)
-    lat = [variants[m].get("latency_ms") or {} for m in names]
-    p50 = [_num(x.get("p50")) for x in lat]
-    p90 = [_num(x.get("p90")) for x in lat]
+    p50 = [_num(variants[m].get("latency_p50_ms")) for m in names]
+    p90 = [_num(variants[m].get("latency_p90_ms")) for m in names]
     size_vals = [None if s is None else s / div for s in sizes]
     charts = [
         ("Accuracy by variant", _chart("Accuracy by variant", names, acc_pct, "accuracy (%)")),
@@ -100,9 +99,19 @@ def _charts(variants: dict[str, Any], names: list[str]) -> str:
         ("Host latency, not device: p50 bar, p90 whisker (ms)",
          _chart("Host latency, not device (p50, p90 whisker)", names, p50, "ms", upper=p90)),
     ]
+    return _figures(charts)
+
+
+def _figures(charts: list[tuple[str, str]]) -> str:
     imgs = "".join(f'<figure><img alt="{escape(t)}" src="data:image/png;base64,{png}">'
                    f"<figcaption>{escape(t)}</figcaption></figure>" for t, png in charts)
     return f'<div class="charts">{imgs}</div>'
+
+
+def _pass_cell(verdict: dict[str, Any] | None) -> str:
+    if not verdict:
+        return "—"
+    return '<span class="pass">pass</span>' if verdict.get("passed") else '<span class="fail">fail</span>'
 
 
 def _variants_table(manifest: dict[str, Any], names: list[str]) -> str:
@@ -110,31 +119,36 @@ def _variants_table(manifest: dict[str, Any], names: list[str]) -> str:
     gate = manifest.get("gate") or {}
     current, deploy = gate.get("current"), set(gate.get("deploy") or [])
     base = _num((variants.get("fp32") or {}).get("accuracy"))
-    head = ("variant", "accuracy", "drop vs fp32", "size", "p50 ms", "p90 ms", "agreement", "gate",
-            "deployed")
+    head = ("variant", "accuracy", "drop vs fp32", "p (paired)", "size", "gzip size", "p50 ms", "p90 ms",
+            "agreement", "gate", "deployed")
     rows = []
     for m in names:
-        v = variants[m]
+        v, verdict = variants[m], variants[m].get("gate") or {}
         acc = _num(v.get("accuracy"))
         drop = "—" if acc is None or base is None else f"{(base - acc) * 100:+.2f} pp"
-        passed = v.get("passed_gate")
-        gate_cell = "—" if passed is None else (
-            '<span class="pass">pass</span>' if passed else '<span class="fail">fail</span>')
-        lat = v.get("latency_ms") or {}
         cells = [f'<td class="l">{escape(m)}{" (current)" if m == current else ""}</td>',
                  f"<td>{_fmt(acc, '.2f', 100, ' %')}</td>", f"<td>{drop}</td>",
-                 f"<td>{_size(v.get('size_bytes'))}</td>",
-                 f"<td>{_fmt(lat.get('p50'), '.3f')}</td>", f"<td>{_fmt(lat.get('p90'), '.3f')}</td>",
-                 f"<td>{_fmt(v.get('agreement'), '.2f', 100, ' %')}</td>", f"<td>{gate_cell}</td>",
+                 f"<td>{_fmt(verdict.get('p_value'), '.3g')}</td>", f"<td>{_size(v.get('size_bytes'))}</td>",
+                 f"<td>{_size(v.get('gzip_bytes'))}</td>",
+                 f"<td>{_fmt(v.get('latency_p50_ms'), '.3f')}</td>", f"<td>{_fmt(v.get('latency_p90_ms'), '.3f')}</td>",
+                 f"<td>{_fmt(v.get('agreement'), '.2f', 100, ' %')}</td>", f"<td>{_pass_cell(verdict)}</td>",
                  f"<td>{'yes' if m in deploy else 'no'}</td>"]
         rows.append(f'<tr{" class=current" if m == current else ""}>{"".join(cells)}</tr>')
-    keras = manifest.get("keras") or {}
-    if keras:
-        acc = _fmt(keras.get("accuracy"), ".2f", 100, " %")
-        rows.append(f'<tr><td class="l">keras (reference)</td><td>{acc}</td><td>—</td>'
-                    f'<td>{_size(keras.get("size_bytes"))}</td>' + "<td>—</td>" * 5 + "</tr>")
+    keras = _num((manifest.get("evaluation") or {}).get("keras_accuracy"))
+    if keras is not None:
+        rows.append(f'<tr><td class="l">keras (reference)</td><td>{_fmt(keras, ".2f", 100, " %")}</td>'
+                    + "<td>—</td>" * (len(head) - 2) + "</tr>")
     th = "".join(f'<th{" class=l" if i == 0 else ""}>{escape(h)}</th>' for i, h in enumerate(head))
     return f"<table><tr>{th}</tr>{''.join(rows)}</table>"
+
+
+def _gate_section(gate: dict[str, Any]) -> str:
+    if not gate:
+        return "<p>No gate verdict in this run.</p>"
+    status = ('<span class="pass">BLESSED</span>' if gate.get("blessed")
+              else '<span class="fail">NOT BLESSED: nothing was deployed; devices keep their release</span>')
+    reasons = "".join(f"<li>{escape(str(r))}</li>" for r in gate.get("reasons") or [])
+    return f"<p>{status}</p><ul>{reasons}</ul>"
 
 
 def _device_table(devices: list[dict[str, Any]]) -> str:
@@ -144,13 +158,10 @@ def _device_table(devices: list[dict[str, Any]]) -> str:
             "load ms", "peak RSS MB")
     rows = []
     for dev in devices:
-        benches = dict(dev.get("benchmarks") or {})
-        if not benches and dev.get("benchmark"):
-            benches = {dev.get("current_variant") or "?": dev["benchmark"]}
-        for mode, b in sorted(benches.items()) or [("—", {})]:
+        for mode, b in sorted((dev.get("models") or {}).items()) or [("—", {})]:
             lat = b.get("latency_ms") or {}
-            label = b.get("label") or dev.get("label") or "unknown"
-            cells = [dev.get("name"), dev.get("arch"), label, dev.get("current_variant"), mode]
+            label = dev.get("label") or "unknown"
+            cells = [dev.get("device"), dev.get("arch"), label, dev.get("current_variant"), mode]
             tds = "".join(f'<td class="l">{escape(str(c if c is not None else "—"))}</td>' for c in cells)
             tds += "".join(f"<td>{_fmt(lat.get(p), '.3f')}</td>" for p in ("p50", "p90", "p99"))
             tds += (f"<td>{_fmt(b.get('accuracy'), '.2f', 100, ' %')}</td>"
@@ -160,7 +171,7 @@ def _device_table(devices: list[dict[str, Any]]) -> str:
     return f"<table><tr>{th}</tr>{''.join(rows)}</table>"
 
 
-def render_html(manifest: dict[str, Any]) -> str:
+def render_html(manifest: dict[str, Any], history: list[dict[str, Any]] | None = None) -> str:
     """The whole report page for one manifest (tolerates missing variants, devices and fields)."""
     run_id = str(manifest.get("run_id", "?"))
     variants = {k: v for k, v in (manifest.get("variants") or {}).items() if isinstance(v, dict)}
@@ -187,6 +198,8 @@ def render_html(manifest: dict[str, Any]) -> str:
 <style>{_CSS}</style></head><body>
 <h1>EdgeOps run {escape(run_id)}</h1>
 <dl>{dl}</dl>
+<h2>Gate</h2>
+{_gate_section(gate)}
 <h2>Variants</h2>
 <div class="note">Latencies in this section were measured on the build host (x86), not on a device.</div>
 {_charts(variants, names)}
@@ -196,11 +209,13 @@ def render_html(manifest: dict[str, Any]) -> str:
 not Raspberry Pi figures and must not be read as device speedups; only <b>native</b> rows were measured
 on a Pi.</div>
 {_device_table(devices)}
+{history_section(history or [])}
 </body></html>
 """
 
 
-def run(store: ArtifactStore, run_id: str, manifest: dict[str, Any]) -> Artifact:
+def run(store: ArtifactStore, run_id: str, manifest: dict[str, Any],
+        history: list[dict[str, Any]] | None = None) -> Artifact:
     """Render the report and upload it to ``runs/<run_id>/report/index.html``."""
-    page = render_html(manifest).encode("utf-8")
-    return store.put_bytes(REPORT_KEY.format(run_id=run_id), page, name="report", content_type=CONTENT_TYPE)
+    page = render_html(manifest, history).encode("utf-8")
+    return store.put_bytes(keys.report(run_id), page, name="report", content_type=CONTENT_TYPE)

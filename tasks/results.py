@@ -48,6 +48,17 @@ class ArtifactRef(Record):
         return self.uri.rsplit("/", 1)[-1]
 
 
+# --- run plan -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPlan(Record):
+    """What resolve_config hands every later task: the safe run id, the validated config, targets, modes."""
+
+    run_id: str
+    config: dict[str, Any]  # PipelineConfig.to_dict(); consumers parse it with PipelineConfig.from_dict
+    devices: tuple[str, ...]
+    modes: tuple[str, ...]
+
+
 # --- ML steps -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TrainResult(Record):

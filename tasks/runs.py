@@ -17,23 +17,17 @@ from tasks.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
-RUNS_PREFIX = "runs/"
-MANIFEST_NAME = "manifest.json"
 COLUMNS = ("run_id", "created_at", "code_version", "profile", "current", "fp32_accuracy", "devices")
 
 
 def _manifest_objects(store: ArtifactStore) -> list[dict[str, Any]]:
     """Every ``runs/<id>/manifest.json`` object, newest first (ties broken by key, for a stable order)."""
-    found = []
-    for obj in store.list(RUNS_PREFIX):
-        parts = obj["Key"].split("/")
-        if len(parts) == 3 and parts[2] == MANIFEST_NAME and parts[1]:
-            found.append(obj)
+    found = [obj for obj in store.list(keys.RUNS_PREFIX) if keys.run_of_manifest(obj["Key"])]
     return sorted(found, key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
 
 
 def _row(obj: dict[str, Any], manifest: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
-    run_id = obj["Key"].split("/")[1]
+    run_id = keys.run_of_manifest(obj["Key"])
     m = manifest or {}
     fp32 = ((m.get("variants") or {}).get("fp32") or {}).get("accuracy")
     row = {
@@ -62,6 +56,19 @@ def list_runs(store: ArtifactStore) -> list[dict[str, Any]]:
     return rows
 
 
+def recent_manifests(store: ArtifactStore, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` readable manifests, newest first (unreadable ones are skipped, and logged)."""
+    out: list[dict[str, Any]] = []
+    for obj in _manifest_objects(store):
+        if len(out) == limit:
+            break
+        try:
+            out.append(_load(store, obj["Key"]))
+        except StorageError as exc:
+            log.warning("skipping %s: %s", obj["Key"], exc)
+    return out
+
+
 def _load(store: ArtifactStore, key: str) -> dict[str, Any]:
     try:
         manifest = store.get_json(key)
@@ -79,7 +86,7 @@ def resolve(store: ArtifactStore, ref: str) -> dict[str, Any]:
         objs = _manifest_objects(store)
         if not objs:
             raise StorageError(
-                f"no finished runs in s3://{store.bucket}/{RUNS_PREFIX} (a run writes {MANIFEST_NAME} last)"
+                f"no finished runs in s3://{store.bucket}/{keys.RUNS_PREFIX} (a run writes {keys.MANIFEST_NAME} last)"
             )
         return _load(store, objs[0]["Key"])
     candidates = [ref] if ref and "/" not in ref else []

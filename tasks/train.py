@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import data, keys, models
+from tasks.results import TrainResult
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def _callbacks(ctx: StepContext, checkpoint: Path) -> list[Any]:
     ]
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> TrainResult:
     import keras
     import tensorflow as tf
 
@@ -69,9 +70,6 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 for name in ("model.keras", "history.json", "dataset.json")]
     tf.keras.backend.clear_session()
     log.info("best val_accuracy=%.4f test accuracy (Keras)=%.4f", max(hist.get("val_accuracy", [0.0])), test_acc)
-    return {
-        "model_uri": ctx.store.uri(arts[0].key),
-        "keras_test_accuracy": float(test_acc),
-        "dataset": dataset,
-        "epochs_run": len(hist.get("loss", [])),
-    }
+    return TrainResult(model=ctx.store.ref(arts[0]), keras_test_accuracy=float(test_acc),
+                       best_val_accuracy=max(hist.get("val_accuracy", [0.0])), epochs_run=len(hist.get("loss", [])),
+                       dataset=dataset)

@@ -20,11 +20,11 @@ from shlex import quote
 from typing import Any
 
 from tasks.exceptions import DeviceError
+from tasks.names import device_conn_id
 from tasks.storage import sha256_file
 
 log = logging.getLogger(__name__)
 
-CONN_PREFIX = "edgeops_device_"
 RUNTIME_PACKAGES = ("numpy", "ai-edge-litert")
 FALLBACK_PACKAGES = ("numpy", "tflite-runtime")
 _SAFE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -46,10 +46,6 @@ _VERIFY_SUMS = (
 )
 
 
-def conn_id_for(device: str) -> str:
-    return f"{CONN_PREFIX}{device}"
-
-
 def label_for(kind: str) -> str:
     """How timings on a device of this ``kind`` are labelled: only a real Pi gives Pi numbers."""
     return {"pi": "native", "qemu": "emulated"}.get(kind, "host")
@@ -66,7 +62,7 @@ class DeviceClient:
 
     def __init__(self, device: str, conn_id: str | None = None, connect_attempts: int = 3) -> None:
         self.device = device
-        self.conn_id = conn_id or conn_id_for(device)
+        self.conn_id = conn_id or device_conn_id(device)
         self.connect_attempts = max(1, connect_attempts)
         self.client: Any = None
         extra = self._extra()
@@ -344,15 +340,15 @@ class DeviceClient:
                 sftp.close()
 
     def benchmark(
-        self, run_id: str, modes: list[str], bench: dict[str, Any], label: str, timeout: float = 1800
+        self, run_id: str, modes: list[str], bench: Any, label: str, timeout: float = 1800
     ) -> dict[str, Any]:
         """Run the release's bench.py with the device venv over the given modes; return its JSON document."""
         release = posixpath.join(self.root, "releases", _safe(run_id, "run id"))
         models = " ".join(f"--model {quote(_safe(m, 'mode') + '.tflite')}" for m in modes)
         command = (
             f"cd {quote(release)} && {quote(self.venv_python)} bench.py {models} --sample sample.npz "
-            f"--warmup {int(bench.get('warmup', 10))} --runs {int(bench.get('runs', 100))} "
-            f"--threads {int(bench.get('threads', 4))} --label {quote(label)}"
+            f"--warmup {int(bench.warmup)} --runs {int(bench.runs)} "
+            f"--threads {int(bench.threads)} --label {quote(label)}"
         )
         log.info("%s: benchmarking %s of release %s (%s)", self._who, ", ".join(modes), run_id, label)
         doc = self._json(command, f"benchmark of release {run_id}", timeout=timeout)

@@ -15,12 +15,9 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from edgeops_airflow.device import DeviceClient, label_for
+from edgeops_airflow.step_operator import plain
 from tasks import keys
-
-
-def _key_or_uri(store: Any, ref: str, dest: Path) -> Path:
-    """Gate/evaluate XComs carry either full s3:// URIs or keys in the artifacts bucket."""
-    return store.fetch_uri(ref, dest) if ref.startswith("s3://") else store.get_file(ref, dest)
+from tasks.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 
 
 def _fail(message: str) -> None:
@@ -29,10 +26,17 @@ def _fail(message: str) -> None:
     raise AirflowFailException(message)  # bad input: retrying cannot help
 
 
+def _config(raw: Any) -> Any:
+    from tasks.config import PipelineConfig
+
+    return PipelineConfig.from_dict(dict(raw))
+
+
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
-    def __init__(self, *, artifacts_conn_id: str, bucket: str, **kwargs: Any) -> None:
+    def __init__(self, *, artifacts_conn_id: str = MINIO_CONN_ID, bucket: str = ARTIFACTS_BUCKET,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
         self._client: DeviceClient | None = None
@@ -49,42 +53,35 @@ class _DeviceOperator(BaseOperator):
 
 
 class DeviceDeployOperator(_DeviceOperator):
-    """Provision the device runtime, upload the gate's variants + sample + bench.py, switch ``current``.
+    """Provision the device runtime, upload the blessed variants + sample + bench.py, switch ``current``.
 
-    ``gate`` is the gate task's XCom: ``{"deploy": [modes], "current": mode, "tflite": {mode: uri_or_key},
-    "sample_key": ...}``; ``sample_key`` given here wins over the gate's. Returns a small dict for XCom.
+    ``verdict`` is the gate's ``GateVerdict``; every file is downloaded against the sha256/version it names.
+    Skipped (not failed) when the verdict blessed nothing or does not target this device.
     """
 
-    template_fields: Sequence[str] = ("device", "run_id", "gate", "sample_key")
+    template_fields: Sequence[str] = ("device", "run_id", "verdict", "config")
 
-    def __init__(
-        self, *, device: str, run_id: str, gate: Any, sample_key: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, device: str, run_id: str, verdict: Any, config: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.run_id, self.gate, self.sample_key = device, run_id, gate, sample_key
+        self.device, self.run_id, self.verdict, self.config = device, run_id, verdict, config
 
     def execute(self, context: Any) -> dict[str, Any]:
-        gate = dict(self.gate or {})
-        modes, current, tflite = (
-            list(gate.get("deploy") or []),
-            gate.get("current"),
-            dict(gate.get("tflite") or {}),
-        )
-        sample = self.sample_key or gate.get("sample_key")
-        if not modes:
-            _fail(f"gate blessed no variant for run {self.run_id}: nothing to deploy to {self.device}")
-        if current not in modes or any(m not in tflite for m in modes) or not sample:
-            _fail(
-                f"gate XCom is inconsistent: current={current!r}, deploy={modes}, tflite has "
-                f"{sorted(tflite)}, sample_key={sample!r}; need current in deploy, a tflite URI per mode "
-                "and a sample key"
-            )
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from tasks.exceptions import IntegrityError
+        from tasks.results import DeployResult, FileEntry, GateVerdict
+
+        verdict = GateVerdict.from_xcom(plain(self.verdict))
+        if not verdict.blessed or self.device not in verdict.devices:
+            raise AirflowSkipException(f"nothing to deploy to {self.device}: {verdict.summary()}")
         store = self._store()
         with tempfile.TemporaryDirectory(prefix=f"edgeops-deploy-{self.device}-") as tmp:
-            files: dict[str, str | Path] = {}
-            for mode in modes:
-                files[f"{mode}.tflite"] = _key_or_uri(store, tflite[mode], Path(tmp) / f"{mode}.tflite")
-            files["sample.npz"] = _key_or_uri(store, sample, Path(tmp) / "sample.npz")
+            try:
+                files: dict[str, str | Path] = {
+                    f"{m}.tflite": store.fetch(verdict.tflite[m], Path(tmp) / f"{m}.tflite") for m in verdict.deploy}
+                files["sample.npz"] = store.fetch(verdict.sample, Path(tmp) / "sample.npz")
+            except IntegrityError as exc:
+                _fail(str(exc))
             files["bench.py"] = Path(tmp) / "bench.py"  # the standalone script shipped with every release
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
             self._client = DeviceClient(self.device)
@@ -92,75 +89,42 @@ class DeviceDeployOperator(_DeviceOperator):
                 facts = dev.facts()
                 self.log.info("%s: %s", self.device, facts)
                 runtime = dev.provision()
-                result = dev.deploy(self.run_id, files, current)
-        return {
-            "device": self.device,
-            "arch": facts["arch"],
-            "release": result["release"],
-            "current_variant": result["current_variant"],
-            "previous": result["previous"],
-            "files": result["files"],
-            "runtime": runtime["packages"],
-        }
+                result = dev.deploy(self.run_id, files, verdict.current)
+        deployed = DeployResult(device=self.device, arch=facts["arch"], release=result["release"],
+                                current_variant=result["current_variant"], previous=result["previous"],
+                                modes=verdict.deploy, files=tuple(FileEntry(**f) for f in result["files"]),
+                                runtime=runtime["packages"])
+        self.log.info("%s", deployed.summary())
+        return deployed.to_xcom()
 
 
 class DeviceBenchmarkOperator(_DeviceOperator):
-    """Run the release's bench.py on the device over every deployed mode; store the JSON, return a summary.
+    """Run the release's bench.py on the device over every deployed mode; store its JSON, return the record."""
 
-    ``deploy`` is DeviceDeployOperator's XCom (it also names the device when ``device`` is not given);
-    ``bench`` is the ``bench`` config section (or the whole resolved config holding one).
-    """
+    template_fields: Sequence[str] = ("run_id", "deploy", "config")
 
-    template_fields: Sequence[str] = ("device", "run_id", "deploy", "bench")
-
-    def __init__(
-        self, *, run_id: str, deploy: Any, bench: Any = None, device: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, run_id: str, deploy: Any, config: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.run_id, self.deploy, self.bench = device, run_id, deploy, bench
+        self.run_id, self.deploy, self.config = run_id, deploy, config
 
     def execute(self, context: Any) -> dict[str, Any]:
-        deploy = dict(self.deploy or {})
-        device = self.device or deploy.get("device")
-        bench = dict(self.bench or {})
-        bench = dict(bench["bench"]) if isinstance(bench.get("bench"), dict) else bench
-        modes = [
-            f["name"].removesuffix(".tflite")
-            for f in deploy.get("files", [])
-            if f["name"].endswith(".tflite")
-        ]
-        current = deploy.get("current_variant")
-        if not device or not modes or current not in modes or deploy.get("release") != self.run_id:
-            _fail(
-                f"deploy XCom {deploy!r} does not describe release {self.run_id} on a device "
-                "(need device, release, current_variant and .tflite files)"
-            )
-        self._client = DeviceClient(device)
+        from tasks.results import BenchmarkResult, DeployResult, ModelBench
+
+        deploy = DeployResult.from_xcom(plain(self.deploy))
+        if deploy.release != self.run_id:
+            _fail(f"deploy record names release {deploy.release}, not this run's {self.run_id}")
+        bench = _config(plain(self.config)).bench
+        self._client = DeviceClient(deploy.device)
         label = label_for(self._client.kind)
         with self._client as dev:
-            doc = dev.benchmark(self.run_id, modes, bench, label)
-        key = keys.device(self.run_id, device)
-        record = {
-            **doc,
-            "name": device,
-            "release": self.run_id,
-            "current_variant": current,
-            "files": deploy.get("files", []),
-        }
-        self._store().put_json(key, record)
-        self.log.info("benchmark of %s on %s stored at s3://%s/%s", self.run_id, device, self.bucket, key)
-        cur = doc["results"][current]
-        return {
-            "device": device,
-            "arch": doc["device"]["arch"],
-            "release": self.run_id,
-            "current_variant": current,
-            "key": key,
-            "benchmark": {
-                "latency_ms": {k: cur["latency_ms"][k] for k in ("p50", "p90", "p99")},
-                "accuracy": cur["accuracy"],
-                "load_ms": cur["load_ms"],
-                "peak_rss_mb": cur["peak_rss_mb"],
-                "label": doc["label"],
-            },
-        }
+            doc = dev.benchmark(self.run_id, list(deploy.modes), bench, label)
+        record = {**doc, "name": deploy.device, "release": self.run_id, "current_variant": deploy.current_variant,
+                  "files": [f.to_xcom() for f in deploy.files]}
+        store = self._store()
+        art = store.put_json(keys.device(self.run_id, deploy.device), record)
+        result = BenchmarkResult(
+            device=deploy.device, arch=doc["device"]["arch"], release=self.run_id,
+            current_variant=deploy.current_variant, label=doc["label"], record=store.ref(art),
+            models={mode: ModelBench.from_bench(r) for mode, r in doc["results"].items()}, facts=doc["device"])
+        self.log.info("%s", result.summary())
+        return result.to_xcom()

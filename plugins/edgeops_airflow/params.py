@@ -11,10 +11,13 @@ from typing import Any
 
 from airflow.sdk import Param
 
+from tasks import names
 from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, load_config, profile_names, safe_run_id
+from tasks.exceptions import ConfigError
+from tasks.results import RunPlan
 
-DEFAULT_PROFILE = os.environ.get("EDGEOPS_PROFILE", "demo")
-DEFAULT_DEVICES = [d for d in os.environ.get("EDGEOPS_DEVICES", "pi1,pi2").split(",") if d]
+DEFAULT_PROFILE = os.environ.get(names.ENV_PROFILE, names.DEFAULT_PROFILE)
+DEFAULT_DEVICES = [d for d in os.environ.get(names.ENV_DEVICES, ",".join(names.DEFAULT_DEVICES)).split(",") if d]
 
 # Param name -> dotted config key.
 PARAM_TO_CONFIG = {
@@ -66,7 +69,7 @@ def dag_params() -> dict[str, Param]:
             pattern=r"^(imagenet|none|s3://.+\.keras)$",
         ),
         "epochs": _opt("integer", "Training epochs (full passes).", minimum=1, maximum=1000),
-        "learning_rate": _opt("number", "Adam learning rate.", exclusiveMinimum=0, maximum=1),
+        "learning_rate": _opt("number", "Adam learning rate.", exclusiveMinimum=0, exclusiveMaximum=1),
         "modes": _opt("array", "TFLite variants to build (fp32 is required).", items=mode_items, minItems=1),
         "int8_io_dtype": _opt(
             "string", "Integer input/output type of the int8 model.", enum=[None, "int8", "uint8"]
@@ -84,14 +87,34 @@ def dag_params() -> dict[str, Param]:
             type="array",
             items={"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"},
             minItems=1,
-            description="Device names; each needs an SSH connection edgeops_device_<name>.",
+            description=f"Device names; each needs an SSH connection {names.DEVICE_CONN_PREFIX}<name>.",
         ),
     }
 
 
-def resolve(params: dict[str, Any], airflow_run_id: str) -> dict[str, Any]:
-    """Params -> validated config dict, safe run id and device list (raises ConfigError on bad input)."""
+def missing_device_connections(devices: list[str]) -> list[str]:
+    """Devices that have no Airflow connection (checked before any compute, not after training)."""
+    from airflow.sdk import BaseHook
+
+    missing = []
+    for device in devices:
+        try:
+            BaseHook.get_connection(names.device_conn_id(device))
+        except Exception:  # noqa: BLE001 - AirflowNotFoundException and friends: all mean "not usable"
+            missing.append(device)
+    return missing
+
+
+def resolve(params: dict[str, Any], airflow_run_id: str) -> RunPlan:
+    """Params -> validated config, safe run id and device list; every bad value raises ConfigError here."""
     overrides = {PARAM_TO_CONFIG[k]: v for k, v in params.items() if k in PARAM_TO_CONFIG and v is not None}
     config = load_config(params.get("profile") or DEFAULT_PROFILE, overrides)
+    run_id = safe_run_id(airflow_run_id)
     devices = list(dict.fromkeys(params.get("devices") or []))
-    return {"run_id": safe_run_id(airflow_run_id), "config": config.to_dict(), "devices": devices}
+    missing = missing_device_connections(devices)
+    if missing:
+        raise ConfigError(
+            f"devices {missing} have no Airflow connection {names.DEVICE_CONN_PREFIX}<name>: add it (Admin -> "
+            "Connections, type SSH, with extra.host_key pinned) or remove the device from the 'devices' Param"
+        )
+    return RunPlan(run_id=run_id, config=config.to_dict(), devices=tuple(devices), modes=config.quantize.modes)

@@ -1,29 +1,27 @@
-"""Run one ``edgeops step`` somewhere and hand its JSON result to XCom.
+"""Run one ``edgeops step`` somewhere and hand its JSON result (a ``tasks.results`` record) to XCom.
 
-``StepOperator`` owns what every backend shares: the command line, the credentials taken from the Airflow
-connection, and the result contract (the step's last JSON line). Where the command runs is chosen per run
-from the resolved config (``execution.runner``, a DAG Param), by one small module per backend in
-``runners/``: ``local`` (subprocess of the worker), ``docker`` (the docker provider's DockerOperator on the
-step image) and ``kubernetes`` (KubernetesPodOperator). Step code is the same for all three.
+``StepOperator`` owns what every backend shares: it parses the resolved config once into the typed
+``PipelineConfig``, builds the command line and the step's environment (store credentials from the Airflow
+connection), and picks the backend named by ``execution.runner`` from the registry in ``runners/``:
+``local`` (subprocess of the worker), ``docker`` (DockerOperator on the step image) and ``kubernetes``
+(KubernetesPodOperator). Step code is the same for all three.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
-CONFIG_ERROR_EXIT = 2  # tasks.cli exits 2 for config errors: retrying cannot help
-RUNNERS = ("local", "docker", "kubernetes")
+from tasks.names import ARTIFACTS_BUCKET, ENV_CODE_VERSION, MINIO_CONN_ID
 
 
 def plain(value: Any) -> Any:
     """XCom values of mapped tasks arrive as lazy sequences; make them JSON-serialisable."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, str | int | float | bool) or value is None:
         return value
@@ -32,69 +30,58 @@ def plain(value: Any) -> Any:
     return value
 
 
-def step_command(step: str, run_id: str, config: dict[str, Any], inputs: dict[str, Any]) -> list[str]:
-    """Arguments after ``edgeops``: identical for every runner."""
-    return ["step", step, "--run-id", run_id, "--config-json", json.dumps(plain(config), sort_keys=True),
-            "--inputs", json.dumps(plain(inputs), sort_keys=True)]
-
-
-def last_json(lines: Iterable[str], step: str) -> dict[str, Any]:
-    """The step's result: the last output line that is a JSON object (logs may interleave before it)."""
-    for line in reversed([str(x).strip() for x in lines]):
-        if line.startswith("{") and line.endswith("}"):
-            try:
-                result = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(result, dict):
-                return result
-    raise AirflowException(f"step {step} printed no JSON result line; see the log above")
-
-
-def failure(step: str, exit_code: int | None, detail: str) -> AirflowException:
-    """Config errors never retry; everything else (a killed container, MinIO down) may."""
-    if exit_code == CONFIG_ERROR_EXIT:
-        return AirflowFailException(f"step {step}: config error (exit 2), not retried:\n{detail}")
-    if exit_code == 137:
-        detail = f"killed (exit 137): out of memory at the runner's memory limit, or stopped\n{detail}"
-    return AirflowException(f"step {step} failed (exit {exit_code}):\n{detail}")
-
-
 class StepOperator(BaseOperator):
-    """``config`` is the resolved config dict (templated XCom); ``inputs`` holds URIs and small values."""
+    """``config`` is the resolved config (XCom of resolve_config); ``inputs`` holds upstream records.
 
-    template_fields: Sequence[str] = ("run_id", "config", "inputs")
+    ``mode`` (optional) is merged into the inputs: it lets the DAG map one step over the quantization modes.
+    """
+
+    template_fields: Sequence[str] = ("run_id", "config", "inputs", "mode")
     ui_color = "#e8f4ea"
 
-    def __init__(self, *, step: str, run_id: str, config: Any, inputs: Any = None,
-                 artifacts_conn_id: str = "edgeops_minio", bucket: str = "artifacts", **kwargs: Any) -> None:
+    def __init__(self, *, step: str, run_id: str, config: Any, inputs: Any = None, mode: str | None = None,
+                 artifacts_conn_id: str = MINIO_CONN_ID, bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.step, self.run_id, self.config, self.inputs = step, run_id, config, inputs or {}
+        self.step, self.run_id, self.config, self.inputs, self.mode = step, run_id, config, inputs or {}, mode
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
-        self._backend: Any = None
+        self._runner: Any = None
 
-    @property
-    def runner(self) -> str:
-        return str((self.config.get("execution") or {}).get("runner", "local"))
+    def typed_config(self) -> Any:
+        from tasks.config import PipelineConfig
+        from tasks.exceptions import ConfigError
 
-    def command(self) -> list[str]:
-        return step_command(self.step, self.run_id, self.config, self.inputs)
+        try:
+            return PipelineConfig.from_dict(plain(self.config))
+        except ConfigError as exc:
+            raise AirflowFailException(f"step {self.step}: the resolved config is invalid: {exc}") from exc
+
+    def step_inputs(self) -> dict[str, Any]:
+        return {**plain(self.inputs), **({"mode": self.mode} if self.mode else {})}
 
     def step_env(self) -> dict[str, str]:
         """Store endpoint + credentials from the Airflow connection, and the code version for the manifest."""
         from edgeops_airflow.store import step_env
         from tasks.version import code_version
 
-        return {**step_env(self.artifacts_conn_id, self.bucket), "EDGEOPS_CODE_VERSION": code_version()}
+        return {**step_env(self.artifacts_conn_id, self.bucket), ENV_CODE_VERSION: code_version()}
+
+    def request(self, env: dict[str, str] | None = None) -> Any:
+        from edgeops_airflow.runners.common import StepRequest
+
+        config = self.typed_config()
+        argv = ("step", self.step, "--run-id", self.run_id, "--config-json", config.to_json(),
+                "--inputs", json.dumps(self.step_inputs(), sort_keys=True))
+        return StepRequest(self.step, self.task_id, self.run_id, config, argv,
+                           self.step_env() if env is None else env, self.log)
 
     def execute(self, context: Any) -> dict[str, Any]:
-        if self.runner not in RUNNERS:
-            raise AirflowFailException(f"execution.runner={self.runner!r}: choose one of {RUNNERS}")
-        backend = importlib.import_module(f"edgeops_airflow.runners.{self.runner}_runner")
-        self.log.info("step %s of run %s on the %s runner", self.step, self.run_id, self.runner)
-        self._backend = backend.Runner(self)
-        return self._backend.run(context)
+        from edgeops_airflow.runners import runner_for
+
+        request = self.request()
+        self.log.info("step %s of run %s on the %s runner", self.step, self.run_id, request.config.execution.runner)
+        self._runner = runner_for(request)
+        return self._runner.run(context)
 
     def on_kill(self) -> None:
-        if self._backend is not None:
-            self._backend.kill()
+        if self._runner is not None:
+            self._runner.kill()

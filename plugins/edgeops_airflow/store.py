@@ -25,7 +25,7 @@ def artifact_store(conn_id: str, bucket: str) -> Any:
 
 def step_env(conn_id: str, bucket: str) -> dict[str, str]:
     """Environment a step process needs to reach the store (never logged: it holds the secret)."""
-    from tasks.storage import ENV_BUCKET, ENV_ENDPOINT
+    from tasks.names import ENV_BUCKET, ENV_ENDPOINT
 
     hook = _hook(conn_id)
     creds = hook.get_credentials()

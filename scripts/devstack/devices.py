@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tasks import names
+
 from .common import LOGS, STATE, DevstackError, ensure_port_free, port_open, running, spawn, stop, wait_for
 
 SSHD = "/usr/sbin/sshd"
@@ -48,7 +50,7 @@ def log_file(name: str) -> Path:
 
 
 def conn_id(name: str) -> str:
-    return f"edgeops_device_{name}"
+    return names.device_conn_id(name)
 
 
 def _keygen(path: Path, comment: str) -> None:

@@ -55,7 +55,7 @@ def test_manifest_lists_four_verified_variants(finished_run, artifact_store):
     assert {keys.tflite(run_id, m) for m in MODES} <= keys_in_manifest
     assert keys.report(run_id) in keys_in_manifest and keys.manifest(run_id) not in keys_in_manifest
     assert runs.verify(artifact_store, manifest) == []
-    assert [d["name"] for d in manifest["devices"]] == sorted(devices)
+    assert [d["device"] for d in manifest["devices"]] == sorted(devices)
 
 
 def test_devices_point_at_this_release_and_reported_benchmarks(finished_run, stack_env, artifact_store):
@@ -65,14 +65,15 @@ def test_devices_point_at_this_release_and_reported_benchmarks(finished_run, sta
     for dev in (d for d in stack_env["devices"] if d["name"] in used):
         current = Path(dev["deploy_root"]) / "current"
         assert os.path.realpath(current) == str(Path(dev["deploy_root"]) / "releases" / run_id)
-        entry = next(d for d in manifest["devices"] if d["name"] == dev["name"])
+        entry = next(d for d in manifest["devices"] if d["device"] == dev["name"])
         assert entry["current_variant"] == manifest["gate"]["current"]
         assert (current / f"{entry['current_variant']}.tflite").exists()
         bench = artifact_store.get_json(keys.device(run_id, dev["name"]))
         assert set(bench["results"]) == set(manifest["gate"]["deploy"])
-        lat = entry["benchmark"]["latency_ms"]
+        current_bench = entry["models"][entry["current_variant"]]
+        lat = current_bench["latency_ms"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
-        assert 0.0 <= entry["benchmark"]["accuracy"] <= 1.0
+        assert 0.0 <= current_bench["accuracy"] <= 1.0
 
 
 def test_malformed_params_fail_before_compute_and_write_no_manifest(stack_env, airflow_db, airflow_connections,

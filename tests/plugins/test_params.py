@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import PipelineConfig
+from tasks.config import PipelineConfig, load_config
 from tasks.exceptions import ConfigError
+from tasks.names import device_conn_id
 
 
 def test_every_param_maps_to_a_config_field():
@@ -17,21 +18,68 @@ def test_every_param_maps_to_a_config_field():
         assert key in fields[section], f"{param} -> {dotted}"
 
 
-def test_empty_params_keep_profile_values():
+@pytest.fixture
+def pi1_connection(monkeypatch):
+    from tests.helpers import export_connections
+
+    export_connections(monkeypatch, {device_conn_id("pi1"): {"conn_type": "ssh", "host": "127.0.0.1"}})
+
+
+def test_empty_params_keep_profile_values(pi1_connection):
     from edgeops_airflow.params import resolve
 
     out = resolve({"profile": "tiny", "epochs": None, "devices": ["pi1", "pi1"]}, "manual__2026-11-23T02:00:00+00:00")
-    assert out["config"]["train"]["epochs"] == 2
-    assert out["run_id"] == "manual__2026-11-23T02_00_00_00_00"
-    assert out["devices"] == ["pi1"]
+    assert out.config["train"]["epochs"] == 2
+    assert out.run_id.startswith("manual__2026-11-23T02_00_00_00_00-")
+    assert out.devices == ("pi1",)
 
 
 def test_params_override_profile():
     from edgeops_airflow.params import resolve
 
     out = resolve({"profile": "tiny", "epochs": 5, "modes": ["fp32", "int8"]}, "r1")
-    assert out["config"]["train"]["epochs"] == 5
-    assert out["config"]["quantize"]["modes"] == ["fp32", "int8"]
+    assert out.config["train"]["epochs"] == 5
+    assert out.config["quantize"]["modes"] == ["fp32", "int8"] and out.modes == ("fp32", "int8")
+
+
+def test_devices_without_a_connection_fail_before_compute(pi1_connection):
+    from edgeops_airflow.params import resolve
+
+    with pytest.raises(ConfigError, match=r"devices \['pi9'\] have no Airflow connection edgeops_device_"):
+        resolve({"profile": "tiny", "devices": ["pi1", "pi9"]}, "r1")
+
+
+def _bounds(schema: dict) -> list[tuple[object, bool]]:
+    """(value, should the config accept it) at each edge a Param's JSON schema declares."""
+    out: list[tuple[object, bool]] = []
+    step = 1 if "integer" in schema["type"] else 1e-9
+    if "minimum" in schema:
+        out += [(schema["minimum"], True), (schema["minimum"] - step, False)]
+    if "exclusiveMinimum" in schema:
+        out += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
+    if "maximum" in schema:
+        out += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    if "exclusiveMaximum" in schema:
+        out += [(schema["exclusiveMaximum"], False), (schema["exclusiveMaximum"] - step, True)]
+    return out
+
+
+def test_param_bounds_match_the_config_validation():
+    """The trigger form's bounds and the dataclass validation agree at every edge (one test, both homes)."""
+    from edgeops_airflow.params import PARAM_TO_CONFIG, dag_params
+
+    params = dag_params()
+    checked = 0
+    for name, dotted in PARAM_TO_CONFIG.items():
+        for value, accepted in _bounds(params[name].schema):
+            try:
+                load_config("tiny", {dotted: value})
+                ok = True
+            except ConfigError:
+                ok = False
+            assert ok == accepted, f"Param {name}={value!r}: form {'accepts' if accepted else 'refuses'} it, config not"
+            checked += 1
+    assert checked >= 10
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,29 @@ def test_invalid_values_name_the_field(overrides, match):
         load_config("demo", overrides)
 
 
-def test_safe_run_id():
-    assert safe_run_id("scheduled__2026-11-23T02:00:00+00:00") == "scheduled__2026-11-23T02_00_00_00_00"
-    with pytest.raises(ConfigError):
-        safe_run_id("::")
+def test_safe_run_id_is_stable_and_injective():
+    scheduled = safe_run_id("scheduled__2026-11-23T02:00:00+00:00")
+    assert scheduled.startswith("scheduled__2026-11-23T02_00_00_00_00-") and safe_run_id(scheduled) == scheduled
+    assert safe_run_id("nightly-42") == "nightly-42"  # already safe: unchanged
+    assert len({safe_run_id(r) for r in ("a:b", "a+b", "a b", "a_b")}) == 4
+    assert safe_run_id("::").startswith("run-")
+
+
+@pytest.mark.parametrize("bad", ["-rf", ".hidden", "x.partial", "r\n", "a\tb", "", "x" * 201])
+def test_run_ids_a_path_or_shell_could_misread_are_refused(bad):
+    with pytest.raises(ConfigError, match="run id"):
+        safe_run_id(bad)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"data.seed": -1}, "data.seed"),
+    ({"model.head_units": [1.5, 2]}, r"model.head_units\[0\]: expected int"),
+    ({"data.split": "0.7,0.2,x"}, r"data.split\[2\]: expected float"),
+])
+def test_bad_values_fail_at_config_time(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("demo", override)
+
+
+def test_lists_parse_the_way_the_readme_shows():
+    assert load_config("demo", {"data.split": "0.7,0.2,0.1"}).data.split == (0.7, 0.2, 0.1)

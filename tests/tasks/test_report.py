@@ -12,38 +12,42 @@ from tasks import report
 IMG = re.compile(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
 
 
-def _bench(p50: float, label: str = "host") -> dict:
+def _bench(p50: float) -> dict:
     return {"latency_ms": {"p50": p50, "p90": p50 * 1.2, "p99": p50 * 1.5}, "accuracy": 0.965,
-            "load_ms": 12.5, "peak_rss_mb": 48.2, "label": label}
+            "load_ms": 12.5, "peak_rss_mb": 48.2, "samples": 64, "input_dtype": "int8", "size_bytes": 10}
+
+
+def _variant(acc: float, size: int, p50: float, p90: float, agreement: float, passed: bool) -> dict:
+    return {"accuracy": acc, "size_bytes": size, "gzip_bytes": size * 9 // 10, "latency_p50_ms": p50,
+            "latency_p90_ms": p90, "agreement": agreement, "latency_label": "host",
+            "gate": {"passed": passed, "drop_pp": round((0.97 - acc) * 100, 4), "reasons": [], "p_value": None}}
 
 
 @pytest.fixture
 def manifest() -> dict:
     variants = {
-        "fp32": {"accuracy": 0.97, "size_bytes": 16_000_000, "latency_ms": {"p50": 9.1, "p90": 9.8},
-                 "agreement": 1.0, "passed_gate": True},
-        "fp16": {"accuracy": 0.9695, "size_bytes": 8_000_000, "latency_ms": {"p50": 9.3, "p90": 10.1},
-                 "agreement": 0.999, "passed_gate": True},
-        "dynamic": {"accuracy": 0.968, "size_bytes": 4_200_000, "latency_ms": {"p50": 7.0, "p90": 7.7},
-                    "agreement": 0.995, "passed_gate": True},
-        "int8": {"accuracy": 0.95, "size_bytes": 4_300_000, "latency_ms": {"p50": 5.2, "p90": 5.9},
-                 "agreement": 0.98, "passed_gate": False},
+        "fp32": _variant(0.97, 16_000_000, 9.1, 9.8, 1.0, True),
+        "fp16": _variant(0.9695, 8_000_000, 9.3, 10.1, 0.999, True),
+        "dynamic": _variant(0.968, 4_200_000, 7.0, 7.7, 0.995, True),
+        "int8": _variant(0.95, 4_300_000, 5.2, 5.9, 0.98, False),
     }
+    record = {"uri": "s3://artifacts/runs/r1/devices/pi1.json", "sha256": "cd" * 32, "size_bytes": 1}
     return {
-        "schema": 1, "run_id": "scheduled__2026-01-01T02_00_00_00_00", "code_version": "0123456789abcdef",
+        "schema": 2, "run_id": "scheduled__2026-01-01T02_00_00_00_00", "code_version": "0123456789abcdef",
         "created_at": "2026-01-01T02:41:00+00:00", "config": {"profile": "seed"},
         "dataset": {"source": "tfds:cats_vs_dogs", "classes": ["cat", "dog"],
                     "counts": {"train": 16000, "val": 4600, "test": 2300}},
         "artifacts": [{"name": "fp32.tflite", "key": "runs/x/tflite/fp32.tflite", "sha256": "ab" * 32,
                        "size_bytes": 16_000_000}],
         "variants": variants,
-        "keras": {"accuracy": 0.971, "size_bytes": 48_000_000},
-        "gate": {"max_accuracy_drop_pp": 1.0, "deploy": ["dynamic", "fp16"], "current": "dynamic"},
+        "evaluation": {"keras_accuracy": 0.971, "test_examples": 2300},
+        "gate": {"blessed": True, "max_accuracy_drop_pp": 1.0, "deploy": ["dynamic", "fp16"], "current": "dynamic",
+                 "reasons": ["dynamic, fp16 within 1.0 pp of fp32"]},
         "devices": [
-            {"name": "pi1", "arch": "x86_64", "release": "r1", "current_variant": "dynamic", "label": "host",
-             "benchmark": _bench(6.5), "benchmarks": {"dynamic": _bench(6.5), "fp16": _bench(8.8)}},
-            {"name": "pi-real", "arch": "aarch64", "release": "r1", "current_variant": "dynamic",
-             "label": "native", "benchmark": _bench(41.0, "native")},
+            {"device": "pi1", "arch": "x86_64", "release": "r1", "current_variant": "dynamic", "label": "host",
+             "record": record, "models": {"dynamic": _bench(6.5), "fp16": _bench(8.8)}},
+            {"device": "pi-real", "arch": "aarch64", "release": "r1", "current_variant": "dynamic",
+             "label": "native", "record": record, "models": {"dynamic": _bench(41.0)}},
         ],
     }
 
@@ -60,7 +64,7 @@ def test_full_manifest_has_charts_tables_and_device_rows(manifest: dict) -> None
     assert "-2.00 pp" not in page and "+2.00 pp" in page  # int8 drop: 97.00 -> 95.00
     assert 'class="fail"' in page and 'class="pass"' in page
     assert "keras (reference)" in page
-    # device rows: pi1 has two benchmarked modes, pi-real falls back to its single benchmark
+    # device rows: pi1 has two benchmarked modes, pi-real one
     assert page.count('<td class="l">pi1</td>') == 2
     assert page.count('<td class="l">pi-real</td>') == 1
     assert "native" in page and "41.000" in page and "48.2" in page
@@ -73,7 +77,7 @@ def test_no_devices_and_missing_variants(manifest: dict) -> None:
     m = copy.deepcopy(manifest)
     m["devices"] = []
     del m["variants"]["fp16"], m["variants"]["int8"]
-    del m["variants"]["dynamic"]["latency_ms"]
+    del m["variants"]["dynamic"]["latency_p50_ms"], m["variants"]["dynamic"]["latency_p90_ms"]
     page = report.render_html(m)
     assert page.count("<img") == 3
     assert "No device results" in page and "<h2>Devices</h2>" in page
@@ -91,7 +95,7 @@ def test_minimal_manifest_renders() -> None:
 def test_text_is_escaped(manifest: dict) -> None:
     m = copy.deepcopy(manifest)
     m["run_id"] = '<script>alert("x")</script>'
-    m["devices"][0]["name"] = "<b>evil</b>"
+    m["devices"][0]["device"] = "<b>evil</b>"
     m["dataset"]["classes"] = ["<img src=x onerror=alert(1)>"]
     page = report.render_html(m)
     assert "<script>" not in page and "&lt;script&gt;" in page
@@ -115,3 +119,22 @@ def test_run_uploads_html(manifest: dict) -> None:
     assert key == "runs/r42/report/index.html" == art.key
     assert ctype.startswith("text/html")
     assert data.decode("utf-8") == report.render_html(manifest)
+
+
+def test_gate_reasons_and_history_trend(manifest: dict) -> None:
+    from tasks.report_history import history_rows
+
+    older = copy.deepcopy(manifest)
+    older["run_id"], older["created_at"] = "r-older", "2025-12-31T02:41:00+00:00"
+    page = report.render_html(manifest, history_rows([older], manifest))
+    assert "BLESSED" in page and "within 1.0 pp of fp32" in page
+    assert "<h2>History</h2>" in page and "r-older (champion)" in page
+    assert page.count("<img") == 5  # three variant charts + two trend charts
+
+
+def test_unblessed_run_says_nothing_was_deployed(manifest: dict) -> None:
+    m = copy.deepcopy(manifest)
+    m["gate"].update(blessed=False, deploy=[], current=None, reasons=["fp32 accuracy 0.33 < floor 0.90"])
+    m["devices"] = []
+    page = report.render_html(m)
+    assert "NOT BLESSED" in page and "devices keep their release" in page and "floor 0.90" in page

@@ -9,39 +9,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeops_airflow.runners.docker_runner import split_secrets, step_image
+from edgeops_airflow.runners.common import StepRequest
 
 XCOM_FILE = "/airflow/xcom/return.json"
 
 
-def pod_operator(op: Any, env: dict[str, str]) -> Any:
+def k8s_memory(limit: str) -> str:
+    """Docker-style '8g' / '512m' -> Kubernetes '8Gi' / '512Mi'."""
+    units = {"k": "Ki", "m": "Mi", "g": "Gi"}
+    return limit[:-1] + units[limit[-1].lower()] if limit[-1:].lower() in units else limit
+
+
+def pod_operator(request: StepRequest) -> Any:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import models as k8s
 
-    execution = op.config.get("execution") or {}
-    public, _ = split_secrets(env)
-    memory, cpus = execution.get("memory_limit") or "8g", str(execution.get("cpus") or 1)
-    memory = memory.upper().replace("G", "Gi") if memory[-1:].lower() == "g" else memory
+    execution = request.config.execution
+    public, _ = request.split_env()
+    memory, cpus = k8s_memory(execution.memory_limit), str(execution.cpus)
     return KubernetesPodOperator(
-        task_id=f"{op.task_id}__pod", name=f"edgeops-{op.step}", namespace=execution.get("k8s_namespace") or "edgeops",
-        image=step_image(execution), image_pull_policy="IfNotPresent", cmds=["edgeops"],
-        arguments=[*op.command(), "--result-file", XCOM_FILE], env_vars=public,
-        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=execution.get("k8s_secret")
-                                                                       or "edgeops-minio"))],
+        task_id=f"{request.task_id}__pod", name=f"edgeops-{request.step}", namespace=execution.k8s_namespace,
+        image=request.image(), image_pull_policy="IfNotPresent", cmds=["edgeops"],
+        arguments=[*request.argv, "--result-file", XCOM_FILE], env_vars=public,
+        env_from=[k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=execution.k8s_secret))],
         container_resources=k8s.V1ResourceRequirements(requests={"memory": memory, "cpu": cpus},
                                                        limits={"memory": memory}),
-        labels={"app.kubernetes.io/name": "edgeops", "edgeops/step": op.step},
+        labels={"app.kubernetes.io/name": "edgeops", "edgeops/step": request.step},
         do_xcom_push=True, get_logs=True, on_finish_action="delete_pod",
     )
 
 
-class Runner:
-    def __init__(self, op: Any) -> None:
-        self.op = op
+class KubernetesRunner:
+    def __init__(self, request: StepRequest) -> None:
+        self.request = request
         self.pod_op: Any = None
 
     def run(self, context: Any) -> dict[str, Any]:
-        self.pod_op = pod_operator(self.op, self.op.step_env())
+        self.pod_op = pod_operator(self.request)
         return self.pod_op.execute(context)
 
     def kill(self) -> None:

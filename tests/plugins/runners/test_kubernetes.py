@@ -19,7 +19,7 @@ def pod():
     op = StepOperator(task_id="train", step="train", run_id="r1", config=config, inputs={"a": 1})
     env = {"EDGEOPS_S3_ENDPOINT": "http://minio:9000", "EDGEOPS_ARTIFACTS_BUCKET": "artifacts",
            "AWS_ACCESS_KEY_ID": "key", "AWS_SECRET_ACCESS_KEY": "secret", "EDGEOPS_CODE_VERSION": "abc"}
-    return pod_operator(op, env).build_pod_request_obj(dry_run=True), XCOM_FILE
+    return pod_operator(op.request(env)).build_pod_request_obj(dry_run=True), XCOM_FILE
 
 
 def test_pod_runs_the_step_cli_on_the_step_image(pod):

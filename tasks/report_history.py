@@ -1,0 +1,77 @@
+"""The report's history section: the last runs' accuracy, size and device p50 as a trend, champion marked."""
+
+from __future__ import annotations
+
+import statistics
+from html import escape
+from typing import Any
+
+HISTORY_RUNS = 10
+
+
+def history_row(manifest: dict[str, Any]) -> dict[str, Any]:
+    """One run's trend figures, read from its manifest (schema 2)."""
+    gate = manifest.get("gate") or {}
+    current = gate.get("current")
+    variant = (manifest.get("variants") or {}).get(current) or {}
+    p50s = [((d.get("models") or {}).get(d.get("current_variant")) or {}).get("latency_ms", {}).get("p50")
+            for d in manifest.get("devices") or []]
+    p50s = [p for p in p50s if isinstance(p, int | float)]
+    labels = sorted({str(d.get("label")) for d in manifest.get("devices") or []})
+    return {
+        "run_id": manifest.get("run_id"),
+        "created_at": manifest.get("created_at"),
+        "blessed": bool(gate.get("blessed")),
+        "fp32_accuracy": ((manifest.get("variants") or {}).get("fp32") or {}).get("accuracy"),
+        "current": current,
+        "current_accuracy": variant.get("accuracy"),
+        "current_size_bytes": variant.get("size_bytes"),
+        "device_p50_ms": statistics.median(p50s) if p50s else None,
+        "device_label": "/".join(labels) or None,
+        "champion": (gate.get("champion") or {}).get("run_id"),
+    }
+
+
+def history_rows(previous: list[dict[str, Any]], manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """This run first, then up to HISTORY_RUNS-1 earlier finished runs (newest first)."""
+    rows = [history_row(manifest)]
+    rows += [history_row(m) for m in previous if m.get("run_id") != manifest.get("run_id")][: HISTORY_RUNS - 1]
+    return rows
+
+
+def _champion_id(rows: list[dict[str, Any]]) -> str | None:
+    """The champion this run was compared with (from its gate), else the newest earlier blessed run."""
+    if rows and rows[0].get("champion"):
+        return rows[0]["champion"]
+    return next((r["run_id"] for r in rows[1:] if r["blessed"]), None)
+
+
+def history_section(rows: list[dict[str, Any]]) -> str:
+    if len(rows) < 2:
+        return ""
+    from tasks.report import _chart, _figures, _fmt, _size
+
+    champion = _champion_id(rows)
+    oldest_first = list(reversed(rows))
+    names = [str(i + 1 - len(rows)) if i + 1 < len(rows) else "this" for i in range(len(rows))]
+    acc = [None if r["fp32_accuracy"] is None else r["fp32_accuracy"] * 100 for r in oldest_first]
+    p50 = [r["device_p50_ms"] for r in oldest_first]
+    charts = [("fp32 test accuracy, last runs (%)", _chart("fp32 accuracy (%)", names, acc, "%")),
+              ("Device p50 of the current variant (ms)", _chart("device p50 (ms)", names, p50, "ms"))]
+    head = ("run", "created", "blessed", "fp32 accuracy", "current", "current accuracy", "current size",
+            "device p50 ms", "label")
+    body = []
+    for r in rows:
+        mark = " (champion)" if r["run_id"] == champion else ""
+        left = [f"{r['run_id']}{mark}", r["created_at"]]
+        cells = [f'<td class="l">{escape(str(c))}</td>' for c in left]
+        cells += [f"<td>{'yes' if r['blessed'] else 'no'}</td>",
+                  f"<td>{_fmt(r['fp32_accuracy'], '.2f', 100, ' %')}</td>",
+                  f'<td class="l">{escape(str(r["current"] or "—"))}</td>',
+                  f"<td>{_fmt(r['current_accuracy'], '.2f', 100, ' %')}</td>",
+                  f"<td>{_size(r['current_size_bytes'])}</td>", f"<td>{_fmt(r['device_p50_ms'], '.3f')}</td>",
+                  f'<td class="l">{escape(str(r["device_label"] or "—"))}</td>']
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    th = "".join(f"<th>{escape(h)}</th>" for h in head)
+    return (f"<h2>History</h2>{_figures(charts)}<table><tr>{th}</tr>{''.join(body)}</table>"
+            "<p>Device p50 is labelled per run: host/emulated timings are not Pi figures.</p>")

@@ -58,7 +58,7 @@ with DAG(
         from edgeops_airflow.params import resolve
 
         ctx = get_current_context()
-        return resolve(dict(ctx["params"]), ctx["run_id"]).to_xcom()
+        return resolve(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0).to_xcom()
 
     plan = resolve_config()
     step = {"run_id": plan["run_id"], "config": plan["config"]}

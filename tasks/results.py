@@ -53,7 +53,8 @@ class ArtifactRef(Record):
 class RunPlan(Record):
     """What resolve_config hands every later task: the safe run id, the validated config, targets, modes."""
 
-    run_id: str
+    run_id: str  # the key form (tasks.config.safe_run_id); a cleared run gets a fresh one
+    airflow_run_id: str
     config: dict[str, Any]  # PipelineConfig.to_dict(); consumers parse it with PipelineConfig.from_dict
     devices: tuple[str, ...]
     modes: tuple[str, ...]

@@ -37,6 +37,15 @@ def artifact_store(stack_env):
 
 
 @pytest.fixture(scope="session")
+def admin_s3(stack_env):
+    """MinIO's root user: for test set-up and clean-up the pipeline's service account may not do."""
+    from tasks.storage import make_client
+
+    admin = stack_env["s3_admin"]
+    return make_client(stack_env["s3"]["endpoint"], admin["access_key"], admin["secret_key"])
+
+
+@pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated SQLite metadata DB under AIRFLOW_HOME (set in tests/conftest.py), reused across sessions."""
     home = Path(os.environ["AIRFLOW_HOME"])

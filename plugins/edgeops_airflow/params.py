@@ -105,11 +105,18 @@ def missing_device_connections(devices: list[str]) -> list[str]:
     return missing
 
 
-def resolve(params: dict[str, Any], airflow_run_id: str) -> RunPlan:
+def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
+    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
+    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
+    run id, so the attempt form cannot collide with another run's id)."""
+    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")
+
+
+def resolve(params: dict[str, Any], airflow_run_id: str, clear_number: int = 0) -> RunPlan:
     """Params -> validated config, safe run id and device list; every bad value raises ConfigError here."""
     overrides = {PARAM_TO_CONFIG[k]: v for k, v in params.items() if k in PARAM_TO_CONFIG and v is not None}
     config = load_config(params.get("profile") or DEFAULT_PROFILE, overrides)
-    run_id = safe_run_id(airflow_run_id)
+    run_id = run_key(airflow_run_id, clear_number)
     devices = list(dict.fromkeys(params.get("devices") or []))
     missing = missing_device_connections(devices)
     if missing:
@@ -117,4 +124,5 @@ def resolve(params: dict[str, Any], airflow_run_id: str) -> RunPlan:
             f"devices {missing} have no Airflow connection {names.DEVICE_CONN_PREFIX}<name>: add it (Admin -> "
             "Connections, type SSH, with extra.host_key pinned) or remove the device from the 'devices' Param"
         )
-    return RunPlan(run_id=run_id, config=config.to_dict(), devices=tuple(devices), modes=config.quantize.modes)
+    return RunPlan(run_id=run_id, airflow_run_id=airflow_run_id, config=config.to_dict(), devices=tuple(devices),
+                   modes=config.quantize.modes)

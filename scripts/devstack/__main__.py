@@ -36,6 +36,7 @@ def live_devices(cfg: dict) -> list[tuple[dict, dict, dict]]:
 
 def env_doc(cfg: dict) -> dict:
     m = cfg["minio"]
+    access, secret = minio.service_account(cfg)
     connections = {cfg["airflow"]["minio_conn_id"]: minio.connection(cfg)}
     live = live_devices(cfg)
     for dev, _, conn in live:
@@ -43,12 +44,14 @@ def env_doc(cfg: dict) -> dict:
     return {
         "s3": {
             "endpoint": minio.endpoint(cfg),
-            "access_key": m["access_key"],
-            "secret_key": m["secret_key"],
+            "access_key": access,
+            "secret_key": secret,
             "artifacts_bucket": m["artifacts_bucket"],
             "datasets_bucket": m["datasets_bucket"],
             "console_url": minio.console_url(cfg),
         },
+        # MinIO's root user: only the dev stack itself and tests' clean-up use it, never the pipeline
+        "s3_admin": {"access_key": m["access_key"], "secret_key": m["secret_key"]},
         "airflow": {"url": airflow.url(cfg), "home": str(airflow.HOME), "env_file": str(airflow.ENV_FILE)},
         "devices": [described for _, described, _ in live],
         "connections": connections,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from .common import (
     spawn,
     stop,
     wait_for,
+    write_private,
 )
 
 NAME = "minio"
 LOG = LOGS / "minio.log"
 DATA = STATE / "minio" / "data"
+PIPELINE_ACCESS_KEY = "edgeops-pipeline"  # the service account every pipeline process uses (never root)
 
 
 def endpoint(cfg: dict) -> str:
@@ -77,6 +80,7 @@ def up(cfg: dict) -> None:
         took = wait_for(lambda: http_ok(health_url(cfg)), f"MinIO at {health_url(cfg)}", LOG, 60, proc)
         print(f"minio: started (pid {proc.pid}) in {took:.1f}s, log {LOG}")
     ensure_buckets(cfg)
+    ensure_service_account(cfg)
 
 
 def client(cfg: dict):
@@ -104,6 +108,47 @@ def ensure_buckets(cfg: dict) -> None:
     print(f"minio: buckets {m['artifacts_bucket']} (versioning Enabled), {m['datasets_bucket']} ready")
 
 
+def pipeline_policy(buckets: tuple[str, ...]) -> dict:
+    """What the pipeline may do: read and write objects (and their versions) in its buckets; nothing else
+    (no deletes, no bucket or admin operations, no other bucket)."""
+    arns = [f"arn:aws:s3:::{b}" for b in buckets]
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation",
+                                       "s3:GetBucketVersioning", "s3:ListBucketMultipartUploads"], "Resource": arns},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
+                                       "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
+         "Resource": [f"{a}/*" for a in arns]},
+    ]}
+
+
+def service_account(cfg: dict) -> tuple[str, str]:
+    """(access key, secret) of the pipeline's service account; the secret is generated once, kept private."""
+    secret_file = STATE / "minio-service-account.secret"
+    if not secret_file.exists():
+        write_private(secret_file, secrets.token_urlsafe(30))
+    return PIPELINE_ACCESS_KEY, secret_file.read_text().strip()
+
+
+def ensure_service_account(cfg: dict) -> None:
+    """Create (once) the service account the pipeline uses instead of MinIO's root user (MinioAdmin)."""
+    from minio import MinioAdmin
+    from minio.credentials import StaticProvider
+    from minio.error import MinioAdminException
+
+    m = cfg["minio"]
+    admin = MinioAdmin(endpoint=f"{m['host']}:{m['port']}", secure=False,
+                       credentials=StaticProvider(m["access_key"], m["secret_key"]))
+    access, secret = service_account(cfg)
+    policy = pipeline_policy((m["artifacts_bucket"], m["datasets_bucket"]))
+    try:
+        admin.get_service_account(access)
+        admin.update_service_account(access_key=access, secret_key=secret, policy=policy)
+    except MinioAdminException:
+        admin.add_service_account(access_key=access, secret_key=secret, name="edgeops-pipeline", policy=policy,
+                                  description="edgeops pipeline: objects in the artifacts and datasets buckets only")
+    print(f"minio: service account {access} limited to {m['artifacts_bucket']}, {m['datasets_bucket']}")
+
+
 def down() -> None:
     print("minio: stopped" if stop(NAME) else "minio: not running")
 
@@ -121,10 +166,10 @@ def status(cfg: dict) -> bool:
 
 def connection(cfg: dict) -> dict:
     """Airflow JSON connection (conn_type aws, usable as AIRFLOW_CONN_<ID>) for the MinIO endpoint."""
-    m = cfg["minio"]
+    access, secret = service_account(cfg)
     return {
         "conn_type": "aws",
-        "login": m["access_key"],
-        "password": m["secret_key"],
+        "login": access,
+        "password": secret,
         "extra": {"endpoint_url": endpoint(cfg), "region_name": "us-east-1"},
     }

@@ -104,7 +104,7 @@ def test_buckets_exist_and_artifacts_is_versioned(stack: dict, s3) -> None:
     assert versioning.get("Status") == "Enabled"
 
 
-def test_artifact_store_round_trip(stack: dict, s3) -> None:
+def test_artifact_store_round_trip(stack: dict, s3, admin_s3) -> None:
     from tasks.storage import ArtifactStore
 
     store = ArtifactStore(s3, stack["s3"]["artifacts_bucket"])
@@ -114,9 +114,29 @@ def test_artifact_store_round_trip(stack: dict, s3) -> None:
         assert store.get_json(key) == {"ok": True}
         assert store.head(key).sha256 == art.sha256
     finally:
-        versions = s3.list_object_versions(Bucket=store.bucket, Prefix=key)
+        versions = admin_s3.list_object_versions(Bucket=store.bucket, Prefix=key)
         for v in versions.get("Versions", []) + versions.get("DeleteMarkers", []):
-            s3.delete_object(Bucket=store.bucket, Key=v["Key"], VersionId=v["VersionId"])
+            admin_s3.delete_object(Bucket=store.bucket, Key=v["Key"], VersionId=v["VersionId"])
+
+
+def test_pipeline_credentials_are_a_least_privilege_service_account(stack: dict, s3, admin_s3) -> None:
+    """The pipeline's account reads/writes objects in its two buckets and can do nothing else."""
+    from botocore.exceptions import ClientError
+
+    assert stack["s3"]["access_key"] != stack["s3_admin"]["access_key"]
+    key = f"devstack-selftest/{uuid.uuid4().hex}.txt"
+    s3.put_object(Bucket=stack["s3"]["artifacts_bucket"], Key=key, Body=b"x")
+    other = f"not-edgeops-{uuid.uuid4().hex[:8]}"
+    admin_s3.create_bucket(Bucket=other)
+    try:
+        for forbidden in (lambda: s3.delete_object(Bucket=stack["s3"]["artifacts_bucket"], Key=key),
+                          lambda: s3.create_bucket(Bucket=f"x-{uuid.uuid4().hex[:8]}"),
+                          lambda: s3.put_object(Bucket=other, Key="k", Body=b"x"),
+                          lambda: s3.list_objects_v2(Bucket=other)):
+            with pytest.raises(ClientError, match="AccessDenied"):
+                forbidden()
+    finally:
+        admin_s3.delete_bucket(Bucket=other)
 
 
 # --- simulated devices ------------------------------------------------------------------------------------

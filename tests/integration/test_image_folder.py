@@ -15,12 +15,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def datasets(stack_env, artifact_store):
+def datasets(stack_env, artifact_store, admin_s3):
     store = ArtifactStore(artifact_store.client, stack_env["s3"]["datasets_bucket"])
     prefix = f"itest-{uuid.uuid4().hex[:8]}"
     yield store, prefix
     for obj in list(store.list(prefix + "/")):
-        store.client.delete_object(Bucket=store.bucket, Key=obj["Key"])
+        admin_s3.delete_object(Bucket=store.bucket, Key=obj["Key"])
 
 
 def test_digits_split_is_seeded_and_deterministic(digits, artifact_store):

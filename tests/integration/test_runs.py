@@ -21,7 +21,7 @@ def store(artifact_store: ArtifactStore) -> ArtifactStore:
 
 
 @pytest.fixture
-def finished_run(store: ArtifactStore):
+def finished_run(store: ArtifactStore, admin_s3):
     """A tiny finished run: two artifacts, then manifest.json last. Removed afterwards so that
     `edgeops runs latest` does not point at test data."""
     run_id = f"test-runs-{uuid.uuid4().hex[:12]}"
@@ -40,7 +40,7 @@ def finished_run(store: ArtifactStore):
     store.put_json(keys.manifest(run_id), manifest, name="manifest")
     yield run_id, manifest
     for key in [a.key for a in arts] + [keys.manifest(run_id)]:
-        store.client.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
+        admin_s3.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
 
 
 def test_list_resolve_and_verify(store: ArtifactStore, finished_run) -> None:
@@ -57,14 +57,14 @@ def test_list_resolve_and_verify(store: ArtifactStore, finished_run) -> None:
     assert runs.verify(store, manifest) == []
 
 
-def test_verify_reports_tampered_and_missing_artifacts(store: ArtifactStore, finished_run) -> None:
+def test_verify_reports_tampered_and_missing_artifacts(store: ArtifactStore, finished_run, admin_s3) -> None:
     run_id, manifest = finished_run
     first, second = manifest["artifacts"]
     store.put_bytes(first["key"], b"\xffTFL3" * 64)  # same size, different bytes
     problems = runs.verify(store, manifest)
     assert len(problems) == 1 and problems[0].startswith(first["key"]) and "sha256" in problems[0]
 
-    store.client.delete_object(Bucket=store.bucket, Key=second["key"])
+    admin_s3.delete_object(Bucket=store.bucket, Key=second["key"])
     problems = runs.verify(store, manifest)
     assert [p.split(":")[0] for p in problems] == [first["key"], second["key"]]
 
@@ -76,13 +76,13 @@ def test_missing_run_gives_clear_error(store: ArtifactStore) -> None:
         runs.resolve(store, missing)
 
 
-def test_latest_in_empty_bucket_gives_clear_error(store: ArtifactStore) -> None:
+def test_latest_in_empty_bucket_gives_clear_error(admin_s3) -> None:
     bucket = f"test-runs-{uuid.uuid4().hex[:12]}"
-    store.client.create_bucket(Bucket=bucket)
+    admin_s3.create_bucket(Bucket=bucket)
     try:
-        empty = ArtifactStore(store.client, bucket)
+        empty = ArtifactStore(admin_s3, bucket)
         assert runs.list_runs(empty) == []
         with pytest.raises(StorageError, match=rf"no finished runs in s3://{bucket}/runs/ \(a run writes"):
             runs.resolve(empty, "latest")
     finally:
-        store.client.delete_bucket(Bucket=bucket)
+        admin_s3.delete_bucket(Bucket=bucket)

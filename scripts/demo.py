@@ -75,32 +75,50 @@ def wait_for_run(env: dict[str, str], run_id: str) -> str:
     raise SystemExit(f"demo: run {run_id} still running after {TIMEOUT_S}s; it continues in Airflow")
 
 
-def summary(run_id: str, cfg: dict) -> None:
-    from tasks import runs
-    from tasks.config import safe_run_id
+def _variants(manifest: dict) -> None:
+    gate = manifest["gate"]
+    print(f"{'variant':<9}{'accuracy':>9}{'drop pp':>9}{'p':>8}{'size KB':>10}{'gzip KB':>9}{'host p50 ms':>13}"
+          f"{'agree':>7}  gate")
+    for mode, v in sorted(manifest["variants"].items(), key=lambda kv: kv[1]["size_bytes"]):
+        verdict = v.get("gate") or {}
+        mark = "current" if mode == gate["current"] else ("ship" if mode in gate["deploy"] else "-")
+        p = verdict.get("p_value")
+        print(f"{mode:<9}{v['accuracy']:>9.4f}{verdict.get('drop_pp', 0):>9.2f}{'' if p is None else f'{p:.3f}':>8}"
+              f"{v['size_bytes'] / 1024:>10.1f}{v['gzip_bytes'] / 1024:>9.1f}{v['latency_p50_ms']:>13.3f}"
+              f"{v['agreement'] or 0:>7.3f}  {'pass' if verdict.get('passed') else 'FAIL'} {mark}")
+    print(("\nBLESSED" if gate["blessed"] else "\nNOT BLESSED (nothing deployed; devices keep their release)")
+          + "".join(f"\n  - {r}" for r in gate["reasons"]))
+
+
+def _devices(manifest: dict) -> None:
+    if not manifest["devices"]:
+        return
+    print(f"\n{'device':<9}{'arch':<9}{'label':<9}{'variant':<9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'acc':>7}"
+          f"{'RSS MB':>8}")
+    for d in manifest["devices"]:
+        b = d["models"][d["current_variant"]]
+        lat = b["latency_ms"]
+        print(f"{d['device']:<9}{d['arch']:<9}{d['label']:<9}{d['current_variant']:<9}{lat['p50']:>8.3f}"
+              f"{lat['p90']:>8.3f}{lat['p99']:>8.3f}{b['accuracy']:>7.3f}{b['peak_rss_mb']:>8.1f}")
+    print("(timings labelled 'host' come from x86 sshd stand-ins, 'emulated' from qemu: not Raspberry Pi figures)")
+
+
+def summary(run_key: str, cfg: dict) -> None:
+    from tasks import keys, runs
     from tasks.storage import ArtifactStore
 
     store = ArtifactStore.from_env()
-    manifest = runs.resolve(store, safe_run_id(run_id))
-    print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}")
-    print(f"{'variant':<9}{'accuracy':>9}{'size KB':>10}{'host p50 ms':>13}{'agree':>8}  gate")
-    for mode, v in sorted(manifest["variants"].items(), key=lambda kv: kv[1]["size_bytes"]):
-        gate = manifest["gate"]
-        mark = "current" if mode == gate["current"] else ("ship" if mode in gate["deploy"] else "-")
-        print(f"{mode:<9}{v['accuracy']:>9.4f}{v['size_bytes'] / 1024:>10.1f}{v['latency_ms']['p50']:>13.3f}"
-              f"{v['agreement']:>8.3f}  {'pass' if v['passed_gate'] else 'FAIL'} {mark}")
-    print(f"\n{'device':<8}{'arch':<9}{'label':<7}{'variant':<9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'acc':>7}")
-    for d in manifest["devices"]:
-        b = d["benchmark"]
-        print(f"{d['name']:<8}{d['arch']:<9}{d.get('label') or '':<7}{d['current_variant']:<9}"
-              f"{b['latency_ms']['p50']:>8.3f}{b['latency_ms']['p90']:>8.3f}{b['latency_ms']['p99']:>8.3f}"
-              f"{b['accuracy']:>7.3f}")
-    print("\n(timings labelled 'host' come from x86 sshd stand-ins, not from a Raspberry Pi)")
+    manifest = runs.resolve(store, run_key)
+    print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
+          f"  test images {manifest['evaluation']['test_examples']}")
+    _variants(manifest)
+    _devices(manifest)
     m = cfg["minio"]
     print(f"\nAirflow UI     {af.url(cfg)}/dags/{DAG_ID}")
     console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest['run_id']}%2F"
     print(f"MinIO console  {console}  (login {m['access_key']} / {m['secret_key']})")
-    print(f"Report         s3://{m['artifacts_bucket']}/{manifest['report_key']}")
+    print(f"Report         {store.presigned_url(keys.report(manifest['run_id']))}")
+    print("               (a presigned link, valid 7 days: open it in a browser)")
     print("Verify         eval $(.venv/bin/python -m scripts.devstack env --shell)")
     print("               .venv/bin/edgeops runs verify latest")
     print("Stop           make down")
@@ -125,7 +143,9 @@ def main() -> int:
     if state != "success":
         print(f"demo: run {run_id} {state}; see the Airflow UI or .devstack/airflow/logs", file=sys.stderr)
         return 1
-    summary(run_id, cfg)
+    from tasks.config import run_key
+
+    summary(run_key(run_id), cfg)
     return 0
 
 

@@ -306,3 +306,10 @@ def safe_run_id(run_id: str) -> str:
         return run_id
     stem = cleaned.strip("_.-")[:150] or "run"
     return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
+
+
+def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
+    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
+    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
+    run id, so the attempt form cannot collide with another run's id)."""
+    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")

@@ -164,6 +164,11 @@ class ArtifactStore:
         bucket, key = parse_s3_uri(uri)
         return self.get_file(key, dest, bucket=bucket)
 
+    def presigned_url(self, key: str, expires_s: int = 7 * 24 * 3600) -> str:
+        """A link that opens the object in a browser without credentials (S3 caps it at 7 days)."""
+        return self.client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": key},
+                                                  ExpiresIn=expires_s)
+
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
 

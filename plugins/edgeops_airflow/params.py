@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Param
 
 from tasks import names
-from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, load_config, profile_names, safe_run_id
+from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, load_config, profile_names, run_key
 from tasks.exceptions import ConfigError
 from tasks.results import RunPlan
 
@@ -103,13 +103,6 @@ def missing_device_connections(devices: list[str]) -> list[str]:
         except Exception:  # noqa: BLE001 - AirflowNotFoundException and friends: all mean "not usable"
             missing.append(device)
     return missing
-
-
-def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
-    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
-    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
-    run id, so the attempt form cannot collide with another run's id)."""
-    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")
 
 
 def resolve(params: dict[str, Any], airflow_run_id: str, clear_number: int = 0) -> RunPlan:

@@ -41,15 +41,15 @@ def test_docker_run_succeeds_and_verifies(docker_run, artifact_store):
     assert manifest["config"]["execution"]["runner"] == "docker"
     assert set(manifest["variants"]) == MODES
     assert runs.verify(artifact_store, manifest) == []
-    assert sorted(d["name"] for d in manifest["devices"]) == sorted(chosen)
+    assert sorted(d["device"] for d in manifest["devices"]) == sorted(chosen)
 
 
 def test_arm64_device_reports_an_emulated_aarch64_benchmark(docker_run, artifact_store):
     dag_run, _, arm = docker_run
     manifest = artifact_store.get_json(keys.manifest(safe_run_id(dag_run.run_id)))
-    entry = next(d for d in manifest["devices"] if d["name"] == arm)
+    entry = next(d for d in manifest["devices"] if d["device"] == arm)
     assert entry["arch"] == "aarch64" and entry["label"] == "emulated"
-    lat = entry["benchmark"]["latency_ms"]
+    lat = entry["models"][entry["current_variant"]]["latency_ms"]
     assert 0 < lat["p50"] <= lat["p99"]
-    x86 = next(d for d in manifest["devices"] if d["name"] == "pi1")
+    x86 = next(d for d in manifest["devices"] if d["device"] == "pi1")
     assert x86["arch"] == "x86_64" and x86["label"] == "host"

@@ -96,7 +96,9 @@ def test_malformed_params_give_one_clear_error(params, match):
 
 
 def test_a_cleared_run_gets_fresh_keys_never_the_first_attempts():
-    from edgeops_airflow.params import resolve, run_key
+    from edgeops_airflow.params import resolve
+
+    from tasks.config import run_key
 
     first, again = run_key("manual__2026-11-23T02:00:00+00:00"), run_key("manual__2026-11-23T02:00:00+00:00", 1)
     assert first != again and run_key("nightly", 2) not in {run_key("nightly"), run_key("nightly", 1)}

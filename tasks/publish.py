@@ -61,7 +61,7 @@ def run(ctx: StepContext) -> PublishResult:
     benchmarks = [BenchmarkResult.from_xcom(b) for b in ctx.inputs.get("benchmarks") or []]
     manifest = build_manifest(ctx, TrainResult.from_xcom(ctx.need("train")),
                               EvaluateResult.from_xcom(ctx.need("evaluation")), verdict, benchmarks)
-    history = history_rows(runs.recent_manifests(ctx.store, HISTORY_RUNS), manifest)
+    history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest)
     page = report.run(ctx.store, ctx.run_id, manifest, history)
     manifest["artifacts"] = list_artifacts(ctx)
     manifest["report_key"] = page.key

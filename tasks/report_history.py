@@ -32,11 +32,16 @@ def history_row(manifest: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Runs are compared only on the same dataset source and classes (the rule the champion follows too)."""
+    da, db = a.get("dataset") or {}, b.get("dataset") or {}
+    return da.get("source") == db.get("source") and da.get("classes") == db.get("classes")
+
+
 def history_rows(previous: list[dict[str, Any]], manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    """This run first, then up to HISTORY_RUNS-1 earlier finished runs (newest first)."""
-    rows = [history_row(manifest)]
-    rows += [history_row(m) for m in previous if m.get("run_id") != manifest.get("run_id")][: HISTORY_RUNS - 1]
-    return rows
+    """This run first, then up to HISTORY_RUNS-1 earlier finished runs on the same data (newest first)."""
+    earlier = [m for m in previous if m.get("run_id") != manifest.get("run_id") and comparable(m, manifest)]
+    return [history_row(manifest)] + [history_row(m) for m in earlier[: HISTORY_RUNS - 1]]
 
 
 def _champion_id(rows: list[dict[str, Any]]) -> str | None:

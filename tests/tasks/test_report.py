@@ -138,3 +138,12 @@ def test_unblessed_run_says_nothing_was_deployed(manifest: dict) -> None:
     m["devices"] = []
     page = report.render_html(m)
     assert "NOT BLESSED" in page and "devices keep their release" in page and "floor 0.90" in page
+
+
+def test_history_compares_only_runs_on_the_same_data(manifest: dict) -> None:
+    from tasks.report_history import history_rows
+
+    other = copy.deepcopy(manifest)
+    other["run_id"], other["dataset"]["source"] = "r-other-data", "s3://datasets/digits"
+    rows = history_rows([other], manifest)
+    assert [r["run_id"] for r in rows] == [manifest["run_id"]]

@@ -1,7 +1,9 @@
-"""Operators that ship blessed TFLite variants to one device and benchmark them there.
+"""Operators that ship a gate's blessed TFLite variants to one device and benchmark them there.
 
-Both follow the SSH provider's pattern: connection-driven configuration, clients built in ``execute``
-(never at DAG parse time), the SSH session closed in ``on_kill``. Timeouts and retries belong to the DAG.
+Both follow the SSH provider's pattern: connection-driven, clients built in ``execute`` (never at DAG parse
+time), the SSH session closed in ``on_kill``. Their inputs and outputs are the declared records of
+``tasks.results`` and every knob comes from the run's resolved ``PipelineConfig`` (no defaults here).
+Fatal errors (a corrupt artifact, a conflicting release) fail the task without retrying.
 """
 
 from __future__ import annotations
@@ -14,153 +16,137 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from edgeops_airflow.device import DeviceClient, label_for
+from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks import keys
-
-
-def _key_or_uri(store: Any, ref: str, dest: Path) -> Path:
-    """Gate/evaluate XComs carry either full s3:// URIs or keys in the artifacts bucket."""
-    return store.fetch_uri(ref, dest) if ref.startswith("s3://") else store.get_file(ref, dest)
 
 
 def _fail(message: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    raise AirflowFailException(message)  # bad input: retrying cannot help
+    raise AirflowFailException(message)  # bad input or corrupt data: retrying cannot help
 
 
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
-    def __init__(self, *, artifacts_conn_id: str, bucket: str, **kwargs: Any) -> None:
+    def __init__(self, *, run_id: str, config: Any, artifacts_conn_id: str, bucket: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.run_id, self.config = run_id, config
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
-        self._client: DeviceClient | None = None
+        self._transport: DeviceTransport | None = None
 
     def _store(self) -> Any:
         from edgeops_airflow.store import artifact_store
 
         return artifact_store(self.artifacts_conn_id, self.bucket)
 
+    def _pipeline_config(self) -> Any:
+        from tasks.config import PipelineConfig
+        from tasks.exceptions import ConfigError
+
+        try:
+            return PipelineConfig.from_dict(dict(self.config or {}))
+        except ConfigError as exc:
+            _fail(f"resolved config is invalid: {exc}")
+
+    def _fatal(self, fn: Any, *args: Any) -> Any:
+        """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
+        from tasks.exceptions import FatalError
+
+        try:
+            return fn(*args)
+        except FatalError as exc:
+            _fail(f"{type(exc).__name__}: {exc}")
+
     def on_kill(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self.log.info("SSH session to %s closed", self._client.device)
+        if self._transport is not None:
+            self._transport.close()
+            self.log.info("SSH session to %s closed", self._transport.device)
 
 
 class DeviceDeployOperator(_DeviceOperator):
-    """Provision the device runtime, upload the gate's variants + sample + bench.py, switch ``current``.
+    """Fetch the verdict's variants and sample (sha256 + version verified), provision, deploy; -> DeployResult.
 
-    ``gate`` is the gate task's XCom: ``{"deploy": [modes], "current": mode, "tflite": {mode: uri_or_key},
-    "sample_key": ...}``; ``sample_key`` given here wins over the gate's. Returns a small dict for XCom.
+    ``verdict`` is the gate's ``GateVerdict`` XCom, ``config`` the resolved config dict. Skipped when the
+    verdict is not blessed or does not name this device.
     """
 
-    template_fields: Sequence[str] = ("device", "run_id", "gate", "sample_key")
+    template_fields: Sequence[str] = ("device", "run_id", "verdict", "config")
 
-    def __init__(
-        self, *, device: str, run_id: str, gate: Any, sample_key: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, device: str, verdict: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.run_id, self.gate, self.sample_key = device, run_id, gate, sample_key
+        self.device, self.verdict = device, verdict
 
     def execute(self, context: Any) -> dict[str, Any]:
-        gate = dict(self.gate or {})
-        modes, current, tflite = (
-            list(gate.get("deploy") or []),
-            gate.get("current"),
-            dict(gate.get("tflite") or {}),
-        )
-        sample = self.sample_key or gate.get("sample_key")
-        if not modes:
-            _fail(f"gate blessed no variant for run {self.run_id}: nothing to deploy to {self.device}")
-        if current not in modes or any(m not in tflite for m in modes) or not sample:
-            _fail(
-                f"gate XCom is inconsistent: current={current!r}, deploy={modes}, tflite has "
-                f"{sorted(tflite)}, sample_key={sample!r}; need current in deploy, a tflite URI per mode "
-                "and a sample key"
-            )
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from edgeops_airflow.device_release import DeviceReleases
+        from tasks.results import DeployResult, FileEntry, GateVerdict
+
+        verdict = GateVerdict.from_xcom(self.verdict)
+        cfg = self._pipeline_config()
+        if not verdict.blessed:
+            raise AirflowSkipException(f"run {self.run_id} not blessed: {'; '.join(verdict.reasons)}")
+        if self.device not in verdict.devices:
+            raise AirflowSkipException(f"device {self.device} is not in the verdict's devices {verdict.devices}")
         store = self._store()
         with tempfile.TemporaryDirectory(prefix=f"edgeops-deploy-{self.device}-") as tmp:
             files: dict[str, str | Path] = {}
-            for mode in modes:
-                files[f"{mode}.tflite"] = _key_or_uri(store, tflite[mode], Path(tmp) / f"{mode}.tflite")
-            files["sample.npz"] = _key_or_uri(store, sample, Path(tmp) / "sample.npz")
+            refs = {**{f"{m}.tflite": verdict.tflite[m] for m in verdict.deploy}, "sample.npz": verdict.sample}
+            for name, ref in refs.items():
+                files[name] = self._fatal(store.fetch, ref, Path(tmp) / name)
             files["bench.py"] = Path(tmp) / "bench.py"  # the standalone script shipped with every release
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
-            self._client = DeviceClient(self.device)
-            with self._client as dev:
-                facts = dev.facts()
+            self._transport = DeviceTransport(self.device)
+            with self._transport as transport:
+                ops = DeviceReleases(transport, cfg.deploy)
+                facts = ops.facts()
                 self.log.info("%s: %s", self.device, facts)
-                runtime = dev.provision()
-                result = dev.deploy(self.run_id, files, current)
-        return {
-            "device": self.device,
-            "arch": facts["arch"],
-            "release": result["release"],
-            "current_variant": result["current_variant"],
-            "previous": result["previous"],
-            "files": result["files"],
-            "runtime": runtime["packages"],
-        }
+                runtime = ops.provision()
+                result = self._fatal(ops.deploy, self.run_id, files, verdict.current)
+        deployed = DeployResult(
+            device=self.device, arch=facts["arch"], release=result["release"],
+            current_variant=result["current_variant"], previous=result["previous"], modes=tuple(verdict.deploy),
+            files=tuple(FileEntry(**f) for f in result["files"]), runtime=runtime["packages"],
+            reused=result["reused"],
+        )
+        self.log.info("%s", deployed.summary())
+        return deployed.to_xcom()
 
 
 class DeviceBenchmarkOperator(_DeviceOperator):
-    """Run the release's bench.py on the device over every deployed mode; store the JSON, return a summary.
+    """Run the release's bench.py on the device over every deployed mode; store the JSON; -> BenchmarkResult.
 
-    ``deploy`` is DeviceDeployOperator's XCom (it also names the device when ``device`` is not given);
-    ``bench`` is the ``bench`` config section (or the whole resolved config holding one).
+    ``deploy`` is DeviceDeployOperator's ``DeployResult`` XCom (it names the device and the release).
     """
 
-    template_fields: Sequence[str] = ("device", "run_id", "deploy", "bench")
+    template_fields: Sequence[str] = ("run_id", "deploy", "config")
 
-    def __init__(
-        self, *, run_id: str, deploy: Any, bench: Any = None, device: str | None = None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *, deploy: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.run_id, self.deploy, self.bench = device, run_id, deploy, bench
+        self.deploy = deploy
 
     def execute(self, context: Any) -> dict[str, Any]:
-        deploy = dict(self.deploy or {})
-        device = self.device or deploy.get("device")
-        bench = dict(self.bench or {})
-        bench = dict(bench["bench"]) if isinstance(bench.get("bench"), dict) else bench
-        modes = [
-            f["name"].removesuffix(".tflite")
-            for f in deploy.get("files", [])
-            if f["name"].endswith(".tflite")
-        ]
-        current = deploy.get("current_variant")
-        if not device or not modes or current not in modes or deploy.get("release") != self.run_id:
-            _fail(
-                f"deploy XCom {deploy!r} does not describe release {self.run_id} on a device "
-                "(need device, release, current_variant and .tflite files)"
-            )
-        self._client = DeviceClient(device)
-        label = label_for(self._client.kind)
-        with self._client as dev:
-            doc = dev.benchmark(self.run_id, modes, bench, label)
-        key = keys.device(self.run_id, device)
-        record = {
-            **doc,
-            "name": device,
-            "release": self.run_id,
-            "current_variant": current,
-            "files": deploy.get("files", []),
-        }
-        self._store().put_json(key, record)
-        self.log.info("benchmark of %s on %s stored at s3://%s/%s", self.run_id, device, self.bucket, key)
-        cur = doc["results"][current]
-        return {
-            "device": device,
-            "arch": doc["device"]["arch"],
-            "release": self.run_id,
-            "current_variant": current,
-            "key": key,
-            "benchmark": {
-                "latency_ms": {k: cur["latency_ms"][k] for k in ("p50", "p90", "p99")},
-                "accuracy": cur["accuracy"],
-                "load_ms": cur["load_ms"],
-                "peak_rss_mb": cur["peak_rss_mb"],
-                "label": doc["label"],
-            },
-        }
+        from edgeops_airflow.device_release import DeviceReleases
+        from tasks.results import BenchmarkResult, DeployResult, ModelBench
+
+        deployed = DeployResult.from_xcom(self.deploy)
+        cfg = self._pipeline_config()
+        if deployed.release != self.run_id:
+            _fail(f"deploy result names release {deployed.release}, this run is {self.run_id}")
+        self._transport = DeviceTransport(deployed.device)
+        label = label_for(self._transport.kind)
+        with self._transport as transport:
+            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes),
+                                                                  cfg.bench, label)
+        record = {**doc, "name": deployed.device, "release": deployed.release,
+                  "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
+        store = self._store()
+        written = store.put_json(keys.device(self.run_id, deployed.device), record)
+        result = BenchmarkResult(
+            device=deployed.device, arch=doc["device"]["arch"], release=deployed.release,
+            current_variant=deployed.current_variant, label=doc["label"], record=store.ref(written),
+            models={mode: ModelBench.from_bench(r) for mode, r in doc["results"].items()}, facts=doc["device"],
+        )
+        self.log.info("%s", result.summary())
+        return result.to_xcom()

@@ -13,8 +13,9 @@ Deploy protocol (every step runs on the device, all of it under one lock):
    values are finite. A failure stops the deploy here: the model never becomes ``current``.
 4. Rename the staging dir to ``releases/<release_id>/``, switch ``current`` (a new symlink renamed over the
    old one, atomic), ``sync``.
-5. Health check through ``current`` (checksums + smoke test of ``model.tflite``). On failure ``current`` is
-   switched back to the previous release (``sync`` again) and the deploy fails naming both releases.
+5. Health check through ``current`` (checksums + smoke test of ``model.tflite``), also when an earlier
+   attempt already switched. On failure ``current`` is switched back to the previous release (``sync``
+   again) and the deploy fails naming both releases.
 6. Prune: keep the newest ``deploy.keep_releases`` releases, never deleting ``current`` or the previous one.
 
 An identical release already on the device (same SHA256SUMS and current variant) is reused; a different one
@@ -186,7 +187,7 @@ class DeviceReleases:
                 previous = self.t.json(f"cat {quote(final)}/release.json", "reading release.json")["previous"]
             if self.current_release() != release_id:
                 self._switch(release_id)
-                self._health_or_switch_back(release_id, previous)
+            self._health_or_switch_back(release_id, previous)  # also when an earlier attempt switched
             self._prune(keep={release_id, previous})
         log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None

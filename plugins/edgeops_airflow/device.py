@@ -1,8 +1,9 @@
 """One device, transport and release operations together: the convenient handle for scripts and tests.
 
-The parts live in ``device_transport`` (pinned-key SSH, commands, SFTP) and ``device_release`` (provision,
-deploy protocol, rollback, benchmark); the operators in ``device_operators`` use them with the run's typed
-config. ``DeviceClient`` uses ``DeployConfig()`` defaults unless given one.
+The parts live in ``device_transport`` (pinned-key SSH, commands, SFTP, the device lock), ``device_runtime``
+(facts, the pinned venv) and ``device_release`` (deploy protocol, rollback, benchmark); the operators in
+``device_operators`` use them with the run's typed config. ``DeviceClient`` uses ``DeployConfig()`` defaults
+unless given one.
 
 Airflow and paramiko are imported inside functions: DAG files import the operators at parse time.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeops_airflow.device_release import DeviceReleases
+from edgeops_airflow.device_runtime import DeviceRuntime
 from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks.config import BenchConfig, DeployConfig
 
@@ -25,14 +27,15 @@ class DeviceClient(DeviceTransport):
     def __init__(self, device: str, conn_id: str | None = None, connect_attempts: int = 3,
                  deploy: DeployConfig | None = None) -> None:
         super().__init__(device, conn_id, connect_attempts)
+        self.runtime = DeviceRuntime(self, deploy or DeployConfig())
         self.releases = DeviceReleases(self, deploy or DeployConfig())
-        self.venv_python = self.releases.venv_python
+        self.venv_python = self.runtime.venv_python
 
     def facts(self) -> dict[str, Any]:
-        return self.releases.facts()
+        return self.runtime.facts()
 
     def provision(self) -> dict[str, Any]:
-        return self.releases.provision()
+        return self.runtime.provision()
 
     def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str) -> dict[str, Any]:
         return self.releases.deploy(run_id, files, current_mode)

@@ -81,6 +81,7 @@ class DeviceDeployOperator(_DeviceOperator):
         from airflow.sdk.exceptions import AirflowSkipException
 
         from edgeops_airflow.device_release import DeviceReleases
+        from edgeops_airflow.device_runtime import DeviceRuntime
         from tasks.results import DeployResult, FileEntry, GateVerdict
 
         verdict = GateVerdict.from_xcom(self.verdict)
@@ -99,11 +100,11 @@ class DeviceDeployOperator(_DeviceOperator):
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
             self._transport = DeviceTransport(self.device)
             with self._transport as transport:
-                ops = DeviceReleases(transport, cfg.deploy)
-                facts = ops.facts()
+                runtime_ops = DeviceRuntime(transport, cfg.deploy)
+                facts = runtime_ops.facts()
                 self.log.info("%s: %s", self.device, facts)
-                runtime = ops.provision()
-                result = self._fatal(ops.deploy, self.run_id, files, verdict.current)
+                runtime = runtime_ops.provision()
+                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, self.run_id, files, verdict.current)
         deployed = DeployResult(
             device=self.device, arch=facts["arch"], release=result["release"],
             current_variant=result["current_variant"], previous=result["previous"], modes=tuple(verdict.deploy),

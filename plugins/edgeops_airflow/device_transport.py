@@ -15,6 +15,8 @@ import json
 import logging
 import posixpath
 import time
+from collections.abc import Generator
+from contextlib import contextmanager
 from pathlib import Path
 from shlex import quote
 from typing import Any
@@ -23,6 +25,12 @@ from tasks.exceptions import DeviceError
 from tasks.names import device_conn_id
 
 log = logging.getLogger(__name__)
+_PY_LOCK = (  # flock(1) stand-in: take the lock within argv[2] seconds, say so, hold it until stdin closes
+    "import fcntl, sys, time\nf = open(sys.argv[1], 'a'); end = time.time() + float(sys.argv[2])\n"
+    "while True:\n    try:\n        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break\n"
+    "    except BlockingIOError:\n        time.sleep(0.2)\n        if time.time() > end: sys.exit(1)\n"
+    "print('locked', flush=True); sys.stdin.read()"
+)
 
 
 def label_for(kind: str) -> str:
@@ -212,6 +220,37 @@ class DeviceTransport:
             return json.loads(stdout.strip().splitlines()[-1])
         except (IndexError, ValueError) as exc:
             raise DeviceError(f"{self.who}: {what} printed no JSON: {stdout[-500:]!r}") from exc
+
+    @contextmanager
+    def locked(self, directory: str, wait_s: int) -> Generator[None, None, None]:
+        """Hold ``<directory>/.lock`` on the device for the block: ``flock`` run by a helper that lives as long
+        as this channel, so a dropped connection frees the lock (python's fcntl where flock(1) is absent)."""
+        lock, wait = quote(posixpath.join(directory, ".lock")), int(wait_s)
+        command = (f"mkdir -p {quote(directory)} && if command -v flock >/dev/null 2>&1; then exec flock -w {wait} "
+                   f"{lock} sh -c 'echo locked; exec cat >/dev/null'; else exec {quote(self.python)} -c "
+                   f"{quote(_PY_LOCK)} {lock} {wait}; fi")
+        chan = self.open_command(command)
+        try:
+            self._await_lock(chan, directory, wait)
+            yield
+        finally:
+            try:
+                chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
+            finally:
+                chan.close()
+
+    def _await_lock(self, chan: Any, directory: str, wait: int) -> None:
+        deadline, seen = time.monotonic() + wait + 15, b""
+        while b"locked" not in seen:
+            if chan.recv_ready():
+                seen += chan.recv(64)
+            elif chan.exit_status_ready() or chan.closed:
+                raise DeviceError(f"{self.who}: could not lock {directory} within {wait}s: another deploy "
+                                  f"holds it (or the lock helper failed: exit {chan.recv_exit_status()})")
+            elif time.monotonic() > deadline:
+                raise DeviceError(f"{self.who}: no answer from the lock helper on {directory}")
+            else:
+                time.sleep(0.05)
 
     # --- files ------------------------------------------------------------------------------------------------
     def put_files(self, remote_dir: str, files: dict[str, str | Path], texts: dict[str, str],

@@ -12,9 +12,9 @@ model's own peak (interpreter + numpy + the sample), not a maximum accumulated o
 before it. ``--in-process`` skips the children; peak RSS is then cumulative and flagged as such.
 
 ``--smoke`` is the deploy's gate on the device (run in the staging dir before the switch, and through
-``current`` after it): per model, in its own child process so a crashing interpreter is reported, not
-fatal: load, one invoke on the first sample image, output of batch 1 wide enough for the sample's labels,
-every value finite. Exit 0 when all pass, 3 otherwise (the JSON still says which model failed and why).
+``current`` after it), in a child process so a crashing interpreter is reported, not fatal. Per model:
+load, one invoke on the first sample image, output of batch 1 wide enough for the sample's labels, every
+value finite. Exit 0 when all pass, 3 otherwise (the JSON still says which model failed and why).
 
 Stdout carries exactly one JSON document; all progress goes to stderr. File descriptor 1 is redirected to
 stderr while working so that native libraries printing to stdout cannot corrupt the JSON.
@@ -229,21 +229,31 @@ def smoke_model(model: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
     return {"ok": True, "output_shape": shape}
 
 
-def run_smoke(args: argparse.Namespace) -> dict[str, Any]:
-    """Smoke-test every model in its own child; a crash (signal, exception) is a failed smoke test."""
+def smoke_all(models: list[str], sample: str) -> dict[str, Any]:
+    """In the worker: smoke-test each model; an exception fails that model only."""
+    x, y = load_sample(sample)
     results: dict[str, Any] = {}
+    for model in models:
+        try:
+            results[Path(model).stem] = smoke_model(model, x, y)
+        except Exception as exc:  # noqa: BLE001 - whatever the runtime raises, the model is not deployable
+            results[Path(model).stem] = {"ok": False, "why": f"the model did not load or run: {exc}"}
+    return results
+
+
+def run_smoke(args: argparse.Namespace) -> dict[str, Any]:
+    """Smoke-test the models in one child process, so a crashing interpreter (a signal) is a failed test."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--smoke", "--sample", args.sample]
     for model in args.model:
-        cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--smoke", "--model", model,
-               "--sample", args.sample]
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False,
-                              timeout=args.timeout)
-        stem = Path(model).stem
-        if proc.returncode != 0:
-            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-            results[stem] = {"ok": False, "why": f"the model did not load or run ({how}); see stderr"}
-        else:
-            results[stem] = json.loads(proc.stdout.strip().splitlines()[-1])
-        log(f"smoke {stem}: {'ok' if results[stem]['ok'] else 'FAILED: ' + results[stem]['why']}")
+        cmd += ["--model", model]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False, timeout=args.timeout)
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        why = f"the model did not load or run ({how} while smoke testing {', '.join(args.model)}); see stderr"
+        return {Path(m).stem: {"ok": False, "why": why} for m in args.model}
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for stem, r in results.items():
+        log(f"smoke {stem}: {'ok' if r['ok'] else 'FAILED: ' + r['why']}")
     return results
 
 
@@ -291,7 +301,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--in-process", action="store_true", help="no child per model; peak RSS becomes cumulative"
     )
     p.add_argument("--smoke", action="store_true", help="load + one invoke + finite output check, per model")
-    p.add_argument("--timeout", type=float, default=120, help="per-model smoke test timeout (s)")
+    p.add_argument("--timeout", type=float, default=120, help="smoke test timeout (s)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
@@ -309,8 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = sys.stderr
     if args.smoke:
         if args.worker:
-            x, y = load_sample(args.sample)
-            json_out.write(json.dumps(smoke_model(args.model[0], x, y)) + "\n")
+            json_out.write(json.dumps(smoke_all(args.model, args.sample)) + "\n")
             json_out.flush()
             return 0
         results = run_smoke(args)

@@ -19,7 +19,7 @@ from tasks.exceptions import StorageError
 from tasks.storage import ArtifactStore, make_client, sha256_file
 from tests.faults.procs import Minio
 
-SIZE_MB = 24  # over boto3's 8 MiB multipart threshold: three parts in flight
+SIZE_MB = 16  # over boto3's 8 MiB multipart threshold: three parts in flight
 
 
 @pytest.fixture(scope="module")

@@ -139,6 +139,7 @@ class BenchConfig:
     timeout_s: int = 1800  # the whole bench.py run on the device
 
     MAX_RUNS: ClassVar[int] = 100_000
+    TASK_TIMEOUT_S: ClassVar[int] = 2400  # the benchmark task's execution_timeout in the DAG
 
     def __post_init__(self) -> None:
         _require(100 <= self.runs <= self.MAX_RUNS,
@@ -146,7 +147,9 @@ class BenchConfig:
         _require(0 <= self.warmup <= 10_000, f"bench.warmup={self.warmup}: must be 0..10000")
         _require(1 <= self.threads <= 64, "bench.threads: must be 1..64")
         _require(1 <= self.sample_size <= 10000, "bench.sample_size: must be 1..10000")
-        _require(60 <= self.timeout_s <= 7200, f"bench.timeout_s={self.timeout_s}: must be 60..7200")
+        limit = self.TASK_TIMEOUT_S - 120  # connecting and storing the record fit in the rest
+        _require(60 <= self.timeout_s <= limit, f"bench.timeout_s={self.timeout_s}: must be 60..{limit} (the "
+                 f"benchmark task times out after {self.TASK_TIMEOUT_S}s)")
 
 
 @dataclass(frozen=True)

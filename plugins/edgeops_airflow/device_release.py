@@ -5,7 +5,9 @@ Deploy protocol (every step runs on the device, all of it under one lock):
 1. Lock: ``flock <root>/.lock`` is held for the whole deploy by a helper process on the device that lives as
    long as our SSH channel (a dropped connection releases it). Concurrent deploys to one device serialize; a
    second attempt of the same release waits, then finds it done (reused) or redoes it cleanly. Staging dirs
-   left by dead attempts are removed first (nobody else can be staging while we hold the lock).
+   left by dead attempts are removed first (nobody else can be staging while we hold the lock), and every
+   rename below first checks that the lock helper still lives, so a script left running on the device by a
+   dropped connection stops instead of racing the retry.
 2. Stage: upload into a unique ``<root>/.staging/<uuid>/`` (never a name derived from the release id), then
    ``sha256sum -c SHA256SUMS`` on the device (a python fallback when sha256sum is absent), then ``sync``.
    An upload that fails (connection cut, disk full) removes the staging dir and says how much space is left.
@@ -73,6 +75,7 @@ class DeviceReleases:
         self.root = transport.root
         self.runtime_dir = posixpath.join(transport.runtime_root, runtime_key())
         self.venv_python = posixpath.join(self.runtime_dir, "bin", "python")
+        self._holder = 0  # pid of the device-side lock helper while a deploy or rollback holds the lock
 
     def _run(self, command: str, what: str, check: bool = True, timeout: float | None = None) -> tuple[int, str]:
         rc, out, _ = self.t.run(command, timeout or self.cfg.command_timeout_s, check=check, what=what)
@@ -99,7 +102,7 @@ class DeviceReleases:
         sums = "".join(f"{e['sha256']}  {e['name']}\n" for e in entries)
         final = posixpath.join(self.root, "releases", release_id)
         staging = posixpath.join(self.root, ".staging", uuid.uuid4().hex)
-        with self.t.locked(self.root, self.cfg.lock_timeout_s):
+        with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             previous, existing = self._prepare(final, staging)
             reused = self._existing(final, existing, sums, link)
             if not reused:
@@ -146,7 +149,7 @@ class DeviceReleases:
             script = "\n".join([
                 f"cd {quote(staging)} || exit 12", f"{self._verify_cmd()} || exit 10",
                 f"ln -s {quote(link)} model.tflite && {_sync('.')} || exit 12",
-                f"{self._smoke_cmd(models)} || exit 11",
+                f"{self._smoke_cmd(models)} || exit 11", self._guard(),
                 f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || exit 12"])
             self._checked(script, "in staging", self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
@@ -158,7 +161,7 @@ class DeviceReleases:
         root, target = quote(self.root), quote(f"releases/{release_id}")
         keep = " ".join(f"-e {quote(k)}" for k in (release_id, previous) if k)
         script = "\n".join([
-            f"cd {root} || exit 12",
+            f"cd {root} || exit 12", self._guard(),
             f"if [ \"$(readlink current)\" != {target} ]; then touch -h {target} && ln -sfn {target} .current.tmp "
             f"&& mv -T .current.tmp current && {_sync('.')} || exit 12; fi",
             f"cd {root}/current || exit 12", f"{self._verify_cmd()} || exit 10",
@@ -173,6 +176,12 @@ class DeviceReleases:
             raise DeviceError(f"{self.t.who}: release {release_id} failed its health check after the switch; "
                               f"current switched back to {previous or 'nothing (no previous release)'}: {exc}"
                               ) from exc
+
+    def _guard(self) -> str:
+        """Stop a protocol script whose deploy lost the lock: its SSH connection dropped while it ran on the
+        device, and a retry may already hold the lock. Checked right before each rename."""
+        return (f"kill -0 {self._holder} 2>/dev/null || {{ echo 'the deploy lock was released (connection "
+                "dropped?): stopping before the rename' >&2; exit 13; }")
 
     def _verify_cmd(self) -> str:
         """``sha256sum -c`` of SHA256SUMS in the working dir; the device's python where sha256sum is absent."""
@@ -229,7 +238,7 @@ class DeviceReleases:
     def rollback(self, to_release: str) -> dict[str, Any]:
         """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy."""
         final = posixpath.join(self.root, "releases", safe_name(to_release, "release id"))
-        with self.t.locked(self.root, self.cfg.lock_timeout_s):
+        with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             if self._run(f"test -f {quote(final)}/SHA256SUMS", "release check", check=False)[0] != 0:
                 raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to")
             self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || exit 10; }}", f"verifying {to_release}",

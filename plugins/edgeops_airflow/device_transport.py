@@ -26,10 +26,10 @@ from tasks.names import device_conn_id
 
 log = logging.getLogger(__name__)
 _PY_LOCK = (  # flock(1) stand-in: take the lock within argv[2] seconds, say so, hold it until stdin closes
-    "import fcntl, sys, time\nf = open(sys.argv[1], 'a'); end = time.time() + float(sys.argv[2])\n"
+    "import fcntl, os, sys, time\nf = open(sys.argv[1], 'a'); end = time.time() + float(sys.argv[2])\n"
     "while True:\n    try:\n        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break\n"
     "    except BlockingIOError:\n        time.sleep(0.2)\n        if time.time() > end: sys.exit(1)\n"
-    "print('locked', flush=True); sys.stdin.read()"
+    "print('locked', os.getpid(), flush=True); sys.stdin.read()"
 )
 
 
@@ -222,26 +222,26 @@ class DeviceTransport:
             raise DeviceError(f"{self.who}: {what} printed no JSON: {stdout[-500:]!r}") from exc
 
     @contextmanager
-    def locked(self, directory: str, wait_s: int) -> Generator[None, None, None]:
+    def locked(self, directory: str, wait_s: int) -> Generator[int, None, None]:
         """Hold ``<directory>/.lock`` on the device for the block: ``flock`` run by a helper that lives as long
         as this channel, so a dropped connection frees the lock (python's fcntl where flock(1) is absent)."""
         lock, wait = quote(posixpath.join(directory, ".lock")), int(wait_s)
         command = (f"mkdir -p {quote(directory)} && if command -v flock >/dev/null 2>&1; then exec flock -w {wait} "
-                   f"{lock} sh -c 'echo locked; exec cat >/dev/null'; else exec {quote(self.python)} -c "
+                   f"{lock} sh -c 'echo locked $$; exec cat >/dev/null'; else exec {quote(self.python)} -c "
                    f"{quote(_PY_LOCK)} {lock} {wait}; fi")
         chan = self.open_command(command)
         try:
-            self._await_lock(chan, directory, wait)
-            yield
+            yield self._await_lock(chan, directory, wait)
         finally:
             try:
                 chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
             finally:
                 chan.close()
 
-    def _await_lock(self, chan: Any, directory: str, wait: int) -> None:
+    def _await_lock(self, chan: Any, directory: str, wait: int) -> int:
+        """Wait for the helper's ``locked <pid>`` line; return that pid (it lives exactly as long as the lock)."""
         deadline, seen = time.monotonic() + wait + 15, b""
-        while b"locked" not in seen:
+        while not (b"locked" in seen and seen.endswith(b"\n")):
             if chan.recv_ready():
                 seen += chan.recv(64)
             elif chan.exit_status_ready() or chan.closed:
@@ -251,6 +251,7 @@ class DeviceTransport:
                 raise DeviceError(f"{self.who}: no answer from the lock helper on {directory}")
             else:
                 time.sleep(0.05)
+        return int(seen.split()[-1])
 
     # --- files ------------------------------------------------------------------------------------------------
     def put_files(self, remote_dir: str, files: dict[str, str | Path], texts: dict[str, str],

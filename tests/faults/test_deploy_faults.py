@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
+from tasks.config import DeployConfig
 from tasks.exceptions import DeviceError
 from tests.faults.conftest import device_state, sha_ok
 from tests.faults.payloads import garbage_tflite, nan_tflite
@@ -170,3 +171,15 @@ def test_device_disk_full(device_factory: Any, provisioned: Any, payload: dict[s
         subprocess.run(["umount", "-l", str(mount)], check=False)
     figures("device disk full", reps, passed, 0, "2 MiB tmpfs root")
     assert passed == reps
+
+
+def test_a_held_lock_times_out_with_a_clear_error(provisioned: Any, payload: dict[str, Path], figures: Any) -> None:
+    """Another deploy holds the device lock for longer than deploy.lock_timeout_s: nothing is touched."""
+    dev, name = provisioned
+    before = device_state(dev.root)
+    with DeviceClient(name) as holder, holder.locked(str(dev.root), 10):
+        with DeviceClient(name, deploy=DeployConfig(lock_timeout_s=10)) as client:
+            with pytest.raises(DeviceError, match="could not lock .* within 10s: another deploy holds it"):
+                client.deploy(_rid("held"), payload, "fp32")
+    assert device_state(dev.root) == before
+    figures("device lock held elsewhere: clear timeout", 1, 1, 0)

@@ -15,6 +15,8 @@ from edgeops_airflow.fan_out import fan_out
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.step_operator import StepOperator
 
+from tasks.config import BenchConfig, DeployConfig
+
 DOC = """
 ### edgeops nightly
 
@@ -74,10 +76,10 @@ with DAG(
                         inputs={"evaluation": evaluate.output, "devices": plan["devices"]}, **step)
     deploy = DeviceDeployOperator.partial(
         task_id="deploy", verdict=gate.output, map_index_template="{{ task.device }}",
-        execution_timeout=timedelta(minutes=20), **step,
+        execution_timeout=timedelta(seconds=DeployConfig.TASK_TIMEOUT_S), **step,
     ).expand(device=fan_out.override(task_id="deploy_targets")(gate.output, "devices"))
     benchmark = DeviceBenchmarkOperator.partial(
-        task_id="benchmark", execution_timeout=timedelta(minutes=30), **step,
+        task_id="benchmark", execution_timeout=timedelta(seconds=BenchConfig.TASK_TIMEOUT_S), **step,
     ).expand(deploy=deploy.output)
     publish = StepOperator(
         task_id="publish", step="publish", trigger_rule="none_failed",

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 from tasks.exceptions import ConfigError
 from tasks.names import DEFAULT_PROFILE
@@ -133,15 +133,61 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """On-device benchmark. Bounded so a typo cannot run a Pi out of memory or time after a deploy."""
+
     warmup: int = 10
     runs: int = 100
     threads: int = 4
     sample_size: int = 64
+    timeout_s: int = 1800  # the whole bench.py run on the device
+
+    MAX_RUNS: ClassVar[int] = 100_000
+    TASK_TIMEOUT_S: ClassVar[int] = 2400  # the benchmark task's execution_timeout in the DAG
 
     def __post_init__(self) -> None:
-        _require(self.runs >= 100, "bench.runs: must be >= 100")
+        _require(100 <= self.runs <= self.MAX_RUNS,
+                 f"bench.runs={self.runs}: must be >= 100 (stable p99) and <= {self.MAX_RUNS}")
+        _require(0 <= self.warmup <= 10_000, f"bench.warmup={self.warmup}: must be 0..10000")
         _require(1 <= self.threads <= 64, "bench.threads: must be 1..64")
         _require(1 <= self.sample_size <= 10000, "bench.sample_size: must be 1..10000")
+        limit = self.TASK_TIMEOUT_S - 120  # connecting and storing the record fit in the rest
+        _require(60 <= self.timeout_s <= limit, f"bench.timeout_s={self.timeout_s}: must be 60..{limit} (the "
+                 f"benchmark task times out after {self.TASK_TIMEOUT_S}s)")
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    """How a release reaches a device (see edgeops_airflow.device_release for the protocol).
+
+    ``TASK_TIMEOUT_S`` is the deploy task's execution_timeout in the DAG: the worst case of every device-side
+    wait below must fit inside it, so a slow provisioning fails with its own message, not a task kill.
+    """
+
+    keep_releases: int = 5  # releases kept on the device; current and previous are never deleted
+    lock_timeout_s: int = 240  # waiting for another deploy to the same device root
+    provision_timeout_s: int = 600  # creating the device venv and pip-installing the pinned runtime
+    command_timeout_s: int = 60  # any other device command (checksums, rename, switch, prune)
+    smoke_timeout_s: int = 120  # load + one invoke per variant, in staging and again through `current`
+    upload_timeout_s: int = 240  # SFTP inactivity timeout while uploading
+
+    TASK_TIMEOUT_S: ClassVar[int] = 1800
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.keep_releases <= 100,
+                 f"deploy.keep_releases={self.keep_releases}: must be 2..100 (current and previous are kept)")
+        for name in ("lock_timeout_s", "provision_timeout_s", "command_timeout_s", "smoke_timeout_s",
+                     "upload_timeout_s"):
+            value = getattr(self, name)
+            _require(10 <= value <= self.TASK_TIMEOUT_S, f"deploy.{name}={value}: must be 10..{self.TASK_TIMEOUT_S}")
+        worst = self.worst_case_s()
+        _require(worst < self.TASK_TIMEOUT_S,
+                 f"deploy timeouts add up to {worst}s, more than the deploy task's {self.TASK_TIMEOUT_S}s: "
+                 "lower deploy.provision_timeout_s or deploy.lock_timeout_s")
+
+    def worst_case_s(self) -> int:
+        """Lock wait + provisioning + upload + two smoke runs (staging, current) + a few commands."""
+        return (self.lock_timeout_s + self.provision_timeout_s + self.upload_timeout_s
+                + 2 * self.smoke_timeout_s + 4 * self.command_timeout_s)
 
 
 RUNNERS = ("local", "docker", "kubernetes")
@@ -175,6 +221,7 @@ class PipelineConfig:
     evaluate: EvalConfig = field(default_factory=EvalConfig)
     gate: GateConfig = field(default_factory=GateConfig)
     bench: BenchConfig = field(default_factory=BenchConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
     def __post_init__(self) -> None:

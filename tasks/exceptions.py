@@ -35,3 +35,7 @@ class TrainingError(FatalError):
 
 class DeviceError(EdgeOpsError):
     """A device could not be reached, verified or provisioned."""
+
+
+class ReleaseConflictError(FatalError, DeviceError):
+    """A device already holds a different release under the same id: retrying cannot make them equal."""

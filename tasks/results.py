@@ -164,6 +164,7 @@ class DeployResult(Record):
     modes: tuple[str, ...]
     files: tuple[FileEntry, ...]
     runtime: dict[str, str]
+    reused: bool = False  # the identical release was already on the device (a retried or repeated deploy)
 
     def summary(self) -> str:
         return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "

@@ -1,7 +1,9 @@
-"""Operators that ship blessed TFLite variants to one device and benchmark them there.
+"""Operators that ship a gate's blessed TFLite variants to one device and benchmark them there.
 
-Both follow the SSH provider's pattern: connection-driven configuration, clients built in ``execute``
-(never at DAG parse time), the SSH session closed in ``on_kill``. Timeouts and retries belong to the DAG.
+Both follow the SSH provider's pattern: connection-driven, clients built in ``execute`` (never at DAG parse
+time), the SSH session closed in ``on_kill``. Their inputs and outputs are the declared records of
+``tasks.results`` and every knob comes from the run's resolved ``PipelineConfig`` (no defaults here).
+Fatal errors (a corrupt artifact, a conflicting release) fail the task without retrying.
 """
 
 from __future__ import annotations
@@ -14,8 +16,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from edgeops_airflow.device import DeviceClient, label_for
-from edgeops_airflow.step_operator import plain
+from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks import keys
 from tasks.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 
@@ -23,108 +24,132 @@ from tasks.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 def _fail(message: str) -> None:
     from airflow.sdk.exceptions import AirflowFailException
 
-    raise AirflowFailException(message)  # bad input: retrying cannot help
-
-
-def _config(raw: Any) -> Any:
-    from tasks.config import PipelineConfig
-
-    return PipelineConfig.from_dict(dict(raw))
+    raise AirflowFailException(message)  # bad input or corrupt data: retrying cannot help
 
 
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
-    def __init__(self, *, artifacts_conn_id: str = MINIO_CONN_ID, bucket: str = ARTIFACTS_BUCKET,
-                 **kwargs: Any) -> None:
+    def __init__(self, *, run_id: str, config: Any, artifacts_conn_id: str = MINIO_CONN_ID,
+                 bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.run_id, self.config = run_id, config
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
-        self._client: DeviceClient | None = None
+        self._transport: DeviceTransport | None = None
 
     def _store(self) -> Any:
         from edgeops_airflow.store import artifact_store
 
         return artifact_store(self.artifacts_conn_id, self.bucket)
 
+    def _pipeline_config(self) -> Any:
+        from tasks.config import PipelineConfig
+        from tasks.exceptions import ConfigError
+
+        try:
+            return PipelineConfig.from_dict(dict(self.config or {}))
+        except ConfigError as exc:
+            _fail(f"resolved config is invalid: {exc}")
+
+    def _fatal(self, fn: Any, *args: Any) -> Any:
+        """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
+        from tasks.exceptions import FatalError
+
+        try:
+            return fn(*args)
+        except FatalError as exc:
+            _fail(f"{type(exc).__name__}: {exc}")
+
     def on_kill(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self.log.info("SSH session to %s closed", self._client.device)
+        if self._transport is not None:
+            self._transport.close()
+            self.log.info("SSH session to %s closed", self._transport.device)
 
 
 class DeviceDeployOperator(_DeviceOperator):
-    """Provision the device runtime, upload the blessed variants + sample + bench.py, switch ``current``.
+    """Fetch the verdict's variants and sample (sha256 + version verified), provision, deploy; -> DeployResult.
 
-    ``verdict`` is the gate's ``GateVerdict``; every file is downloaded against the sha256/version it names.
-    Skipped (not failed) when the verdict blessed nothing or does not target this device.
+    ``verdict`` is the gate's ``GateVerdict`` XCom, ``config`` the resolved config dict. Skipped when the
+    verdict is not blessed or does not name this device.
     """
 
     template_fields: Sequence[str] = ("device", "run_id", "verdict", "config")
 
-    def __init__(self, *, device: str, run_id: str, verdict: Any, config: Any, **kwargs: Any) -> None:
+    def __init__(self, *, device: str, verdict: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.run_id, self.verdict, self.config = device, run_id, verdict, config
+        self.device, self.verdict = device, verdict
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        from tasks.exceptions import IntegrityError
+        from edgeops_airflow.device_release import DeviceReleases
+        from edgeops_airflow.device_runtime import DeviceRuntime
         from tasks.results import DeployResult, FileEntry, GateVerdict
 
-        verdict = GateVerdict.from_xcom(plain(self.verdict))
-        if not verdict.blessed or self.device not in verdict.devices:
-            raise AirflowSkipException(f"nothing to deploy to {self.device}: {verdict.summary()}")
+        verdict = GateVerdict.from_xcom(self.verdict)
+        cfg = self._pipeline_config()
+        if not verdict.blessed:
+            raise AirflowSkipException(f"run {self.run_id} not blessed: {'; '.join(verdict.reasons)}")
+        if self.device not in verdict.devices:
+            raise AirflowSkipException(f"device {self.device} is not in the verdict's devices {verdict.devices}")
         store = self._store()
         with tempfile.TemporaryDirectory(prefix=f"edgeops-deploy-{self.device}-") as tmp:
-            try:
-                files: dict[str, str | Path] = {
-                    f"{m}.tflite": store.fetch(verdict.tflite[m], Path(tmp) / f"{m}.tflite") for m in verdict.deploy}
-                files["sample.npz"] = store.fetch(verdict.sample, Path(tmp) / "sample.npz")
-            except IntegrityError as exc:
-                _fail(str(exc))
+            files: dict[str, str | Path] = {}
+            refs = {**{f"{m}.tflite": verdict.tflite[m] for m in verdict.deploy}, "sample.npz": verdict.sample}
+            for name, ref in refs.items():
+                files[name] = self._fatal(store.fetch, ref, Path(tmp) / name)
             files["bench.py"] = Path(tmp) / "bench.py"  # the standalone script shipped with every release
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
-            self._client = DeviceClient(self.device)
-            with self._client as dev:
-                facts = dev.facts()
+            self._transport = DeviceTransport(self.device)
+            with self._transport as transport:
+                runtime_ops = DeviceRuntime(transport, cfg.deploy)
+                facts = runtime_ops.facts()
                 self.log.info("%s: %s", self.device, facts)
-                runtime = dev.provision()
-                result = dev.deploy(self.run_id, files, verdict.current)
-        deployed = DeployResult(device=self.device, arch=facts["arch"], release=result["release"],
-                                current_variant=result["current_variant"], previous=result["previous"],
-                                modes=verdict.deploy, files=tuple(FileEntry(**f) for f in result["files"]),
-                                runtime=runtime["packages"])
+                runtime = runtime_ops.provision()
+                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, self.run_id, files, verdict.current)
+        deployed = DeployResult(
+            device=self.device, arch=facts["arch"], release=result["release"],
+            current_variant=result["current_variant"], previous=result["previous"], modes=tuple(verdict.deploy),
+            files=tuple(FileEntry(**f) for f in result["files"]), runtime=runtime["packages"],
+            reused=result["reused"],
+        )
         self.log.info("%s", deployed.summary())
         return deployed.to_xcom()
 
 
 class DeviceBenchmarkOperator(_DeviceOperator):
-    """Run the release's bench.py on the device over every deployed mode; store its JSON, return the record."""
+    """Run the release's bench.py on the device over every deployed mode; store the JSON; -> BenchmarkResult.
+
+    ``deploy`` is DeviceDeployOperator's ``DeployResult`` XCom (it names the device and the release).
+    """
 
     template_fields: Sequence[str] = ("run_id", "deploy", "config")
 
-    def __init__(self, *, run_id: str, deploy: Any, config: Any, **kwargs: Any) -> None:
+    def __init__(self, *, deploy: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.run_id, self.deploy, self.config = run_id, deploy, config
+        self.deploy = deploy
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from edgeops_airflow.device_release import DeviceReleases
         from tasks.results import BenchmarkResult, DeployResult, ModelBench
 
-        deploy = DeployResult.from_xcom(plain(self.deploy))
-        if deploy.release != self.run_id:
-            _fail(f"deploy record names release {deploy.release}, not this run's {self.run_id}")
-        bench = _config(plain(self.config)).bench
-        self._client = DeviceClient(deploy.device)
-        label = label_for(self._client.kind)
-        with self._client as dev:
-            doc = dev.benchmark(self.run_id, list(deploy.modes), bench, label)
-        record = {**doc, "name": deploy.device, "release": self.run_id, "current_variant": deploy.current_variant,
-                  "files": [f.to_xcom() for f in deploy.files]}
+        deployed = DeployResult.from_xcom(self.deploy)
+        cfg = self._pipeline_config()
+        if deployed.release != self.run_id:
+            _fail(f"deploy result names release {deployed.release}, this run is {self.run_id}")
+        self._transport = DeviceTransport(deployed.device)
+        label = label_for(self._transport.kind)
+        with self._transport as transport:
+            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes),
+                                                                  cfg.bench, label)
+        record = {**doc, "name": deployed.device, "release": deployed.release,
+                  "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()
-        art = store.put_json(keys.device(self.run_id, deploy.device), record)
+        written = store.put_json(keys.device(self.run_id, deployed.device), record)
         result = BenchmarkResult(
-            device=deploy.device, arch=doc["device"]["arch"], release=self.run_id,
-            current_variant=deploy.current_variant, label=doc["label"], record=store.ref(art),
-            models={mode: ModelBench.from_bench(r) for mode, r in doc["results"].items()}, facts=doc["device"])
+            device=deployed.device, arch=doc["device"]["arch"], release=deployed.release,
+            current_variant=deployed.current_variant, label=doc["label"], record=store.ref(written),
+            models={mode: ModelBench.from_bench(r) for mode, r in doc["results"].items()}, facts=doc["device"],
+        )
         self.log.info("%s", result.summary())
         return result.to_xcom()

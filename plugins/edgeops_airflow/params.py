@@ -12,7 +12,7 @@ from typing import Any
 from airflow.sdk import Param
 
 from tasks import names
-from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, load_config, profile_names, run_key
+from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, BenchConfig, load_config, profile_names, run_key
 from tasks.exceptions import ConfigError
 from tasks.results import RunPlan
 
@@ -81,7 +81,8 @@ def dag_params() -> dict[str, Param]:
         "deploy_variants": _opt("array", "Variants to ship (empty = all that pass).", items=mode_items),
         "task_runner": _opt("string", "Where ML steps run: local subprocess, docker (step image) or kubernetes.",
                             enum=[None, *RUNNERS]),
-        "bench_runs": _opt("integer", "Timed invokes per model on each device.", minimum=100),
+        "bench_runs": _opt("integer", "Timed invokes per model on each device.", minimum=100,
+                           maximum=BenchConfig.MAX_RUNS),
         "devices": Param(
             DEFAULT_DEVICES,
             type="array",

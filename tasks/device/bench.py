@@ -11,6 +11,11 @@ Each model is measured in a fresh child process of this script (``--worker``), s
 model's own peak (interpreter + numpy + the sample), not a maximum accumulated over the models measured
 before it. ``--in-process`` skips the children; peak RSS is then cumulative and flagged as such.
 
+``--smoke`` is the deploy's gate on the device (run in the staging dir before the switch, and through
+``current`` after it), in a child process so a crashing interpreter is reported, not fatal. Per model:
+load, one invoke on the first sample image, output of batch 1 wide enough for the sample's labels, every
+value finite. Exit 0 when all pass, 3 otherwise (the JSON still says which model failed and why).
+
 Stdout carries exactly one JSON document; all progress goes to stderr. File descriptor 1 is redirected to
 stderr while working so that native libraries printing to stdout cannot corrupt the JSON.
 """
@@ -198,6 +203,60 @@ def bench_model(
     }
 
 
+def smoke_model(model: str, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """Load, one invoke on x[0]; fail (``ok`` False, with the reason) on a bad shape or non-finite output."""
+    mod, _, _ = load_interpreter_module()
+    interp = mod.Interpreter(model_path=model, num_threads=1)
+    inp = interp.get_input_details()[0]
+    if list(inp["shape_signature"][:1]) == [-1] or inp["shape"][0] != 1:
+        interp.resize_tensor_input(inp["index"], [1, *inp["shape"][1:]])
+    interp.allocate_tensors()
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    if tuple(inp["shape"][1:]) != x.shape[1:]:
+        return {"ok": False, "why": f"input {tuple(int(d) for d in inp['shape'])} does not fit sample {x.shape[1:]}"}
+    interp.set_tensor(inp["index"], prepare_input(x[:1], inp))
+    interp.invoke()
+    raw = interp.get_tensor(out["index"])
+    scale, zero_point = out["quantization"]
+    values = raw.astype(np.float32) if not scale else (raw.astype(np.float32) - zero_point) * scale
+    shape, classes = [int(d) for d in raw.shape], int(y.max()) + 1
+    width = int(np.prod(shape[1:])) if len(shape) > 1 else 0
+    if not shape or shape[0] != 1 or not (width >= classes or (width == 1 and classes <= 2)):
+        return {"ok": False, "why": f"output shape {shape}: expected (1, >= {classes}) for the sample's labels"}
+    if not np.isfinite(values).all():
+        return {"ok": False, "why": f"output has {int((~np.isfinite(values)).sum())} non-finite value(s)",
+                "output_shape": shape}
+    return {"ok": True, "output_shape": shape}
+
+
+def smoke_all(models: list[str], sample: str) -> dict[str, Any]:
+    """In the worker: smoke-test each model; an exception fails that model only."""
+    x, y = load_sample(sample)
+    results: dict[str, Any] = {}
+    for model in models:
+        try:
+            results[Path(model).stem] = smoke_model(model, x, y)
+        except Exception as exc:  # noqa: BLE001 - whatever the runtime raises, the model is not deployable
+            results[Path(model).stem] = {"ok": False, "why": f"the model did not load or run: {exc}"}
+    return results
+
+
+def run_smoke(args: argparse.Namespace) -> dict[str, Any]:
+    """Smoke-test the models in one child process, so a crashing interpreter (a signal) is a failed test."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--smoke", "--sample", args.sample]
+    for model in args.model:
+        cmd += ["--model", model]
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, check=False, timeout=args.timeout)
+    if proc.returncode != 0:
+        how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        why = f"the model did not load or run ({how} while smoke testing {', '.join(args.model)}); see stderr"
+        return {Path(m).stem: {"ok": False, "why": why} for m in args.model}
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    for stem, r in results.items():
+        log(f"smoke {stem}: {'ok' if r['ok'] else 'FAILED: ' + r['why']}")
+    return results
+
+
 def peak_rss_mb() -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
@@ -241,6 +300,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--in-process", action="store_true", help="no child per model; peak RSS becomes cumulative"
     )
+    p.add_argument("--smoke", action="store_true", help="load + one invoke + finite output check, per model")
+    p.add_argument("--timeout", type=float, default=120, help="smoke test timeout (s)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
@@ -256,6 +317,15 @@ def main(argv: list[str] | None = None) -> int:
     json_out = os.fdopen(os.dup(1), "w")  # the real stdout, kept for the final JSON only
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if args.smoke:
+        if args.worker:
+            json_out.write(json.dumps(smoke_all(args.model, args.sample)) + "\n")
+            json_out.flush()
+            return 0
+        results = run_smoke(args)
+        json_out.write(json.dumps({"schema": SCHEMA, "smoke": results}, sort_keys=True) + "\n")
+        json_out.flush()
+        return 0 if all(r["ok"] for r in results.values()) else 3
     if args.worker:
         x, y = load_sample(args.sample)
         result = bench_model(args.model[0], x, y, args.warmup, args.runs, args.threads)

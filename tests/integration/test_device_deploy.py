@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks.exceptions import DeviceError
+from tasks.exceptions import DeviceError, FatalError, ReleaseConflictError
 from tests.helpers import conn_env_var, tiny_tflite_release
 
 pytestmark = pytest.mark.integration
@@ -116,8 +116,27 @@ def test_redeploy_is_idempotent_and_run_ids_immutable(
     dev: DeviceClient = deployed["dev"]
     again = dev.deploy(deployed["b"], payload, "fp32")  # a retried task
     assert again["previous"] == deployed["a"] and again["files"] == deployed["dep_b"]["files"]
-    with pytest.raises(DeviceError, match="different content"):
+    assert again["reused"] is True and deployed["dep_b"]["reused"] is False
+    with pytest.raises(ReleaseConflictError, match="different content") as err:
         dev.deploy(deployed["b"], {k: v for k, v in payload.items() if k != "int8.tflite"}, "fp32")
+    assert isinstance(err.value, FatalError)  # never retried
+    with pytest.raises(ReleaseConflictError, match="another current variant"):
+        dev.deploy(deployed["b"], payload, "int8")  # same files, other variant under the same id
+
+
+def test_rollback_switches_and_checks_health(deployed: dict[str, Any]) -> None:
+    dev: DeviceClient = deployed["dev"]
+    assert dev.rollback(deployed["a"]) == {"release": deployed["a"], "previous": deployed["b"]}
+    assert dev.current_release() == deployed["a"]
+    assert dev.rollback(deployed["b"])["previous"] == deployed["a"] and dev.current_release() == deployed["b"]
+    with pytest.raises(ReleaseConflictError, match="no release"):
+        dev.rollback("itest-never-deployed")
+
+
+@pytest.mark.parametrize("bad", ["-rf", ".hidden", "a/b", "x y", "r\n", ""])
+def test_unsafe_release_ids_are_refused_before_any_upload(deployed: dict[str, Any], payload, bad: str) -> None:
+    with pytest.raises(ReleaseConflictError, match="not a safe name"):
+        deployed["dev"].deploy(bad, payload, "fp32")
 
 
 def test_benchmark_runs_on_the_device(deployed: dict[str, Any]) -> None:
@@ -164,54 +183,12 @@ def test_unpinned_connection_is_refused(
         DeviceClient("itest_unpinned")
 
 
-def test_operators_deploy_and_benchmark_through_minio(
-    stack: dict[str, Any], device: dict[str, Any], payload: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The two operators end to end: artifacts from MinIO -> device -> benchmark JSON back in MinIO."""
-    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
-    from edgeops_airflow.store import artifact_store
-
-    minio = next((c for c in stack["connections"] if stack["connections"][c].get("conn_type") == "aws"), None)
-    if minio is None:
-        pytest.fail(
-            f"{ENV_FILE} has no aws connection; run: .venv/bin/python -m scripts.devstack up --no-airflow"
-        )
-    monkeypatch.setenv(conn_env_var(minio), json.dumps(stack["connections"][minio]))
-    bucket, run_id = stack["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-op"
-    store = artifact_store(minio, bucket)
-    for mode in ("fp32", "int8"):
-        store.put_file(f"runs/{run_id}/tflite/{mode}.tflite", payload[f"{mode}.tflite"])
-    store.put_file(f"runs/{run_id}/eval/sample.npz", payload["sample.npz"])
-    gate = {
-        "deploy": ["fp32", "int8"],
-        "current": "int8",
-        "tflite": {m: store.uri(f"runs/{run_id}/tflite/{m}.tflite") for m in ("fp32", "int8")},
-        "sample_key": f"runs/{run_id}/eval/sample.npz",
-    }
-    name = device["conn_id"].removeprefix("edgeops_device_")
-    common = {"run_id": run_id, "artifacts_conn_id": minio, "bucket": bucket}
-    dev = DeviceClient(name).connect()
-    before = dev.run(f"readlink {quote(dev.root)}/current", check=False)[1].strip()
-    try:
-        deployed = DeviceDeployOperator(task_id="deploy", device=name, gate=gate, **common).execute({})
-        assert deployed["device"] == name and deployed["release"] == run_id
-        assert deployed["current_variant"] == "int8" and deployed["arch"] == platform.machine()
-        assert sorted(f["name"] for f in deployed["files"]) == sorted(payload)
-        json.dumps(deployed)  # XCom-serialisable
-
-        bench = {"bench": {"warmup": 2, "runs": 100, "threads": 1, "sample_size": 16}}
-        summary = DeviceBenchmarkOperator(
-            task_id="benchmark", deploy=deployed, bench=bench, **common
-        ).execute({})
-        assert summary["key"] == f"runs/{run_id}/devices/{name}.json"
-        assert summary["benchmark"]["label"] == "host" and summary["arch"] == platform.machine()
-        lat = summary["benchmark"]["latency_ms"]
-        assert set(lat) == {"p50", "p90", "p99"} and lat["p50"] <= lat["p99"]
-        stored = store.get_json(summary["key"])
-        assert stored["release"] == run_id and set(stored["results"]) == {"fp32", "int8"}
-    finally:
-        _restore_current(dev, before, run_id)
-        dev.close()
+def test_password_connection_is_refused(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    dev = stack["devices"][0]
+    conn = {**stack["connections"][dev["conn_id"]], "password": "hunter2"}
+    monkeypatch.setenv(conn_env_var("edgeops_device_itest_pw"), json.dumps(conn))
+    with pytest.raises(DeviceError, match="key auth only"):
+        DeviceClient("itest_pw")
 
 
 def test_unreachable_device_is_one_clear_error(stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:

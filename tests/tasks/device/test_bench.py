@@ -79,3 +79,28 @@ def test_sample_without_labels_fails_clearly(models: dict[str, Path], tmp_path: 
     np.savez(tmp_path / "bad.npz", x=np.zeros((2, 8, 8, 3), np.float32))
     proc = _bench("--model", models["fp32"], "--sample", tmp_path / "bad.npz", "--in-process")
     assert proc.returncode != 0 and "'y'" in proc.stderr
+
+
+def test_smoke_passes_a_good_release(models: dict[str, Path]) -> None:
+    proc = _bench("--smoke", "--model", models["fp32"], "--model", models["int8"], "--sample", models["sample"])
+    assert proc.returncode == 0, proc.stderr
+    smoke = json.loads(proc.stdout)["smoke"]
+    assert smoke["fp32"] == {"ok": True, "output_shape": [1, 3]} and smoke["int8"]["ok"]
+
+
+def test_smoke_rejects_nan_and_unloadable_models(models: dict[str, Path], tmp_path: Path) -> None:
+    from tests.faults.payloads import garbage_tflite, nan_tflite
+
+    nan, junk = nan_tflite(tmp_path / "nan.tflite"), garbage_tflite(tmp_path / "junk.tflite")
+    proc = _bench("--smoke", "--model", models["fp32"], "--model", nan, "--model", junk, "--sample", models["sample"])
+    assert proc.returncode == 3
+    smoke = json.loads(proc.stdout)["smoke"]
+    assert smoke["fp32"]["ok"] and not smoke["nan"]["ok"] and not smoke["junk"]["ok"]
+    assert "3 non-finite value(s)" in smoke["nan"]["why"] and "did not load or run" in smoke["junk"]["why"]
+
+
+def test_smoke_rejects_an_output_too_narrow_for_the_labels(models: dict[str, Path], tmp_path: Path) -> None:
+    x = np.zeros((2, 8, 8, 3), np.float32)
+    np.savez(tmp_path / "wide.npz", x=x, y=np.array([0, 7]))  # 8 classes, the model has 3 outputs
+    proc = _bench("--smoke", "--model", models["fp32"], "--sample", tmp_path / "wide.npz")
+    assert proc.returncode == 3 and "expected (1, >= 8)" in json.loads(proc.stdout)["smoke"]["fp32"]["why"]

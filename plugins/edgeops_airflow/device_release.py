@@ -1,0 +1,261 @@
+"""Release operations on one device: deploy, roll back, benchmark (the runtime is ``device_runtime``).
+
+Deploy protocol (every step runs on the device, all of it under one lock):
+
+1. Lock: ``flock <root>/.lock`` is held for the whole deploy by a helper process on the device that lives as
+   long as our SSH channel (a dropped connection releases it). Concurrent deploys to one device serialize; a
+   second attempt of the same release waits, then finds it done (reused) or redoes it cleanly. Staging dirs
+   left by dead attempts are removed first (nobody else can be staging while we hold the lock), and every
+   rename below first checks that the lock helper still lives, so a script left running on the device by a
+   dropped connection stops instead of racing the retry.
+2. Stage: upload into a unique ``<root>/.staging/<uuid>/`` (never a name derived from the release id), then
+   ``sha256sum -c SHA256SUMS`` on the device (a python fallback when sha256sum is absent), then ``sync``.
+   An upload that fails (connection cut, disk full) removes the staging dir and says how much space is left.
+3. Smoke test in the staging dir with the device runtime: the shipped ``bench.py --smoke`` loads every
+   variant in a child process (a crashing interpreter is a failed test), runs one invoke on one sample image,
+   and checks the output shape (batch 1, wide enough for the sample's labels) and that all values are finite.
+   A failure stops the deploy here, the staging dir is removed: the model never becomes ``current``.
+4. Rename the staging dir to ``releases/<release_id>/`` (release_id = the sanitized run id), ``sync``; switch
+   ``current`` (a new symlink renamed over the old one: atomic), ``sync``.
+5. Health check through ``current`` (checksums + smoke test of ``model.tflite``), also when an earlier
+   attempt already switched. On failure ``current`` is switched back to the previous release (``sync``
+   again) and the deploy fails naming both releases.
+6. Prune: keep the newest ``deploy.keep_releases`` releases, never deleting ``current`` or the previous one;
+   remove the staging dirs.
+
+An identical release already on the device (same SHA256SUMS and current variant) is reused; a different one
+under the same id raises ``ReleaseConflictError`` (fatal: never retried). ``rollback(to_release)`` verifies the
+target, switches, and runs the same health check with the same automatic switch-back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import uuid
+from pathlib import Path
+from shlex import quote
+from typing import Any
+
+from edgeops_airflow.device_transport import DeviceTransport
+from tasks.config import BenchConfig, DeployConfig
+from tasks.device.runtime import runtime_key
+from tasks.exceptions import DeviceError, ReleaseConflictError
+from tasks.storage import sha256_file
+
+log = logging.getLogger(__name__)
+
+_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_VERIFY_SUMS = (
+    "import hashlib, sys\nfor line in open(sys.argv[1]):\n    h, n = line.split(None, 1); n = n.strip()\n"
+    "    if hashlib.sha256(open(n, 'rb').read()).hexdigest() != h: sys.exit('FAILED: ' + n)"
+)
+
+
+def _sync(path: str) -> str:
+    """fsync the filesystem holding ``path`` (coreutils sync -f), or everything where -f is unknown."""
+    return f"{{ sync -f {path} 2>/dev/null || sync; }}"
+
+
+def safe_name(name: str, what: str) -> str:
+    """Release ids, modes and file names become device paths: no '/', no leading '.' or '-', no spaces."""
+    if not _SAFE.fullmatch(name):
+        raise ReleaseConflictError(f"{what} {name!r} is not a safe name: start with a letter or digit, then use "
+                                   "only letters, digits, '.', '_' and '-'")
+    return name
+
+
+class DeviceReleases:
+    """Release operations over one connected ``DeviceTransport``; knobs come from ``DeployConfig``."""
+
+    def __init__(self, transport: DeviceTransport, deploy: DeployConfig) -> None:
+        self.t, self.cfg = transport, deploy
+        self.root = transport.root
+        self.runtime_dir = posixpath.join(transport.runtime_root, runtime_key())
+        self.venv_python = posixpath.join(self.runtime_dir, "bin", "python")
+        self._holder = 0  # pid of the device-side lock helper while a deploy or rollback holds the lock
+
+    def _run(self, command: str, what: str, check: bool = True, timeout: float | None = None) -> tuple[int, str]:
+        rc, out, _ = self.t.run(command, timeout or self.cfg.command_timeout_s, check=check, what=what)
+        return rc, out
+
+    # --- deploy -----------------------------------------------------------------------------------------------
+    def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str) -> dict[str, Any]:
+        """Run the deploy protocol (module docstring) for one release; returns release/previous/files/reused.
+
+        Device round trips are few on purpose (each costs a process start on the device): prepare, upload,
+        stage (verify + smoke + rename), switch (switch + health + prune), and a switch-back on failure.
+        """
+        safe_name(release_id, "release id")
+        link = f"{safe_name(current_mode, 'mode')}.tflite"
+        if link not in files or "bench.py" not in files or "sample.npz" not in files:
+            raise ReleaseConflictError(f"{self.t.who}: a release needs {link}, bench.py and sample.npz; got "
+                                       f"{sorted(files)}")
+        entries = []
+        for name, path in sorted(files.items()):
+            if not Path(path).is_file():
+                raise DeviceError(f"{self.t.who}: local file {path} for {name} is missing")
+            entries.append({"name": safe_name(name, "file name"), "sha256": sha256_file(path),
+                            "size_bytes": Path(path).stat().st_size})
+        sums = "".join(f"{e['sha256']}  {e['name']}\n" for e in entries)
+        final = posixpath.join(self.root, "releases", release_id)
+        staging = posixpath.join(self.root, ".staging", uuid.uuid4().hex)
+        with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
+            previous, existing = self._prepare(final, staging)
+            reused = self._existing(final, existing, sums, link)
+            if not reused:
+                meta = {"release": release_id, "files": entries, "previous": previous, "current_variant": current_mode}
+                self._stage_and_rename(staging, final, files, sums, link, meta)
+            elif previous == release_id:  # an earlier attempt switched already: report what it replaced
+                previous = self.t.json(f"cat {quote(final)}/release.json", "reading release.json")["previous"]
+            self._switch_check_prune(release_id, previous)
+        log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
+        previous = previous if previous != release_id else None
+        return {"release": release_id, "previous": previous, "current_variant": current_mode, "files": entries,
+                "reused": reused}
+
+    def _prepare(self, final: str, staging: str) -> tuple[str | None, str | None]:
+        """Remove stale staging dirs, make ours; return (current release, existing SHA256SUMS + link or None)."""
+        root, rel = quote(self.root), quote(final)
+        _, out = self._run(
+            f"cd {root} && rm -rf .staging && mkdir -p releases {quote(staging)} && "
+            f"printf 'CURRENT %s\\n' \"$(readlink current 2>/dev/null)\" && if test -e {rel}; then "
+            f"echo EXISTS; cat {rel}/SHA256SUMS 2>/dev/null; "
+            f"printf 'LINK %s\\n' \"$(readlink {rel}/model.tflite)\"; fi",
+            "preparing the deploy (disk full or read-only?)")
+        head, _, rest = out.partition("\n")
+        current = posixpath.basename(head.removeprefix("CURRENT ").strip()) or None
+        return current, (rest.partition("EXISTS\n")[2] if rest.startswith("EXISTS") else None)
+
+    def _existing(self, final: str, existing: str | None, sums: str, link: str) -> bool:
+        """True if ``final`` holds this very release; ReleaseConflictError if it holds another one."""
+        if existing is None:
+            return False
+        if existing == f"{sums}LINK {link}\n":
+            log.info("%s: %s is already on the device with identical files; reusing it", self.t.who, final)
+            return True
+        raise ReleaseConflictError(
+            f"{self.t.who}: {final} already exists with different content (or another current variant); "
+            "release ids are immutable: deploy under a new run id, or remove that directory on the device")
+
+    def _stage_and_rename(self, staging: str, final: str, files: dict[str, str | Path], sums: str, link: str,
+                          meta: dict[str, Any]) -> None:
+        models = sorted(n for n in files if n.endswith(".tflite"))
+        try:
+            self.t.put_files(staging, files, {"SHA256SUMS": sums, "release.json": json.dumps(meta)},
+                             self.cfg.upload_timeout_s)
+            script = "\n".join([
+                f"cd {quote(staging)} || exit 12", f"{self._verify_cmd()} || exit 10",
+                f"ln -s {quote(link)} model.tflite && {_sync('.')} || exit 12",
+                f"{self._smoke_cmd(models)} || exit 11", self._guard(),
+                f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || exit 12"])
+            self._checked(script, "in staging", self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
+        except DeviceError as exc:
+            self._cleanup(staging, exc)
+            raise
+
+    def _switch_check_prune(self, release_id: str, previous: str | None) -> None:
+        """Protocol steps 4-6 in one device command; on a failed health check, switch back (step 5)."""
+        root, target = quote(self.root), quote(f"releases/{release_id}")
+        keep = " ".join(f"-e {quote(k)}" for k in (release_id, previous) if k)
+        script = "\n".join([
+            f"cd {root} || exit 12", self._guard(),
+            f"if [ \"$(readlink current)\" != {target} ]; then touch -h {target} && ln -sfn {target} .current.tmp "
+            f"&& mv -T .current.tmp current && {_sync('.')} || exit 12; fi",
+            f"cd {root}/current || exit 12", f"{self._verify_cmd()} || exit 10",
+            f"{self._smoke_cmd(['model.tflite'])} || exit 11",
+            f"cd {root}/releases && ls -1t | tail -n +{self.cfg.keep_releases + 1} | grep -vxF {keep} "
+            "| xargs -r rm -rf --", f"rm -rf {root}/.staging"])
+        try:
+            self._checked(script, "through current (health check)",
+                          self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
+        except DeviceError as exc:
+            self._switch(previous)
+            raise DeviceError(f"{self.t.who}: release {release_id} failed its health check after the switch; "
+                              f"current switched back to {previous or 'nothing (no previous release)'}: {exc}"
+                              ) from exc
+
+    def _guard(self) -> str:
+        """Stop a protocol script whose deploy lost the lock: its SSH connection dropped while it ran on the
+        device, and a retry may already hold the lock. Checked right before each rename."""
+        return (f"kill -0 {self._holder} 2>/dev/null || {{ echo 'the deploy lock was released (connection "
+                "dropped?): stopping before the rename' >&2; exit 13; }")
+
+    def _verify_cmd(self) -> str:
+        """``sha256sum -c`` of SHA256SUMS in the working dir; the device's python where sha256sum is absent."""
+        return ("if command -v sha256sum >/dev/null 2>&1; then sha256sum -c --quiet SHA256SUMS; "
+                f"else {quote(self.t.python)} -c {quote(_VERIFY_SUMS)} SHA256SUMS; fi")
+
+    def _smoke_cmd(self, models: list[str]) -> str:
+        args = " ".join(f"--model {quote(m)}" for m in models)
+        return (f"{quote(self.venv_python)} bench.py --smoke {args} --sample sample.npz "
+                f"--timeout {int(self.cfg.smoke_timeout_s)}")
+
+    def _checked(self, script: str, where: str, timeout: float) -> None:
+        """Run a protocol script whose exit code says which step failed (10 checksums, 11 smoke, 12 other)."""
+        rc, out, err = self.t.run(script, timeout, check=False, what=f"deploy step {where}")
+        if rc == 0:
+            return
+        tail = " | ".join(err.strip().splitlines()[-6:])
+        if rc == 11:
+            try:
+                failed = {k: v["why"] for k, v in json.loads(out.strip().splitlines()[-1])["smoke"].items()
+                          if not v["ok"]}
+            except (IndexError, ValueError, KeyError, TypeError):
+                failed = {"bench.py": tail}
+            raise DeviceError(f"{self.t.who}: smoke test {where} failed: {failed}")
+        what = {10: "checksum check (sha256sum -c: corrupted on the way or on disk?)"}.get(rc, f"exit {rc}")
+        raise DeviceError(f"{self.t.who}: deploy step {where} failed: {what}: {tail}")
+
+    def _cleanup(self, staging: str, exc: DeviceError) -> None:
+        """Remove a failed attempt's staging dir (best effort: the connection may be gone) and add disk facts."""
+        try:
+            _, free = self._run(f"df -Pk {quote(self.root)} | tail -1; rm -rf {quote(staging)}", "cleanup",
+                                check=False)
+            parts = free.split()
+            if len(parts) >= 4 and parts[3].isdigit() and int(parts[3]) < 1024:
+                exc.args = (f"{exc.args[0]}\ndevice disk full: {parts[3]} KiB free on {self.root}; "
+                            "free space there (old releases, logs) and retry",)
+        except DeviceError:
+            log.warning("%s: could not clean %s (the next deploy removes it)", self.t.who, staging)
+
+    # --- switch, rollback -------------------------------------------------------------------------------------
+    def current_release(self) -> str | None:
+        rc, out = self._run(f"readlink {quote(posixpath.join(self.root, 'current'))}", "readlink", check=False)
+        return posixpath.basename(out.strip()) if rc == 0 and out.strip() else None
+
+    def _switch(self, release_id: str | None) -> None:
+        root = quote(self.root)
+        if release_id is None:
+            self._run(f"rm -f {root}/current && {_sync(root)}", "removing current")
+            return
+        target = quote(f"releases/{release_id}")
+        self._run(f"cd {root} && touch -h {target} && ln -sfn {target} .current.tmp && mv -T .current.tmp current "
+                  f"&& {_sync('.')}", f"switching current to {release_id}")
+
+    def rollback(self, to_release: str) -> dict[str, Any]:
+        """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy."""
+        final = posixpath.join(self.root, "releases", safe_name(to_release, "release id"))
+        with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
+            if self._run(f"test -f {quote(final)}/SHA256SUMS", "release check", check=False)[0] != 0:
+                raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to")
+            self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || exit 10; }}", f"verifying {to_release}",
+                          self.cfg.command_timeout_s)
+            previous = self.current_release()
+            self._switch_check_prune(to_release, previous if previous != to_release else None)
+        return {"release": to_release, "previous": previous}
+
+    # --- benchmark --------------------------------------------------------------------------------------------
+    def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str) -> dict[str, Any]:
+        """Run the release's bench.py with the runtime venv over the given modes; return its JSON document."""
+        release = posixpath.join(self.root, "releases", safe_name(release_id, "release id"))
+        models = " ".join(f"--model {quote(safe_name(m, 'mode') + '.tflite')}" for m in modes)
+        command = (f"cd {quote(release)} && {quote(self.venv_python)} bench.py {models} --sample sample.npz "
+                   f"--warmup {bench.warmup} --runs {bench.runs} --threads {bench.threads} --label {quote(label)}")
+        log.info("%s: benchmarking %s of release %s (%s)", self.t.who, ", ".join(modes), release_id, label)
+        doc = self.t.json(command, f"benchmark of release {release_id}", timeout=bench.timeout_s)
+        if doc.get("schema") != 1 or not isinstance(doc.get("results"), dict):
+            raise DeviceError(f"{self.t.who}: bench.py printed an unexpected document: {str(doc)[:300]}")
+        return doc

@@ -1,0 +1,116 @@
+"""The two device operators end to end: verified artifacts from MinIO -> device -> benchmark record in MinIO.
+
+Operators are instantiated and executed directly (``execute({})``) with connections exported as AIRFLOW_CONN_*
+variables; inputs are the declared records (GateVerdict, DeployResult) and the resolved config.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import uuid
+from pathlib import Path
+from shlex import quote
+from typing import Any
+
+import pytest
+from edgeops_airflow.device import DeviceClient
+
+from tasks.config import load_config
+from tasks.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
+from tests.helpers import export_connections, tiny_tflite_release
+
+pytestmark = pytest.mark.integration
+MINIO = "edgeops_minio"
+
+
+@pytest.fixture(scope="module")
+def payload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return tiny_tflite_release(tmp_path_factory.mktemp("op"), samples=16)
+
+
+@pytest.fixture
+def env(stack_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    export_connections(monkeypatch, stack_env["connections"])
+    return stack_env
+
+
+def _verdict(store: Any, run_id: str, payload: dict[str, Path], devices: tuple[str, ...], blessed: bool = True,
+             overwrite_sample: bool = False) -> dict[str, Any]:
+    refs = {m: store.ref(store.put_file(f"runs/{run_id}/tflite/{m}.tflite", payload[f"{m}.tflite"]))
+            for m in ("fp32", "int8")}
+    sample = store.ref(store.put_file(f"runs/{run_id}/eval/sample.npz", payload["sample.npz"]))
+    if overwrite_sample:  # the object changes after the gate recorded it: an unversioned ref reads new bytes
+        store.put_bytes(f"runs/{run_id}/eval/sample.npz", b"not the evaluated sample")
+        sample = type(sample)(sample.uri, sample.sha256, sample.size_bytes, None)
+    verdicts = {m: VariantVerdict(True, 0.0) for m in refs}
+    return GateVerdict(blessed, ("fp32", "int8") if blessed else (), "int8" if blessed else None,
+                       () if blessed else ("accuracy dropped",), verdicts, refs, sample, 1.0, devices).to_xcom()
+
+
+def _config() -> dict[str, Any]:
+    return load_config("tiny", {"bench.warmup": 2, "bench.runs": 100, "bench.threads": 1}).to_dict()
+
+
+def test_deploy_then_benchmark(env: dict[str, Any], payload: dict[str, Path]) -> None:
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-op"
+    store = artifact_store(MINIO, bucket)
+    common = {"run_id": run_id, "artifacts_conn_id": MINIO, "bucket": bucket, "config": _config()}
+    verdict = _verdict(store, run_id, payload, (name,))
+    dev = DeviceClient(name).connect()
+    before = dev.run(f"readlink {quote(dev.root)}/current", check=False)[1].strip()
+    try:
+        raw = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, **common).execute({})
+        json.dumps(raw)  # XCom-serialisable
+        deployed = DeployResult.from_xcom(raw)
+        assert (deployed.device, deployed.release, deployed.current_variant) == (name, run_id, "int8")
+        assert deployed.arch == platform.machine() and deployed.modes == ("fp32", "int8")
+        assert sorted(f.name for f in deployed.files) == sorted([*payload, "bench.py"])
+        assert dev.current_release() == run_id
+
+        bench = BenchmarkResult.from_xcom(
+            DeviceBenchmarkOperator(task_id="benchmark", deploy=raw, **common).execute({}))
+        assert bench.label == "host" and bench.arch == platform.machine() and set(bench.models) == {"fp32", "int8"}
+        assert bench.record.uri.endswith(f"runs/{run_id}/devices/{name}.json") and bench.record.version_id
+        assert bench.current.latency_ms["p50"] <= bench.current.latency_ms["p99"]
+        stored = store.get_json(f"runs/{run_id}/devices/{name}.json")
+        assert stored["release"] == run_id and set(stored["results"]) == {"fp32", "int8"}
+    finally:
+        restore = (f"ln -sfn {quote(before)} {quote(dev.root)}/current.tmp && mv -T {quote(dev.root)}/current.tmp "
+                   f"{quote(dev.root)}/current" if before else f"rm -f {quote(dev.root)}/current")
+        dev.run(f"{restore}; rm -rf {quote(dev.root)}/releases/{run_id}", check=False)
+        dev.close()
+
+
+@pytest.mark.parametrize("case", ["not_blessed", "other_device"])
+def test_deploy_is_skipped_with_the_reason(env: dict[str, Any], payload: dict[str, Path], case: str) -> None:
+    from airflow.sdk.exceptions import AirflowSkipException
+    from edgeops_airflow.device_operators import DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-sk"
+    store = artifact_store(MINIO, bucket)
+    verdict = _verdict(store, run_id, payload, ("elsewhere",), blessed=case != "not_blessed")
+    op = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, run_id=run_id, config=_config(),
+                              artifacts_conn_id=MINIO, bucket=bucket)
+    with pytest.raises(AirflowSkipException, match="not blessed: accuracy dropped|not in the verdict's devices"):
+        op.execute({})
+
+
+def test_overwritten_artifact_fails_without_retry(env: dict[str, Any], payload: dict[str, Path]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-ov"
+    store = artifact_store(MINIO, bucket)
+    verdict = _verdict(store, run_id, payload, (name,), overwrite_sample=True)
+    op = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, run_id=run_id, config=_config(),
+                              artifacts_conn_id=MINIO, bucket=bucket)
+    with pytest.raises(AirflowFailException, match="IntegrityError.*sample.npz"):
+        op.execute({})
+    with DeviceClient(name) as dev:
+        assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}", check=False)[0] != 0

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.config import PipelineConfig, load_config, profile_names
-from tasks.exceptions import ConfigError, EdgeOpsError
+from tasks.exceptions import ConfigError, EdgeOpsError, FatalError
+from tasks.names import EXIT_FAILED, EXIT_NO_RETRY
 
-STEPS = ("train", "quantize", "evaluate", "publish")
+STEPS = ("train", "quantize", "evaluate", "gate", "publish")
 
 
 def _step_fn(name: str) -> Callable[[Any], dict[str, Any]]:
@@ -143,10 +144,13 @@ def main(argv: list[str] | None = None) -> int:
         result = args.func(args)
     except ConfigError as exc:
         print(f"edgeops: config error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NO_RETRY
+    except FatalError as exc:  # a retry cannot fix it (e.g. the model did not learn)
+        print(f"edgeops: {type(exc).__name__} (not retried): {exc}", file=sys.stderr)
+        return EXIT_NO_RETRY
     except EdgeOpsError as exc:
         print(f"edgeops: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if result is not None:
         sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     return 0

@@ -17,6 +17,7 @@ from tasks.exceptions import ConfigError
 
 QUANT_MODES = ("fp32", "fp16", "dynamic", "int8")
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 _RUN_ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -61,6 +62,8 @@ class ModelConfig:
     head_units: tuple[int, int] = (512, 64)
     dropout: float = 0.3
     train_backbone: bool = False
+    alpha: float = 1.0  # mobilenetv2 width multiplier
+    bn_momentum: float = 0.9  # every BatchNormalization; Keras' 0.999 leaves from-scratch statistics unconverged
 
     def __post_init__(self) -> None:
         _require(self.backbone in BACKBONES, f"model.backbone={self.backbone!r}: choose one of {BACKBONES}")
@@ -73,6 +76,14 @@ class ModelConfig:
             "model.weights='imagenet' needs a real backbone; the 'tiny' backbone has no pretrained weights",
         )
         _require(len(self.head_units) == 2 and min(self.head_units) > 0, "model.head_units: two positive ints")
+        _require(0 < self.alpha <= 2.0, f"model.alpha={self.alpha}: must be in (0, 2]")
+        _require(self.alpha == 1.0 or self.backbone == "mobilenetv2",
+                 f"model.alpha={self.alpha}: the width multiplier applies to mobilenetv2 only, "
+                 f"not {self.backbone!r}; remove it or set model.backbone='mobilenetv2'")
+        _require(not (self.weights == "imagenet" and self.alpha not in MOBILENET_ALPHAS),
+                 f"model.alpha={self.alpha}: ImageNet weights exist only for alpha in {MOBILENET_ALPHAS}; "
+                 "pick one of those or use model.weights='none'")
+        _require(0.0 < self.bn_momentum < 1.0, f"model.bn_momentum={self.bn_momentum}: must be in (0, 1)")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
 
 
@@ -83,8 +94,11 @@ class TrainConfig:
     reduce_lr_factor: float = 0.2
     reduce_lr_patience: int = 2
     min_learning_rate: float = 1e-7
+    # best val accuracy must exceed 1/num_classes by this much, else TrainingError (the model did not learn)
+    min_accuracy_over_chance: float = 0.1
 
     def __post_init__(self) -> None:
+        _require(0 <= self.min_accuracy_over_chance < 1, "train.min_accuracy_over_chance: must be in [0, 1)")
         _require(1 <= self.epochs <= 1000, f"train.epochs={self.epochs}: must be 1..1000")
         _require(0 < self.learning_rate < 1, f"train.learning_rate={self.learning_rate}: must be in (0, 1)")
         _require(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor: must be in (0, 1)")

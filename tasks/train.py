@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks import data, keys, models
+from tasks.exceptions import TrainingError
+from tasks.results import TrainResult
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,16 @@ def _callbacks(ctx: StepContext, checkpoint: Path) -> list[Any]:
                                           patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
         Progress(),
     ]
+
+
+def check_learned(best_val_accuracy: float, num_classes: int, margin: float) -> None:
+    """Refuse a model whose best validation accuracy is not clearly above chance (1/num_classes + margin)."""
+    chance = 1.0 / num_classes
+    if best_val_accuracy <= chance + margin:
+        raise TrainingError(
+            f"the model did not learn: best val accuracy {best_val_accuracy:.4f} vs chance {chance:.4f} + margin "
+            f"{margin:.2f} (train.min_accuracy_over_chance); check labels / learning rate / epochs"
+        )
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
@@ -56,22 +68,22 @@ def run(ctx: StepContext) -> dict[str, Any]:
         with timed(f"fit {cfg.train.epochs} epoch(s)"):
             history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                                 callbacks=_callbacks(ctx, out / "best.keras"), verbose=0)
+        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
+        dataset = splits.describe()
+        (out / "history.json").write_text(json.dumps(hist, indent=2))
+        (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
+        for name in ("history.json", "dataset.json"):  # kept even when the model is refused: they say why
+            ctx.store.put_file(keys.model(ctx.run_id, name), out / name)
+        best_val = max(hist.get("val_accuracy", [0.0]))
+        check_learned(best_val, splits.num_classes, cfg.train.min_accuracy_over_chance)
         best = keras.models.load_model(out / "best.keras", compile=False)  # drops optimizer state
         x_test, y_test = data.to_arrays(splits.test)
         probs = best.predict(x_test, batch_size=cfg.data.batch_size, verbose=0)
         test_acc = float((probs.argmax(-1) == y_test).mean())
         best.save(out / "model.keras")  # never compiled after loading: no optimizer state inside
-        hist = {k: [float(v) for v in vals] for k, vals in history.history.items()}
-        dataset = splits.describe()
-        (out / "history.json").write_text(json.dumps(hist, indent=2))
-        (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
-        arts = [ctx.store.put_file(keys.model(ctx.run_id, name), out / name)
-                for name in ("model.keras", "history.json", "dataset.json")]
+        model_art = ctx.store.put_file(keys.model(ctx.run_id), out / "model.keras")
     tf.keras.backend.clear_session()
-    log.info("best val_accuracy=%.4f test accuracy (Keras)=%.4f", max(hist.get("val_accuracy", [0.0])), test_acc)
-    return {
-        "model_uri": ctx.store.uri(arts[0].key),
-        "keras_test_accuracy": float(test_acc),
-        "dataset": dataset,
-        "epochs_run": len(hist.get("loss", [])),
-    }
+    result = TrainResult(model=ctx.store.ref(model_art), keras_test_accuracy=test_acc, best_val_accuracy=best_val,
+                         epochs_run=len(hist.get("loss", [])), dataset=dataset)
+    log.info("%s", result.summary())
+    return result.to_xcom()

@@ -135,9 +135,13 @@ class EvalConfig:
 class GateConfig:
     max_accuracy_drop_pp: float = 1.0  # percentage points versus the fp32 TFLite model
     deploy_variants: tuple[str, ...] = ()  # empty = every variant that passes
+    min_accuracy: float = 0.0  # absolute floor on test accuracy for fp32 and every variant
+    significance: float = 0.05  # McNemar level: a drop (vs fp32, or vs the champion) counts only below it
 
     def __post_init__(self) -> None:
         _require(0 <= self.max_accuracy_drop_pp <= 100, "gate.max_accuracy_drop_pp: must be 0..100")
+        _require(0 <= self.min_accuracy <= 1, f"gate.min_accuracy={self.min_accuracy}: a fraction in [0, 1]")
+        _require(0 < self.significance < 1, f"gate.significance={self.significance}: must be in (0, 1)")
         bad = [m for m in self.deploy_variants if m not in QUANT_MODES]
         _require(not bad, f"gate.deploy_variants: unknown mode(s) {bad}; choose from {QUANT_MODES}")
 

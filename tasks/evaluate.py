@@ -6,6 +6,7 @@ separately at batch 1, warm-up first, and labelled ``host``: it says nothing abo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import tempfile
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import data, keys
+from tasks.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -90,8 +92,11 @@ def _keras_accuracy(path: Path, x: Any, y: Any, batch_size: int) -> float:
     return float((model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == y).mean())
 
 
-def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dict[str, dict[str, Any]]:
-    """Accuracy, size, host latency and agreement with fp32 for each TFLite variant."""
+def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
+                      ecfg: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:
+    """Accuracy, size, gzip size, host latency and agreement with fp32 per variant, plus per-image predictions."""
+    from tasks.quantize import gzip_size
+
     results, preds = {}, {}
     for mode, blob in blobs.items():
         with timed(f"evaluate {mode} on {len(x)} test images"):
@@ -100,6 +105,7 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dic
             results[mode] = {
                 "accuracy": float((preds[mode] == y).mean()),
                 "size_bytes": len(blob),
+                "gzip_bytes": gzip_size(blob),
                 "latency_ms": model.latency_ms(x[0], ecfg.latency_warmup, ecfg.latency_runs),
                 "latency_label": "host",
                 "input_dtype": str(model.input["dtype"].__name__),
@@ -107,34 +113,60 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dic
     base = preds.get("fp32")
     for mode in results:
         results[mode]["agreement"] = float((preds[mode] == base).mean()) if base is not None else None
-    return results
+    return results, {mode: [int(v) for v in p] for mode, p in preds.items()}
+
+
+def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[str, Any] | None:
+    """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
+    from tasks import champion as champ
+
+    found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id)
+    if found is None:
+        log.info("no champion: no earlier blessed run on %s with classes %s", ctx.config.data.source, classes)
+        return None
+    blob = champ.fetch_fp32(ctx.store, found, tmp)
+    dcfg = dataclasses.replace(ctx.config.data, image_size=found.image_size, channels=found.channels)
+    x, y = data.to_arrays(data.load_splits(dcfg, ctx.store).test)  # same seeded split, champion's input size
+    with timed(f"evaluate champion {found.run_id} fp32 on {len(x)} test images"):
+        preds = TFLiteModel(blob).predict(x, ctx.config.evaluate.batch_size)
+    return {"run_id": found.run_id, "fp32": found.fp32.to_xcom(), "accuracy": float((preds == y).mean()),
+            "predictions": [int(v) for v in preds]}
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
+    """Inputs: ``{"train": TrainResult, "quantized": [QuantizeResult, ...]}``; returns an EvaluateResult."""
     import numpy as np
 
     cfg = ctx.config
-    tflite_uris: dict[str, str] = ctx.need("tflite")
+    trained = TrainResult.from_xcom(ctx.need("train"))
+    quantized = [QuantizeResult.from_xcom(q) for q in ctx.need("quantized")]
+    refs = {q.mode: q.tflite for q in sorted(quantized, key=lambda q: q.mode)}
     splits = data.load_splits(cfg.data, ctx.store)
     x, y = data.to_arrays(splits.test)
+    classes = list(splits.class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch_uri(ctx.need("model_uri"), Path(tmp) / "model.keras")
+        keras_path = ctx.store.fetch(trained.model, Path(tmp) / "model.keras")
         keras_result = {"accuracy": _keras_accuracy(keras_path, x, y, cfg.evaluate.batch_size),
                         "size_bytes": keras_path.stat().st_size}
-        blobs = {mode: ctx.store.fetch_uri(uri, Path(tmp) / f"{mode}.tflite").read_bytes()
-                 for mode, uri in sorted(tflite_uris.items())}
-    variants = evaluate_variants(blobs, x, y, cfg.evaluate)
+        blobs = {mode: ctx.store.fetch(ref, Path(tmp) / f"{mode}.tflite").read_bytes() for mode, ref in refs.items()}
+        variants, preds = evaluate_variants(blobs, x, y, cfg.evaluate)
+        champion = evaluate_champion(ctx, classes, Path(tmp))
     n = min(cfg.bench.sample_size, len(x))
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x[:n].astype(np.float32), y=y[:n].astype(np.int64))
     sample = ctx.store.put_bytes(keys.evaluation(ctx.run_id, "sample.npz"), buf.getvalue())
-    metrics = {"test_examples": len(x), "keras": keras_result, "variants": variants,
-               "classes": list(splits.class_names), "latency_label": "host"}
+    metrics = {"test_examples": len(x), "keras": keras_result, "variants": variants, "classes": classes,
+               "latency_label": "host", "labels": [int(v) for v in y], "predictions": preds, "champion": champion}
     art = ctx.store.put_json(keys.evaluation(ctx.run_id), metrics)
     for mode, m in variants.items():
-        log.info("%-8s acc=%.4f size=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
-                 m["latency_ms"]["p50"], m["agreement"] or 0)
-    small = {mode: {k: m[k] for k in ("accuracy", "size_bytes", "agreement")} | {
-        "latency_ms": {"p50": m["latency_ms"]["p50"], "p90": m["latency_ms"]["p90"]}} for mode, m in variants.items()}
-    return {"metrics_uri": ctx.store.uri(art.key), "sample_key": sample.key, "variants": small,
-            "keras": keras_result}
+        log.info("%-8s acc=%.4f size=%d gzip=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
+                 m["gzip_bytes"], m["latency_ms"]["p50"], m["agreement"] or 0)
+    result = EvaluateResult(
+        metrics=ctx.store.ref(art), sample=ctx.store.ref(sample), test_examples=len(x),
+        keras_accuracy=keras_result["accuracy"],
+        variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
+                                       m["latency_ms"]["p50"], m["latency_ms"]["p90"]) for mode, m in variants.items()},
+        tflite=refs, champion_run=champion["run_id"] if champion else None,
+        champion_accuracy=champion["accuracy"] if champion else None)
+    log.info("%s", result.summary())
+    return result.to_xcom()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import Any
 
 from tasks import data, keys
 from tasks.config import QUANT_MODES
+from tasks.results import ArtifactRef, QuantizeResult
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
@@ -78,8 +80,15 @@ def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def gzip_size(blob: bytes) -> int:
+    """Compressed size: what a pruned model saves shows only here (zeros still take 4 bytes in the flatbuffer)."""
+    return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
 def run(ctx: StepContext) -> dict[str, Any]:
+    """Inputs: ``{"mode": <mode>, "model": ArtifactRef (TrainResult.model)}``; returns a QuantizeResult."""
     mode = ctx.need("mode")
+    model_ref = ArtifactRef.from_xcom(ctx.need("model"))
     qcfg = ctx.config.quantize
     settings = converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
     representative = None
@@ -93,13 +102,14 @@ def run(ctx: StepContext) -> dict[str, Any]:
                 yield [image]
 
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch_uri(ctx.need("model_uri"), Path(tmp) / "model.keras")
+        keras_path = ctx.store.fetch(model_ref, Path(tmp) / "model.keras")
         saved = export_saved_model(keras_path, tmp)
         with timed(f"convert {mode}"):
             blob = convert(saved, settings, representative)
         out = Path(tmp) / f"{mode}.tflite"
         out.write_bytes(blob)
         art = ctx.store.put_file(keys.tflite(ctx.run_id, mode), out)
-    log.info("%s: %d bytes sha256=%s", mode, art.size_bytes, art.sha256[:12])
-    return {"mode": mode, "uri": ctx.store.uri(art.key), "size_bytes": art.size_bytes, "sha256": art.sha256,
-            "io_dtype": settings.io_dtype}
+    result = QuantizeResult(mode=mode, tflite=ctx.store.ref(art), io_dtype=settings.io_dtype,
+                            gzip_bytes=gzip_size(blob))
+    log.info("%s sha256=%s", result.summary(), art.sha256[:12])
+    return result.to_xcom()

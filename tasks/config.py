@@ -15,9 +15,12 @@ from typing import Any
 
 from tasks.exceptions import ConfigError
 
-QUANT_MODES = ("fp32", "fp16", "dynamic", "int8")
+PTQ_MODES = ("fp32", "fp16", "dynamic", "int8")  # post-training conversions
+TFMOT_MODES = ("pruned", "qat_int8")  # fine-tuned with tfmot in tf-keras (tasks/tfmot_variants.py)
+QUANT_MODES = PTQ_MODES + TFMOT_MODES
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/tfmot_variants.py)
 _RUN_ID_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -107,9 +110,12 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    modes: tuple[str, ...] = QUANT_MODES
-    int8_io_dtype: str = "int8"  # int8 | uint8 (integer input/output of the full-int8 model)
+    modes: tuple[str, ...] = PTQ_MODES
+    int8_io_dtype: str = "int8"  # int8 | uint8 (integer input/output of the full-int8 and qat_int8 models)
     calibration_samples: int = 200
+    prune_sparsity: float = 0.75  # final sparsity of the polynomial-decay pruning schedule (mode 'pruned')
+    finetune_epochs: int = 2  # tfmot fine-tuning of 'pruned' and 'qat_int8'
+    finetune_learning_rate: float = 1e-4
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in QUANT_MODES]
@@ -118,6 +124,9 @@ class QuantizeConfig:
         _require(len(set(self.modes)) == len(self.modes), f"quantize.modes={self.modes}: duplicates")
         _require(self.int8_io_dtype in ("int8", "uint8"), "quantize.int8_io_dtype: 'int8' or 'uint8'")
         _require(self.calibration_samples >= 1, "quantize.calibration_samples: must be >= 1")
+        _require(0 < self.prune_sparsity < 1, f"quantize.prune_sparsity={self.prune_sparsity}: must be in (0, 1)")
+        _require(1 <= self.finetune_epochs <= 100, f"quantize.finetune_epochs={self.finetune_epochs}: must be 1..100")
+        _require(0 < self.finetune_learning_rate < 1, "quantize.finetune_learning_rate: must be in (0, 1)")
 
 
 @dataclass(frozen=True)
@@ -195,6 +204,11 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]
         _require(not missing, f"gate.deploy_variants {missing} are not in quantize.modes {self.quantize.modes}")
+        tfmot = [m for m in self.quantize.modes if m in TFMOT_MODES]
+        _require(not tfmot or self.model.backbone in TFMOT_BACKBONES,
+                 f"quantize.modes {tfmot} need tfmot, which here supports model.backbone in {TFMOT_BACKBONES}, not "
+                 f"{self.model.backbone!r} (QAT cannot wrap EfficientNet's squeeze-excite blocks): drop {tfmot} "
+                 "from quantize.modes or change the backbone")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

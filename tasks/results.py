@@ -68,9 +68,12 @@ class QuantizeResult(Record):
     tflite: ArtifactRef
     io_dtype: str
     gzip_bytes: int  # pruning shows only in the compressed size
+    sparsity: float | None = None  # share of zero weights in the pruned kernels (mode 'pruned')
 
     def summary(self) -> str:
-        return f"{self.mode}: {self.tflite.size_bytes} bytes ({self.gzip_bytes} gzipped), io {self.io_dtype}"
+        sparse = f", sparsity {self.sparsity:.3f}" if self.sparsity is not None else ""
+        return (f"{self.mode}: {self.tflite.size_bytes} bytes ({self.gzip_bytes} gzipped), io {self.io_dtype}"
+                f"{sparse}")
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,7 @@ class QuantizeConfig:
     prune_sparsity: float = 0.75  # final sparsity of the polynomial-decay pruning schedule (mode 'pruned')
     finetune_epochs: int = 2  # tfmot fine-tuning of 'pruned' and 'qat_int8'
     finetune_learning_rate: float = 1e-4
+    int8_rescue: bool = False  # post-training int8 fails the gate -> ship qat_int8 in its place if it passes
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in QUANT_MODES]
@@ -127,6 +128,8 @@ class QuantizeConfig:
         _require(0 < self.prune_sparsity < 1, f"quantize.prune_sparsity={self.prune_sparsity}: must be in (0, 1)")
         _require(1 <= self.finetune_epochs <= 100, f"quantize.finetune_epochs={self.finetune_epochs}: must be 1..100")
         _require(0 < self.finetune_learning_rate < 1, "quantize.finetune_learning_rate: must be in (0, 1)")
+        _require(not self.int8_rescue or {"int8", "qat_int8"} <= set(self.modes),
+                 "quantize.int8_rescue needs both 'int8' and 'qat_int8' in quantize.modes (qat_int8 is the rescue)")
 
 
 @dataclass(frozen=True)

@@ -94,7 +94,21 @@ def _champion_reason(champ: ChampionVerdict | None, gate: GateConfig) -> str:
     return f"challenger is not significantly worse than the champion ({numbers})"
 
 
-def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], sample: ArtifactRef) -> GateVerdict:
+def _rescue(variants: dict[str, VariantVerdict], wanted: list[str]) -> tuple[list[str], dict[str, str], str]:
+    """Post-training int8 failed: ship qat_int8 (same int8 I/O and kernels) in its place when it passed."""
+    int8, qat = variants.get("int8"), variants.get("qat_int8")
+    if int8 is None or int8.passed or qat is None:
+        return wanted, {}, ""
+    if not qat.passed:
+        return wanted, {}, f"int8 rescue: int8 failed and qat_int8 failed too ({'; '.join(qat.reasons)})"
+    out = [m for m in wanted if m != "qat_int8"]
+    out = [("qat_int8" if m == "int8" else m) for m in out] if "int8" in out else [*out, "qat_int8"]
+    return out, {"int8": "qat_int8"}, (f"int8 rescue: post-training int8 failed ({'; '.join(int8.reasons)}); "
+                                      f"qat_int8 ships in its place ({'; '.join(qat.reasons)})")
+
+
+def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], sample: ArtifactRef,
+           int8_rescue: bool = False) -> GateVerdict:
     """The verdict for one evaluation table (pure: no I/O)."""
     common = {"tflite": tflite, "sample": sample, "max_accuracy_drop_pp": gate.max_accuracy_drop_pp,
               "min_accuracy": gate.min_accuracy, "significance": gate.significance,
@@ -112,6 +126,10 @@ def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], s
         reasons.insert(0, f"fp32 {fp32.reasons[0]}: the model is not good enough to ship")
     passed = [m for m, v in variants.items() if v.passed]
     wanted = list(gate.deploy_variants) or passed
+    rescued: dict[str, str] = {}
+    if int8_rescue:
+        wanted, rescued, why = _rescue(variants, wanted)
+        reasons += [why] if why else []
     deploy = [] if blocked else [m for m in wanted if m in passed]
     if not deploy:
         if not blocked:
@@ -124,7 +142,7 @@ def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], s
     reasons.append(f"blessed {deploy}; current = {current}, the smallest that passed ({table.sizes[current]} bytes)"
                    + (f"; failed: {failed}" if failed else ""))
     return GateVerdict(blessed=True, deploy=tuple(deploy), current=current, variants=variants, champion=champ,
-                       reasons=tuple(reasons), **common)
+                       reasons=tuple(reasons), rescued=rescued, **common)
 
 
 def run(ctx: StepContext) -> dict[str, Any]:
@@ -132,7 +150,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
     evaluated = EvaluateResult.from_xcom(ctx.need("evaluate"))
     with tempfile.TemporaryDirectory() as tmp:
         metrics = json.loads(ctx.store.fetch(evaluated.metrics, Path(tmp) / "metrics.json").read_text())
-    verdict = decide(EvalTable.from_metrics(metrics), ctx.config.gate, evaluated.tflite, evaluated.sample)
+    verdict = decide(EvalTable.from_metrics(metrics), ctx.config.gate, evaluated.tflite, evaluated.sample,
+                     int8_rescue=ctx.config.quantize.int8_rescue)
     ctx.store.put_json(keys.evaluation(ctx.run_id, "gate.json"), verdict.to_xcom())
     for reason in verdict.reasons:
         log.info("gate: %s", reason)

@@ -152,6 +152,7 @@ class GateVerdict(Record):
     min_accuracy: float = 0.0
     significance: float = 0.05
     test_examples: int = 0
+    rescued: dict[str, str] = field(default_factory=dict)  # failed variant -> the variant shipped in its place
 
     def __post_init__(self) -> None:
         if self.blessed and (self.current not in self.deploy or any(m not in self.tflite for m in self.deploy)):

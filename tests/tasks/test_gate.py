@@ -12,7 +12,7 @@ from tasks.results import ArtifactRef, GateVerdict
 from tasks.stats import mcnemar_exact, paired
 
 REF = ArtifactRef("s3://artifacts/runs/r/x", "ab" * 32, 1, "v1")
-SIZES = {"fp32": 400, "fp16": 200, "dynamic": 120, "int8": 100}
+SIZES = {"fp32": 400, "fp16": 200, "dynamic": 120, "int8": 100, "qat_int8": 98}
 
 
 def _preds(n: int, wrong: range | set[int]) -> list[int]:
@@ -109,3 +109,22 @@ def test_verdict_round_trips_with_champion():
     v = _decide(_table(300, {"fp32": range(5), "int8": range(6)}, champion_wrong=range(30)))
     again = GateVerdict.from_xcom(json.loads(json.dumps(v.to_xcom())))
     assert again == v and again.champion.run_id == "champ-run"
+
+
+def test_int8_rescue_ships_qat_int8_in_place_of_a_failed_int8():
+    table = _table(500, {"fp32": range(10), "int8": range(30), "qat_int8": range(11)})
+    v = decide(table, GateConfig(deploy_variants=("int8", "fp32")), {m: REF for m in table.predictions}, REF,
+               int8_rescue=True)
+    assert v.blessed and v.deploy == ("qat_int8", "fp32") and v.current == "qat_int8"
+    assert v.rescued == {"int8": "qat_int8"} and any(r.startswith("int8 rescue: post-training int8 failed")
+                                                      for r in v.reasons)
+    off = decide(table, GateConfig(deploy_variants=("int8", "fp32")), {m: REF for m in table.predictions}, REF)
+    assert off.deploy == ("fp32",) and off.rescued == {}
+
+
+def test_int8_rescue_needs_qat_int8_in_the_modes():
+    from tasks.config import load_config
+    from tasks.exceptions import ConfigError
+
+    with pytest.raises(ConfigError, match="int8_rescue needs both"):
+        load_config("demo", {"quantize.modes": ["fp32", "int8"], "quantize.int8_rescue": True})

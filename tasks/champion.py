@@ -44,11 +44,17 @@ def _fp32_ref(store: ArtifactStore, manifest: dict[str, Any]) -> ArtifactRef | N
     return None
 
 
-def find(store: ArtifactStore, source: str, classes: list[str], exclude_run: str) -> Champion | None:
-    """The newest blessed run on the same dataset source and classes, or None (the first run has none)."""
-    objs = [o for o in store.list(RUNS_PREFIX) if o["Key"].count("/") == 2 and o["Key"].endswith("/manifest.json")]
+def find(store: ArtifactStore, source: str, classes: list[str], exclude_run: str,
+         runs_prefix: str = RUNS_PREFIX) -> Champion | None:
+    """The newest blessed run on the same dataset source and classes, or None (the first run has none).
+
+    ``runs_prefix`` exists for tests, which must not add runs to the shared ``runs/`` (the pipeline's
+    credentials cannot delete them again).
+    """
+    objs = [o for o in store.list(runs_prefix)
+            if o["Key"][len(runs_prefix):].count("/") == 1 and o["Key"].endswith("/manifest.json")]
     for obj in sorted(objs, key=lambda o: (o["LastModified"], o["Key"]), reverse=True):
-        run_id = obj["Key"].split("/")[1]
+        run_id = obj["Key"][len(runs_prefix):].split("/")[0]
         if run_id == exclude_run:
             continue
         try:

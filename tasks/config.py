@@ -67,6 +67,7 @@ class ModelConfig:
     train_backbone: bool = False
     alpha: float = 1.0  # mobilenetv2 width multiplier
     bn_momentum: float = 0.9  # every BatchNormalization; Keras' 0.999 leaves from-scratch statistics unconverged
+    source: str = ""  # bring your own model: s3://…/model.keras|.h5 (raw [0,255] pixels in, probabilities out)
 
     def __post_init__(self) -> None:
         _require(self.backbone in BACKBONES, f"model.backbone={self.backbone!r}: choose one of {BACKBONES}")
@@ -87,6 +88,12 @@ class ModelConfig:
                  f"model.alpha={self.alpha}: ImageNet weights exist only for alpha in {MOBILENET_ALPHAS}; "
                  "pick one of those or use model.weights='none'")
         _require(0.0 < self.bn_momentum < 1.0, f"model.bn_momentum={self.bn_momentum}: must be in (0, 1)")
+        _require(not self.source or (self.source.startswith("s3://") and self.source.endswith((".keras", ".h5"))),
+                 f"model.source={self.source!r}: use an s3:// URI of a .keras or .h5 file (SavedModel directories "
+                 "are not supported yet: save the model with model.save('model.keras'))")
+        _require(not (self.source and self.weights.startswith("s3://")),
+                 "model.source imports a finished model; model.weights (a warm start for training) cannot be an "
+                 "s3:// URI at the same time")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
 
 
@@ -208,6 +215,9 @@ class PipelineConfig:
         missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]
         _require(not missing, f"gate.deploy_variants {missing} are not in quantize.modes {self.quantize.modes}")
         tfmot = [m for m in self.quantize.modes if m in TFMOT_MODES]
+        _require(not (tfmot and self.model.source),
+                 f"quantize.modes {tfmot} rebuild the configured architecture in tf-keras, which an imported "
+                 f"model.source does not have: drop {tfmot} from quantize.modes")
         _require(not tfmot or self.model.backbone in TFMOT_BACKBONES,
                  f"quantize.modes {tfmot} need tfmot, which here supports model.backbone in {TFMOT_BACKBONES}, not "
                  f"{self.model.backbone!r} (QAT cannot wrap EfficientNet's squeeze-excite blocks): drop {tfmot} "

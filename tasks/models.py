@@ -97,6 +97,35 @@ def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
     return model
 
 
+def _check_io(model: Any, cfg: PipelineConfig, num_classes: int, what: str) -> None:
+    want = (None, cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+    if tuple(model.input_shape) != want or model.output_shape[-1] != num_classes:
+        raise ConfigError(
+            f"{what}: input {model.input_shape} / {model.output_shape[-1]} classes do not match this config "
+            f"({want} / {num_classes} classes): set data.image_size/data.channels to the model's input, or use a "
+            "dataset with the model's classes"
+        )
+
+
+def load_source(cfg: PipelineConfig, num_classes: int, store: ArtifactStore) -> Any:
+    """A bring-your-own Keras model (``model.source``: .keras or .h5 in the store), checked against the data.
+
+    The model must take raw pixels in [0, 255] (its own preprocessing inside) and output class probabilities.
+    """
+    import keras
+
+    suffix = Path(cfg.model.source).suffix
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.fetch_uri(cfg.model.source, Path(tmp) / f"source{suffix}")
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # noqa: BLE001 - keras raises many types for unreadable files
+            raise ConfigError(f"model.source={cfg.model.source}: Keras cannot load it ({exc})") from exc
+    _check_io(model, cfg, num_classes, f"model.source={cfg.model.source}")
+    log.info("imported %s (%d parameters)", cfg.model.source, model.count_params())
+    return model
+
+
 def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | None) -> Any:
     """Fresh model, or a warm start from a previous run's ``.keras`` when model.weights is an s3:// URI."""
     if not cfg.model.weights.startswith("s3://"):
@@ -108,11 +137,6 @@ def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | 
     with tempfile.TemporaryDirectory() as tmp:
         path = store.fetch_uri(cfg.model.weights, Path(tmp) / "start.keras")
         model = keras.models.load_model(path, compile=False)
-    want = (None, cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-    if tuple(model.input_shape) != want or model.output_shape[-1] != num_classes:
-        raise ConfigError(
-            f"model.weights={cfg.model.weights}: input {model.input_shape} / {model.output_shape[-1]} classes do not "
-            f"match this config ({want} / {num_classes} classes)"
-        )
+    _check_io(model, cfg, num_classes, f"model.weights={cfg.model.weights}")
     log.info("warm start from %s", cfg.model.weights)
     return model

@@ -156,6 +156,7 @@ class GateConfig:
     deploy_variants: tuple[str, ...] = ()  # empty = every variant that passes
     min_accuracy: float = 0.0  # absolute floor on test accuracy for fp32 and every variant
     significance: float = 0.05  # McNemar level: a drop (vs fp32, or vs the champion) counts only below it
+    compare_champion: bool = True  # evaluate the currently blessed model on this test split; worse = not shipped
 
     def __post_init__(self) -> None:
         _require(0 <= self.max_accuracy_drop_pp <= 100, "gate.max_accuracy_drop_pp: must be 0..100")

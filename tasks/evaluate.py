@@ -120,6 +120,9 @@ def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[s
     """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
     from tasks import champion as champ
 
+    if not ctx.config.gate.compare_champion:
+        log.info("gate.compare_champion is off: the candidate is not compared with the blessed model")
+        return None
     found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id)
     if found is None:
         log.info("no champion: no earlier blessed run on %s with classes %s", ctx.config.data.source, classes)

@@ -45,7 +45,7 @@ def main() -> int:
               f"{base['size_bytes'] / v['size_bytes']:>7.2f}{gz / 1024:>8.1f}{(base_gz / gz if gz else 0):>7.2f}"
               f"{v['latency_ms']['p50']:>12.3f}{(v['agreement'] or 0) * 100:>8.2f}")
     champ = metrics.get("champion")
-    if champ:
+    if champ and "run_id" in champ:
         print(f"champion {champ['run_id']}: fp32 {champ['accuracy'] * 100:.2f} % on this run's test images")
     if store.exists(keys.evaluation(run_id, "gate.json")):
         gate = store.get_json(keys.evaluation(run_id, "gate.json"))

@@ -122,7 +122,7 @@ def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[s
 
     if not ctx.config.gate.compare_champion:
         log.info("gate.compare_champion is off: the candidate is not compared with the blessed model")
-        return None
+        return {"skipped": "gate.compare_champion is off: not compared with the currently blessed model"}
     found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id)
     if found is None:
         log.info("no champion: no earlier blessed run on %s with classes %s", ctx.config.data.source, classes)
@@ -169,7 +169,6 @@ def run(ctx: StepContext) -> dict[str, Any]:
         keras_accuracy=keras_result["accuracy"],
         variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
                                        m["latency_ms"]["p50"], m["latency_ms"]["p90"]) for mode, m in variants.items()},
-        tflite=refs, champion_run=champion["run_id"] if champion else None,
-        champion_accuracy=champion["accuracy"] if champion else None)
+        tflite=refs, champion_run=(champion or {}).get("run_id"), champion_accuracy=(champion or {}).get("accuracy"))
     log.info("%s", result.summary())
     return result.to_xcom()

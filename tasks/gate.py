@@ -39,6 +39,7 @@ class EvalTable:
     gzip_sizes: dict[str, int]
     champion_run: str | None = None
     champion_predictions: list[int] | None = None
+    champion_skipped: str = ""  # why no champion was evaluated although one may exist
 
     @classmethod
     def from_metrics(cls, metrics: dict[str, Any]) -> EvalTable:
@@ -46,7 +47,7 @@ class EvalTable:
         variants = metrics["variants"]
         return cls(metrics["labels"], metrics["predictions"], {m: v["size_bytes"] for m, v in variants.items()},
                    {m: v.get("gzip_bytes", v["size_bytes"]) for m, v in variants.items()},
-                   champ.get("run_id"), champ.get("predictions"))
+                   champ.get("run_id"), champ.get("predictions"), champ.get("skipped", ""))
 
 
 def _variant(mode: str, table: EvalTable, gate: GateConfig) -> VariantVerdict:
@@ -118,7 +119,7 @@ def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], s
                            reasons=(f"the gate needs the fp32 baseline; evaluated: {sorted(table.predictions)}",))
     variants = {mode: _variant(mode, table, gate) for mode in sorted(table.predictions)}
     champ = _champion(table, gate)
-    reasons = [_champion_reason(champ, gate)]
+    reasons = [table.champion_skipped or _champion_reason(champ, gate)]
     fp32 = variants["fp32"]
     blocked = champ is not None and champ.significantly_worse
     if not fp32.passed:

@@ -128,3 +128,11 @@ def test_int8_rescue_needs_qat_int8_in_the_modes():
 
     with pytest.raises(ConfigError, match="int8_rescue needs both"):
         load_config("demo", {"quantize.modes": ["fp32", "int8"], "quantize.int8_rescue": True})
+
+
+def test_metrics_table_reads_a_skipped_champion():
+    metrics = {"labels": [0, 0], "predictions": {"fp32": [0, 0]},
+               "variants": {"fp32": {"size_bytes": 10, "gzip_bytes": 8}},
+               "champion": {"skipped": "gate.compare_champion is off: not compared"}}
+    v = _decide(EvalTable.from_metrics(metrics))
+    assert v.blessed and v.reasons[0] == "gate.compare_champion is off: not compared" and v.champion is None

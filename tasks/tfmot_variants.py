@@ -26,7 +26,7 @@ from tasks.exceptions import TrainingError
 from tasks.models import HEAD_LAYERS, RESCALE, TINY_LAYERS
 
 log = logging.getLogger(__name__)
-PRUNABLE = ("Conv2D", "DepthwiseConv2D", "Dense")
+PRUNABLE = ("Conv2D", "Dense")  # tfmot registers DepthwiseConv2D with no prunable weights
 
 
 # --- step 1: Keras 3 side ------------------------------------------------------------------------------------
@@ -72,7 +72,11 @@ def build_flat(cfg: PipelineConfig, num_classes: int) -> Any:
     x = tfk.layers.Dense(units2, activation="relu", name=d2)(x)  # takes the folded BN
     x = tfk.layers.Dropout(cfg.model.dropout, name=drop)(x)
     outputs = tfk.layers.Dense(num_classes, activation="softmax", name=probs)(x)
-    return tfk.Model(inputs, outputs, name=f"edgeops_{cfg.model.backbone}_flat")
+    model = tfk.Model(inputs, outputs, name=f"edgeops_{cfg.model.backbone}_flat")
+    for layer in model.layers:  # tf-keras' 0.999 would keep pre-pruning statistics through the short fine-tune
+        if isinstance(layer, tfk.layers.BatchNormalization):
+            layer.momentum = cfg.model.bn_momentum
+    return model
 
 
 def fold_head_bn(weights: dict[str, list[Any]], epsilon: float = 1e-3) -> dict[str, list[Any]]:
@@ -100,7 +104,7 @@ def copy_weights(model: Any, weights: dict[str, list[Any]]) -> None:
 
 
 # --- step 3: tfmot ------------------------------------------------------------------------------------------
-def prune(model: Any, train_ds: Any, steps: int, sparsity: float, epochs: int, lr: float) -> Any:
+def prune(model: Any, train_ds: Any, steps: int, sparsity: float, epochs: int, lr: float, min_weights: int) -> Any:
     """Magnitude pruning of Conv/Depthwise/Dense kernels, polynomial decay 0 -> ``sparsity``; stripped."""
     import tensorflow_model_optimization as tfmot
 
@@ -113,7 +117,7 @@ def prune(model: Any, train_ds: Any, steps: int, sparsity: float, epochs: int, l
                                                     end_step=end_step, frequency=frequency)
 
     def wrap(layer: Any) -> Any:
-        if type(layer).__name__ in PRUNABLE:
+        if _prunable(layer, min_weights):
             return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
         return layer
 
@@ -141,12 +145,15 @@ def quantize_aware(model: Any, train_ds: Any, epochs: int, lr: float) -> Any:
     return qat
 
 
-def sparsity_of(model: Any) -> float:
-    """Share of zeros across the prunable kernels (what ``quantize.prune_sparsity`` targets)."""
+def _prunable(layer: Any, min_weights: int) -> bool:
+    return type(layer).__name__ in PRUNABLE and layer.get_weights()[0].size >= min_weights
 
+
+def sparsity_of(model: Any, min_weights: int = 0) -> float:
+    """Share of zeros across the kernels of at least ``min_weights`` weights (the pruned ones)."""
     zeros = total = 0
     for layer in model.layers:
-        if type(layer).__name__ in PRUNABLE:
+        if _prunable(layer, min_weights):
             kernel = layer.get_weights()[0]
             zeros, total = zeros + int((kernel == 0).sum()), total + kernel.size
     return zeros / total if total else 0.0
@@ -175,8 +182,9 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
     facts: dict[str, Any] = {"rebuild_max_diff": diff}
     if mode == "pruned":
         model = prune(flat, train_ds, -(-splits.counts["train"] // cfg.data.batch_size), q.prune_sparsity,
-                      q.finetune_epochs, q.finetune_learning_rate)
-        facts["sparsity"] = sparsity_of(model)
+                      q.finetune_epochs, q.finetune_learning_rate, q.prune_min_weights)
+        facts["sparsity"] = sparsity_of(model, q.prune_min_weights)
+        facts["kernel_sparsity_all"] = sparsity_of(model)
         settings = converter_settings("dynamic")
     else:
         model = quantize_aware(flat, train_ds, q.finetune_epochs, q.finetune_learning_rate)

@@ -26,7 +26,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 mode, keras_path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 cfg = load_config("tiny", {"data.image_size": 16, "quantize.finetune_epochs": 2,
-                          "quantize.finetune_learning_rate": 1e-3})
+                          "quantize.finetune_learning_rate": 1e-3, "quantize.prune_min_weights": 0})
 splits = make_splits()
 images = list(data.calibration_images(splits, 20))
 blob, facts = build_variant(cfg, mode, keras_path, splits, out, lambda: ([img] for img in images))

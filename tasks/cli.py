@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"edgeops: config error: {exc}", file=sys.stderr)
         return EXIT_NO_RETRY
-    except FatalError as exc:
+    except FatalError as exc:  # a retry cannot fix it (e.g. the model did not learn)
         print(f"edgeops: {type(exc).__name__} (not retried): {exc}", file=sys.stderr)
         return EXIT_NO_RETRY
     except EdgeOpsError as exc:

@@ -17,8 +17,12 @@ from typing import Any, ClassVar
 from tasks.exceptions import ConfigError
 from tasks.names import DEFAULT_PROFILE
 
-QUANT_MODES = ("fp32", "fp16", "dynamic", "int8")
+PTQ_MODES = ("fp32", "fp16", "dynamic", "int8")  # post-training conversions
+TFMOT_MODES = ("pruned", "qat_int8")  # fine-tuned with tfmot in tf-keras (tasks/tfmot_variants.py)
+QUANT_MODES = PTQ_MODES + TFMOT_MODES
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
+MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/tfmot_variants.py)
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -64,6 +68,9 @@ class ModelConfig:
     head_units: tuple[int, int] = (512, 64)
     dropout: float = 0.3
     train_backbone: bool = False
+    alpha: float = 1.0  # mobilenetv2 width multiplier
+    bn_momentum: float = 0.9  # every BatchNormalization; Keras' 0.999 leaves from-scratch statistics unconverged
+    source: str = ""  # bring your own model: s3://…/model.keras|.h5 (raw [0,255] pixels in, probabilities out)
 
     def __post_init__(self) -> None:
         _require(self.backbone in BACKBONES, f"model.backbone={self.backbone!r}: choose one of {BACKBONES}")
@@ -76,6 +83,20 @@ class ModelConfig:
             "model.weights='imagenet' needs a real backbone; the 'tiny' backbone has no pretrained weights",
         )
         _require(len(self.head_units) == 2 and min(self.head_units) > 0, "model.head_units: two positive ints")
+        _require(0 < self.alpha <= 2.0, f"model.alpha={self.alpha}: must be in (0, 2]")
+        _require(self.alpha == 1.0 or self.backbone == "mobilenetv2",
+                 f"model.alpha={self.alpha}: the width multiplier applies to mobilenetv2 only, "
+                 f"not {self.backbone!r}; remove it or set model.backbone='mobilenetv2'")
+        _require(not (self.weights == "imagenet" and self.alpha not in MOBILENET_ALPHAS),
+                 f"model.alpha={self.alpha}: ImageNet weights exist only for alpha in {MOBILENET_ALPHAS}; "
+                 "pick one of those or use model.weights='none'")
+        _require(0.0 < self.bn_momentum < 1.0, f"model.bn_momentum={self.bn_momentum}: must be in (0, 1)")
+        _require(not self.source or (self.source.startswith("s3://") and self.source.endswith((".keras", ".h5"))),
+                 f"model.source={self.source!r}: use an s3:// URI of a .keras or .h5 file (SavedModel directories "
+                 "are not supported yet: save the model with model.save('model.keras'))")
+        _require(not (self.source and self.weights.startswith("s3://")),
+                 "model.source imports a finished model; model.weights (a warm start for training) cannot be an "
+                 "s3:// URI at the same time")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
 
 
@@ -86,8 +107,11 @@ class TrainConfig:
     reduce_lr_factor: float = 0.2
     reduce_lr_patience: int = 2
     min_learning_rate: float = 1e-7
+    # best val accuracy must exceed 1/num_classes by this much, else TrainingError (the model did not learn)
+    min_accuracy_over_chance: float = 0.1
 
     def __post_init__(self) -> None:
+        _require(0 <= self.min_accuracy_over_chance < 1, "train.min_accuracy_over_chance: must be in [0, 1)")
         _require(1 <= self.epochs <= 1000, f"train.epochs={self.epochs}: must be 1..1000")
         _require(0 < self.learning_rate < 1, f"train.learning_rate={self.learning_rate}: must be in (0, 1)")
         _require(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor: must be in (0, 1)")
@@ -96,9 +120,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class QuantizeConfig:
-    modes: tuple[str, ...] = QUANT_MODES
-    int8_io_dtype: str = "int8"  # int8 | uint8 (integer input/output of the full-int8 model)
+    modes: tuple[str, ...] = PTQ_MODES
+    int8_io_dtype: str = "int8"  # int8 | uint8 (integer input/output of the full-int8 and qat_int8 models)
     calibration_samples: int = 200
+    prune_sparsity: float = 0.75  # final sparsity of the polynomial-decay pruning schedule (mode 'pruned')
+    # kernels smaller than this are not pruned: the first conv and thin projections carry much accuracy per weight
+    # and little size (pruning every kernel of MobileNetV2-0.35 to 75 % collapsed it to chance)
+    prune_min_weights: int = 16384
+    finetune_epochs: int = 2  # tfmot fine-tuning of 'pruned' and 'qat_int8'
+    finetune_learning_rate: float = 1e-4
+    int8_rescue: bool = False  # post-training int8 fails the gate -> ship qat_int8 in its place if it passes
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in QUANT_MODES]
@@ -107,6 +138,12 @@ class QuantizeConfig:
         _require(len(set(self.modes)) == len(self.modes), f"quantize.modes={self.modes}: duplicates")
         _require(self.int8_io_dtype in ("int8", "uint8"), "quantize.int8_io_dtype: 'int8' or 'uint8'")
         _require(self.calibration_samples >= 1, "quantize.calibration_samples: must be >= 1")
+        _require(0 < self.prune_sparsity < 1, f"quantize.prune_sparsity={self.prune_sparsity}: must be in (0, 1)")
+        _require(self.prune_min_weights >= 0, "quantize.prune_min_weights: must be >= 0")
+        _require(1 <= self.finetune_epochs <= 100, f"quantize.finetune_epochs={self.finetune_epochs}: must be 1..100")
+        _require(0 < self.finetune_learning_rate < 1, "quantize.finetune_learning_rate: must be in (0, 1)")
+        _require(not self.int8_rescue or {"int8", "qat_int8"} <= set(self.modes),
+                 "quantize.int8_rescue needs both 'int8' and 'qat_int8' in quantize.modes (qat_int8 is the rescue)")
 
 
 @dataclass(frozen=True)
@@ -124,9 +161,14 @@ class EvalConfig:
 class GateConfig:
     max_accuracy_drop_pp: float = 1.0  # percentage points versus the fp32 TFLite model
     deploy_variants: tuple[str, ...] = ()  # empty = every variant that passes
+    min_accuracy: float = 0.0  # absolute floor on test accuracy for fp32 and every variant
+    significance: float = 0.05  # McNemar level: a drop (vs fp32, or vs the champion) counts only below it
+    compare_champion: bool = True  # evaluate the currently blessed model on this test split; worse = not shipped
 
     def __post_init__(self) -> None:
         _require(0 <= self.max_accuracy_drop_pp <= 100, "gate.max_accuracy_drop_pp: must be 0..100")
+        _require(0 <= self.min_accuracy <= 1, f"gate.min_accuracy={self.min_accuracy}: a fraction in [0, 1]")
+        _require(0 < self.significance < 1, f"gate.significance={self.significance}: must be in (0, 1)")
         bad = [m for m in self.deploy_variants if m not in QUANT_MODES]
         _require(not bad, f"gate.deploy_variants: unknown mode(s) {bad}; choose from {QUANT_MODES}")
 
@@ -227,6 +269,14 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]
         _require(not missing, f"gate.deploy_variants {missing} are not in quantize.modes {self.quantize.modes}")
+        tfmot = [m for m in self.quantize.modes if m in TFMOT_MODES]
+        _require(not (tfmot and self.model.source),
+                 f"quantize.modes {tfmot} rebuild the configured architecture in tf-keras, which an imported "
+                 f"model.source does not have: drop {tfmot} from quantize.modes")
+        _require(not tfmot or self.model.backbone in TFMOT_BACKBONES,
+                 f"quantize.modes {tfmot} need tfmot, which here supports model.backbone in {TFMOT_BACKBONES}, not "
+                 f"{self.model.backbone!r} (QAT cannot wrap EfficientNet's squeeze-excite blocks): drop {tfmot} "
+                 "from quantize.modes or change the backbone")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -6,6 +6,7 @@ separately at batch 1, warm-up first, and labelled ``host``: it says nothing abo
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import tempfile
@@ -91,8 +92,11 @@ def _keras_accuracy(path: Path, x: Any, y: Any, batch_size: int) -> float:
     return float((model.predict(x, batch_size=batch_size, verbose=0).argmax(-1) == y).mean())
 
 
-def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dict[str, dict[str, Any]]:
-    """Accuracy, size, host latency and agreement with fp32 for each TFLite variant."""
+def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
+                      ecfg: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:
+    """Accuracy, size, gzip size, host latency and agreement with fp32 per variant, plus per-image predictions."""
+    from tasks.quantize import gzip_size
+
     results, preds = {}, {}
     for mode, blob in blobs.items():
         with timed(f"evaluate {mode} on {len(x)} test images"):
@@ -101,6 +105,7 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dic
             results[mode] = {
                 "accuracy": float((preds[mode] == y).mean()),
                 "size_bytes": len(blob),
+                "gzip_bytes": gzip_size(blob),
                 "latency_ms": model.latency_ms(x[0], ecfg.latency_warmup, ecfg.latency_runs),
                 "latency_label": "host",
                 "input_dtype": str(model.input["dtype"].__name__),
@@ -108,38 +113,62 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any, ecfg: Any) -> dic
     base = preds.get("fp32")
     for mode in results:
         results[mode]["agreement"] = float((preds[mode] == base).mean()) if base is not None else None
-    return results
+    return results, {mode: [int(v) for v in p] for mode, p in preds.items()}
 
 
-def run(ctx: StepContext) -> EvaluateResult:
+def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[str, Any] | None:
+    """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
+    from tasks import champion as champ
+
+    if not ctx.config.gate.compare_champion:
+        log.info("gate.compare_champion is off: the candidate is not compared with the blessed model")
+        return {"skipped": "gate.compare_champion is off: not compared with the currently blessed model"}
+    found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id)
+    if found is None:
+        log.info("no champion: no earlier blessed run on %s with classes %s", ctx.config.data.source, classes)
+        return None
+    blob = champ.fetch_fp32(ctx.store, found, tmp)
+    dcfg = dataclasses.replace(ctx.config.data, image_size=found.image_size, channels=found.channels)
+    x, y = data.to_arrays(data.load_splits(dcfg, ctx.store).test)  # same seeded split, champion's input size
+    with timed(f"evaluate champion {found.run_id} fp32 on {len(x)} test images"):
+        preds = TFLiteModel(blob).predict(x, ctx.config.evaluate.batch_size)
+    return {"run_id": found.run_id, "fp32": found.fp32.to_xcom(), "accuracy": float((preds == y).mean()),
+            "predictions": [int(v) for v in preds]}
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    """Inputs: ``{"train": TrainResult, "quantized": [QuantizeResult, ...]}``; returns an EvaluateResult."""
     import numpy as np
 
     cfg = ctx.config
     trained = TrainResult.from_xcom(ctx.need("train"))
-    quantized = {q.mode: q for q in (QuantizeResult.from_xcom(r) for r in ctx.need("quantized"))}
+    quantized = [QuantizeResult.from_xcom(q) for q in ctx.need("quantized")]
+    refs = {q.mode: q.tflite for q in sorted(quantized, key=lambda q: q.mode)}
     splits = data.load_splits(cfg.data, ctx.store)
     x, y = data.to_arrays(splits.test)
+    classes = list(splits.class_names)
     with tempfile.TemporaryDirectory() as tmp:
         keras_path = ctx.store.fetch(trained.model, Path(tmp) / "model.keras")
         keras_result = {"accuracy": _keras_accuracy(keras_path, x, y, cfg.evaluate.batch_size),
                         "size_bytes": keras_path.stat().st_size}
-        blobs = {mode: ctx.store.fetch(q.tflite, Path(tmp) / f"{mode}.tflite").read_bytes()
-                 for mode, q in sorted(quantized.items())}
-    variants = evaluate_variants(blobs, x, y, cfg.evaluate)
+        blobs = {mode: ctx.store.fetch(ref, Path(tmp) / f"{mode}.tflite").read_bytes() for mode, ref in refs.items()}
+        variants, preds = evaluate_variants(blobs, x, y, cfg.evaluate)
+        champion = evaluate_champion(ctx, classes, Path(tmp))
     n = min(cfg.bench.sample_size, len(x))
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x[:n].astype(np.float32), y=y[:n].astype(np.int64))
     sample = ctx.store.put_bytes(keys.evaluation(ctx.run_id, "sample.npz"), buf.getvalue())
-    metrics = {"test_examples": len(x), "keras": keras_result, "variants": variants,
-               "classes": list(splits.class_names), "latency_label": "host"}
+    metrics = {"test_examples": len(x), "keras": keras_result, "variants": variants, "classes": classes,
+               "latency_label": "host", "labels": [int(v) for v in y], "predictions": preds, "champion": champion}
     art = ctx.store.put_json(keys.evaluation(ctx.run_id), metrics)
     for mode, m in variants.items():
-        log.info("%-8s acc=%.4f size=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
-                 m["latency_ms"]["p50"], m["agreement"] or 0)
-    summary = {mode: VariantMetrics(accuracy=m["accuracy"], size_bytes=m["size_bytes"],
-                                    gzip_bytes=quantized[mode].gzip_bytes, agreement=m["agreement"],
-                                    latency_p50_ms=m["latency_ms"]["p50"], latency_p90_ms=m["latency_ms"]["p90"],
-                                    latency_label=m["latency_label"]) for mode, m in variants.items()}
-    return EvaluateResult(metrics=ctx.store.ref(art), sample=ctx.store.ref(sample), test_examples=len(x),
-                          keras_accuracy=keras_result["accuracy"], variants=summary,
-                          tflite={mode: q.tflite for mode, q in quantized.items()})
+        log.info("%-8s acc=%.4f size=%d gzip=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
+                 m["gzip_bytes"], m["latency_ms"]["p50"], m["agreement"] or 0)
+    result = EvaluateResult(
+        metrics=ctx.store.ref(art), sample=ctx.store.ref(sample), test_examples=len(x),
+        keras_accuracy=keras_result["accuracy"],
+        variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
+                                       m["latency_ms"]["p50"], m["latency_ms"]["p90"]) for mode, m in variants.items()},
+        tflite=refs, champion_run=(champion or {}).get("run_id"), champion_accuracy=(champion or {}).get("accuracy"))
+    log.info("%s", result.summary())
+    return result.to_xcom()

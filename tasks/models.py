@@ -1,4 +1,8 @@
-"""Keras model from config: a backbone + the seed's head. Inputs are raw pixels in [0, 255]."""
+"""Keras model from config: a backbone + the seed's head. Inputs are raw pixels in [0, 255].
+
+Every layer outside the Keras application backbone has a fixed name (``HEAD_LAYERS``, ``TINY_LAYERS``) so the
+tfmot variants can rebuild the same architecture flat in tf-keras and copy the weights by layer name.
+"""
 
 from __future__ import annotations
 
@@ -14,26 +18,52 @@ from tasks.storage import ArtifactStore
 log = logging.getLogger(__name__)
 
 
-def _backbone(name: str, shape: tuple[int, int, int], weights: str | None) -> tuple[Any, Any]:
+HEAD_LAYERS = ("head_dense1", "head_bn", "head_dense2", "head_dropout", "probs")
+TINY_LAYERS = ("tiny_conv1", "tiny_pool", "tiny_conv2", "tiny_gap")
+RESCALE = {"mobilenetv2": (1 / 127.5, -1.0), "tiny": (1 / 255.0, 0.0)}  # efficientnet rescales internally
+
+
+def _backbone(name: str, shape: tuple[int, int, int], weights: str | None, alpha: float) -> tuple[Any, Any]:
     """Return (preprocessing layer or None, feature extractor) for a named backbone."""
     import keras
 
+    prep = None
+    if name in RESCALE:
+        scale, offset = RESCALE[name]
+        prep = keras.layers.Rescaling(scale, offset=offset, name="rescale")
     if name == "efficientnetb0":  # EfficientNet rescales and normalises internally
         return None, keras.applications.EfficientNetB0(include_top=False, weights=weights, input_shape=shape,
                                                         pooling="avg")
     if name == "mobilenetv2":
-        return keras.layers.Rescaling(1 / 127.5, offset=-1.0), keras.applications.MobileNetV2(
-            include_top=False, weights=weights, input_shape=shape, pooling="avg")
+        return prep, keras.applications.MobileNetV2(include_top=False, weights=weights, input_shape=shape,
+                                                     alpha=alpha, pooling="avg")
+    conv1, pool, conv2, gap = TINY_LAYERS
     tiny = keras.Sequential(
         [
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(),
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu", name=conv1),
+            keras.layers.MaxPooling2D(name=pool),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu", name=conv2),
+            keras.layers.GlobalAveragePooling2D(name=gap),
         ],
         name="tiny_backbone",
     )
-    return keras.layers.Rescaling(1 / 255.0), tiny
+    return prep, tiny
+
+
+def set_bn_momentum(model: Any, momentum: float) -> int:
+    """Set every BatchNormalization's momentum (nested models included); returns how many were changed.
+
+    Keras' applications use 0.999: trained from scratch for a few hundred steps the moving statistics stay
+    near their initial values, so inference (which uses them) scores chance while training accuracy looks fine.
+    """
+    import keras
+
+    changed = 0
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+            changed += 1
+    return changed
 
 
 def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
@@ -45,7 +75,7 @@ def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
         raise ConfigError("model.weights='imagenet' needs data.channels=3")
     weights = "imagenet" if cfg.model.weights == "imagenet" else None
     try:
-        prep, base = _backbone(cfg.model.backbone, (size, size, channels), weights)
+        prep, base = _backbone(cfg.model.backbone, (size, size, channels), weights, cfg.model.alpha)
     except Exception as exc:  # noqa: BLE001 - keras raises URL/OS errors when weights cannot be fetched
         raise ConfigError(
             f"model.weights='imagenet' for {cfg.model.backbone}: the ImageNet weights could not be loaded ({exc}). "
@@ -56,12 +86,44 @@ def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
     x = prep(inputs) if prep is not None else inputs
     x = base(x, training=False) if weights else base(x)
     units1, units2 = cfg.model.head_units
-    x = keras.layers.Dense(units1, activation="relu")(x)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.Dense(units2, activation="relu")(x)
-    x = keras.layers.Dropout(cfg.model.dropout)(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="probs")(x)
-    return keras.Model(inputs, outputs, name=f"edgeops_{cfg.model.backbone}")
+    d1, bn, d2, drop, probs = HEAD_LAYERS
+    x = keras.layers.Dense(units1, activation="relu", name=d1)(x)
+    x = keras.layers.BatchNormalization(name=bn)(x)
+    x = keras.layers.Dense(units2, activation="relu", name=d2)(x)
+    x = keras.layers.Dropout(cfg.model.dropout, name=drop)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", name=probs)(x)
+    model = keras.Model(inputs, outputs, name=f"edgeops_{cfg.model.backbone}")
+    set_bn_momentum(model, cfg.model.bn_momentum)
+    return model
+
+
+def _check_io(model: Any, cfg: PipelineConfig, num_classes: int, what: str) -> None:
+    want = (None, cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
+    if tuple(model.input_shape) != want or model.output_shape[-1] != num_classes:
+        raise ConfigError(
+            f"{what}: input {model.input_shape} / {model.output_shape[-1]} classes do not match this config "
+            f"({want} / {num_classes} classes): set data.image_size/data.channels to the model's input, or use a "
+            "dataset with the model's classes"
+        )
+
+
+def load_source(cfg: PipelineConfig, num_classes: int, store: ArtifactStore) -> Any:
+    """A bring-your-own Keras model (``model.source``: .keras or .h5 in the store), checked against the data.
+
+    The model must take raw pixels in [0, 255] (its own preprocessing inside) and output class probabilities.
+    """
+    import keras
+
+    suffix = Path(cfg.model.source).suffix
+    with tempfile.TemporaryDirectory() as tmp:
+        path = store.fetch_uri(cfg.model.source, Path(tmp) / f"source{suffix}")
+        try:
+            model = keras.models.load_model(path, compile=False)
+        except Exception as exc:  # noqa: BLE001 - keras raises many types for unreadable files
+            raise ConfigError(f"model.source={cfg.model.source}: Keras cannot load it ({exc})") from exc
+    _check_io(model, cfg, num_classes, f"model.source={cfg.model.source}")
+    log.info("imported %s (%d parameters)", cfg.model.source, model.count_params())
+    return model
 
 
 def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | None) -> Any:
@@ -75,11 +137,6 @@ def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | 
     with tempfile.TemporaryDirectory() as tmp:
         path = store.fetch_uri(cfg.model.weights, Path(tmp) / "start.keras")
         model = keras.models.load_model(path, compile=False)
-    want = (None, cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-    if tuple(model.input_shape) != want or model.output_shape[-1] != num_classes:
-        raise ConfigError(
-            f"model.weights={cfg.model.weights}: input {model.input_shape} / {model.output_shape[-1]} classes do not "
-            f"match this config ({want} / {num_classes} classes)"
-        )
+    _check_io(model, cfg, num_classes, f"model.weights={cfg.model.weights}")
     log.info("warm start from %s", cfg.model.weights)
     return model

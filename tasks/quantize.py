@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks import data, keys
-from tasks.config import QUANT_MODES
+from tasks.config import PTQ_MODES, TFMOT_MODES
 from tasks.results import QuantizeResult, TrainResult
 from tasks.step import StepContext, timed
 
@@ -32,8 +32,10 @@ class ConverterSettings:
 
 def converter_settings(mode: str, io_dtype: str | None = None) -> ConverterSettings:
     """Map a quantization mode to converter settings; unknown modes or invalid combinations raise ValueError."""
-    if mode not in QUANT_MODES:
-        raise ValueError(f"unknown quantization mode {mode!r}; choose from {QUANT_MODES}")
+    if mode in TFMOT_MODES:
+        raise ValueError(f"mode {mode!r} is built by tasks.tfmot_variants (fine-tuning), not by a converter setting")
+    if mode not in PTQ_MODES:
+        raise ValueError(f"unknown quantization mode {mode!r}; choose from {PTQ_MODES}")
     if io_dtype is not None and mode != "int8":
         raise ValueError(f"io_dtype={io_dtype!r} needs full-integer quantization (mode='int8'), not mode={mode!r}")
     if mode == "fp32":
@@ -80,28 +82,47 @@ def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def run(ctx: StepContext) -> QuantizeResult:
+def gzip_size(blob: bytes) -> int:
+    """Compressed size: what a pruned model saves shows only here (zeros still take 4 bytes in the flatbuffer)."""
+    return len(gzip.compress(blob, compresslevel=9, mtime=0))
+
+
+def run(ctx: StepContext) -> dict[str, Any]:
+    """Inputs: ``{"mode": <mode>, "train": TrainResult}``; returns a QuantizeResult.
+
+    One mode per process: the tfmot modes switch this process to tf-keras (see tasks/tfmot_variants.py).
+    """
     mode = ctx.need("mode")
+    model_ref = TrainResult.from_xcom(ctx.need("train")).model
     qcfg = ctx.config.quantize
-    settings = converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
-    representative = None
-    if settings.needs_representative_data:
+    tfmot = mode in TFMOT_MODES
+    settings = None if tfmot else converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
+    splits, representative = None, None
+    if tfmot or settings.needs_representative_data:
         splits = data.load_splits(ctx.config.data, ctx.store)
         images = list(data.calibration_images(splits, qcfg.calibration_samples))  # TRAIN split only
-        log.info("int8 calibration: %d train images", len(images))
+        log.info("calibration: %d train images", len(images))
 
         def representative() -> Iterator[list[Any]]:
             for image in images:
                 yield [image]
 
+    facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch(TrainResult.from_xcom(ctx.need("train")).model, Path(tmp) / "model.keras")
-        saved = export_saved_model(keras_path, tmp)
-        with timed(f"convert {mode}"):
-            blob = convert(saved, settings, representative)
+        keras_path = ctx.store.fetch(model_ref, Path(tmp) / "model.keras")
+        with timed(f"build {mode}"):
+            if tfmot:
+                from tasks import tfmot_variants
+
+                blob, facts = tfmot_variants.build_variant(ctx.config, mode, keras_path, splits, Path(tmp),
+                                                           representative)
+            else:
+                blob = convert(export_saved_model(keras_path, tmp), settings, representative)
         out = Path(tmp) / f"{mode}.tflite"
         out.write_bytes(blob)
         art = ctx.store.put_file(keys.tflite(ctx.run_id, mode), out)
-    log.info("%s: %d bytes sha256=%s", mode, art.size_bytes, art.sha256[:12])
-    return QuantizeResult(mode=mode, tflite=ctx.store.ref(art), io_dtype=settings.io_dtype,
-                          gzip_bytes=len(gzip.compress(blob, compresslevel=9)))
+    io_dtype = qcfg.int8_io_dtype if mode == "qat_int8" else ("float32" if tfmot else settings.io_dtype)
+    result = QuantizeResult(mode=mode, tflite=ctx.store.ref(art), io_dtype=io_dtype, gzip_bytes=gzip_size(blob),
+                            sparsity=facts.get("sparsity"))
+    log.info("%s sha256=%s %s", result.summary(), art.sha256[:12], facts)
+    return result.to_xcom()

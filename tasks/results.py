@@ -80,9 +80,12 @@ class QuantizeResult(Record):
     tflite: ArtifactRef
     io_dtype: str
     gzip_bytes: int  # pruning shows only in the compressed size
+    sparsity: float | None = None  # share of zero weights in the pruned kernels (mode 'pruned')
 
     def summary(self) -> str:
-        return f"{self.mode}: {self.tflite.size_bytes} bytes ({self.gzip_bytes} gzipped), io {self.io_dtype}"
+        sparse = f", sparsity {self.sparsity:.3f}" if self.sparsity is not None else ""
+        return (f"{self.mode}: {self.tflite.size_bytes} bytes ({self.gzip_bytes} gzipped), io {self.io_dtype}"
+                f"{sparse}")
 
 
 @dataclass(frozen=True)
@@ -106,10 +109,13 @@ class EvaluateResult(Record):
     keras_accuracy: float
     variants: dict[str, VariantMetrics]
     tflite: dict[str, ArtifactRef]  # the exact objects evaluated: the gate and deploy use these
+    champion_run: str | None = None  # the blessed run whose fp32 was evaluated on this test split (None: first)
+    champion_accuracy: float | None = None
 
     def summary(self) -> str:
         parts = [f"{m} {v.accuracy:.4f}" for m, v in sorted(self.variants.items())]
-        return f"{self.test_examples} test images: " + ", ".join(parts)
+        champ = f"; champion {self.champion_run} {self.champion_accuracy:.4f}" if self.champion_run else ""
+        return f"{self.test_examples} test images: " + ", ".join(parts) + champ
 
 
 # --- gate ---------------------------------------------------------------------------------------------------
@@ -118,7 +124,27 @@ class VariantVerdict(Record):
     passed: bool
     drop_pp: float  # accuracy drop vs fp32 on the same images, percentage points
     reasons: tuple[str, ...] = ()
-    p_value: float | None = None  # paired test vs fp32 (None for fp32 itself)
+    p_value: float | None = None  # exact McNemar vs fp32 on the same images (None for fp32 itself)
+    accuracy: float | None = None
+    size_bytes: int | None = None
+    gzip_bytes: int | None = None
+    significant: bool = False  # the drop is significant at the gate's level
+    only_fp32_right: int = 0  # discordant pairs McNemar counts
+    only_variant_right: int = 0
+
+
+@dataclass(frozen=True)
+class ChampionVerdict(Record):
+    """The candidate's fp32 against the currently blessed model's fp32, both on THIS run's test images."""
+
+    run_id: str
+    champion_accuracy: float
+    candidate_accuracy: float
+    drop_pp: float  # champion - candidate, percentage points (negative: the candidate is better)
+    p_value: float
+    only_champion_right: int
+    only_candidate_right: int
+    significantly_worse: bool
 
 
 @dataclass(frozen=True)
@@ -134,6 +160,11 @@ class GateVerdict(Record):
     sample: ArtifactRef
     max_accuracy_drop_pp: float
     devices: tuple[str, ...] = ()  # where to deploy: the run's devices when blessed, else none
+    champion: ChampionVerdict | None = None  # None: no earlier blessed run on this dataset and classes
+    min_accuracy: float = 0.0
+    significance: float = 0.05
+    test_examples: int = 0
+    rescued: dict[str, str] = field(default_factory=dict)  # failed variant -> the variant shipped in its place
 
     def __post_init__(self) -> None:
         if self.blessed and (self.current not in self.deploy or any(m not in self.tflite for m in self.deploy)):

@@ -73,7 +73,7 @@ def test_param_bounds_match_the_config_validation():
     for name, dotted in PARAM_TO_CONFIG.items():
         for value, accepted in _bounds(params[name].schema):
             try:
-                load_config("tiny", {dotted: value})
+                load_config("demo", {dotted: value})
                 ok = True
             except ConfigError:
                 ok = False

@@ -1,0 +1,60 @@
+"""Quantization figures of one run's variants: accuracy, paired drop vs fp32, sizes, host latency, agreement.
+
+    eval $(.venv/bin/python -m scripts.devstack env --shell)
+    .venv/bin/python benchmarks/quantization.py RUN_ID
+
+Reads ``runs/<id>/eval/metrics.json`` (per-image predictions kept by the evaluate step) and, when present,
+``eval/gate.json``. The drop's p-value is the exact McNemar test on the same test images. Latency is the
+evaluate step's batch-1 figure on the BUILD HOST (label ``host``): it says nothing about a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def main() -> int:
+    from tasks import keys
+    from tasks.config import safe_run_id
+    from tasks.stats import paired
+    from tasks.storage import ArtifactStore
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_id")
+    args = parser.parse_args()
+    store = ArtifactStore.from_env()
+    run_id = safe_run_id(args.run_id)
+    metrics = store.get_json(keys.evaluation(run_id))
+    variants, labels, preds = metrics["variants"], metrics["labels"], metrics["predictions"]
+    base = variants["fp32"]
+    print(f"run {run_id}: {metrics['test_examples']} test images; latency = batch-1 p50 on the build host "
+          f"(label {metrics.get('latency_label', 'host')}), not a Pi figure")
+    head = (f"{'variant':<9}{'acc %':>7}{'drop pp':>8}{'McNemar p':>10}{'only32/only':>12}{'KB':>8}{'x fp32':>7}"
+            f"{'gzip KB':>8}{'x fp32':>7}{'host p50 ms':>12}{'agree %':>8}")
+    print(head)
+    for mode in sorted(variants, key=lambda m: variants[m]["size_bytes"], reverse=True):
+        v = variants[mode]
+        pr = paired(labels, preds["fp32"], preds[mode])
+        gz, base_gz = v.get("gzip_bytes") or 0, base.get("gzip_bytes") or 0
+        print(f"{mode:<9}{v['accuracy'] * 100:>7.2f}{pr.drop_pp:>8.2f}{pr.p_value:>10.3g}"
+              f"{f'{pr.only_a}/{pr.only_b}':>12}{v['size_bytes'] / 1024:>8.1f}"
+              f"{base['size_bytes'] / v['size_bytes']:>7.2f}{gz / 1024:>8.1f}{(base_gz / gz if gz else 0):>7.2f}"
+              f"{v['latency_ms']['p50']:>12.3f}{(v['agreement'] or 0) * 100:>8.2f}")
+    champ = metrics.get("champion")
+    if champ and "run_id" in champ:
+        print(f"champion {champ['run_id']}: fp32 {champ['accuracy'] * 100:.2f} % on this run's test images")
+    if store.exists(keys.evaluation(run_id, "gate.json")):
+        gate = store.get_json(keys.evaluation(run_id, "gate.json"))
+        print(f"gate: {'BLESSED' if gate['blessed'] else 'NOT BLESSED'}; deploy {gate['deploy']}; "
+              f"current {gate['current']}")
+        for reason in gate["reasons"]:
+            print(f"  - {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

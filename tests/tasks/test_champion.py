@@ -1,0 +1,62 @@
+"""Champion lookup on real MinIO. The fake runs live under a prefix of their own (``find``'s ``runs_prefix``),
+never under the shared ``runs/``: the pipeline's credentials cannot delete objects, and a fake manifest there
+would become ``runs latest`` or another run's champion."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tasks import champion
+from tasks.exceptions import IntegrityError
+from tasks.results import ArtifactRef
+from tasks.storage import ArtifactStore
+
+pytestmark = pytest.mark.integration
+SOURCE = "s3://datasets/digits"
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"tests/champion-{uuid.uuid4().hex[:8]}/runs/"
+
+
+def _run(store: ArtifactStore, prefix: str, run_id: str, classes: list[str], gate: dict, source: str = SOURCE,
+         pin: bool = True) -> ArtifactRef:
+    key = f"{prefix}{run_id}/tflite/fp32.tflite"
+    art = store.put_bytes(key, f"model of {run_id}".encode())
+    fp32 = store.ref(art)
+    manifest = {"run_id": run_id, "dataset": {"source": source, "classes": classes},
+                "config": {"data": {"image_size": 32, "channels": 3}}, "gate": dict(gate),
+                "artifacts": [{"name": "tflite/fp32.tflite", "key": key, "sha256": art.sha256,
+                               "size_bytes": art.size_bytes}]}
+    if pin:  # the gate's verdict pins the exact version; older manifests only list key + sha256
+        manifest["gate"]["tflite"] = {"fp32": fp32.to_xcom()}
+    store.put_json(f"{prefix}{run_id}/manifest.json", manifest)
+    return fp32
+
+
+def test_newest_blessed_run_on_the_same_dataset_and_classes_is_the_champion(artifact_store, prefix, tmp_path):
+    store = artifact_store
+    blessed = _run(store, prefix, "r1-blessed", ["a", "b"], {"blessed": True, "deploy": ["fp32"]})
+    _run(store, prefix, "r2-refused", ["a", "b"], {"blessed": False, "deploy": []})
+    _run(store, prefix, "r3-other-classes", ["a", "c"], {"blessed": True, "deploy": ["fp32"]})
+    _run(store, prefix, "r4-other-source", ["a", "b"], {"blessed": True, "deploy": ["fp32"]}, source=SOURCE + "x")
+    found = champion.find(store, SOURCE, ["a", "b"], exclude_run="r9-this-run", runs_prefix=prefix)
+    assert found is not None and found.run_id == "r1-blessed" and found.fp32 == blessed
+    assert (found.image_size, found.channels) == (32, 3)
+    store.put_bytes(f"{prefix}r1-blessed/tflite/fp32.tflite", b"overwritten later")
+    assert champion.fetch_fp32(store, found, tmp_path) == b"model of r1-blessed"  # the pinned version
+    assert champion.find(store, SOURCE, ["a", "b"], exclude_run="r1-blessed", runs_prefix=prefix) is None
+
+
+def test_first_run_has_no_champion_and_a_tampered_champion_is_refused(artifact_store, prefix, tmp_path):
+    store = artifact_store
+    assert champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix) is None
+    _run(store, prefix, "r1", ["a", "b"], {"deploy": ["fp32"]}, pin=False)  # pre-gate manifest: deployed = blessed
+    store.put_bytes(f"{prefix}r1/tflite/fp32.tflite", b"overwritten")
+    found = champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix)
+    assert found is not None and found.fp32.version_id is None
+    with pytest.raises(IntegrityError, match="overwritten or corrupted"):
+        champion.fetch_fp32(store, found, tmp_path)

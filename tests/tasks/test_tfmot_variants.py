@@ -1,0 +1,95 @@
+"""tfmot variants on a tiny model. tfmot switches its process to tf-keras, so each build runs in a subprocess
+and the pytest process never sees TF_USE_LEGACY_KERAS."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.config import load_config
+from tasks.exceptions import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+CHILD = """
+import json, sys
+from pathlib import Path
+from tests.tasks.conftest import make_splits
+from tasks import data
+from tasks.config import load_config
+from tasks.tfmot_variants import build_variant
+from ai_edge_litert.interpreter import Interpreter
+
+mode, keras_path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+cfg = load_config("tiny", {"data.image_size": 16, "quantize.finetune_epochs": 2,
+                          "quantize.finetune_learning_rate": 1e-3, "quantize.prune_min_weights": 0})
+splits = make_splits()
+images = list(data.calibration_images(splits, 20))
+blob, facts = build_variant(cfg, mode, keras_path, splits, out, lambda: ([img] for img in images))
+interp = Interpreter(model_content=blob)
+interp.allocate_tensors()
+dtypes = [str(d["dtype"].__name__) for d in interp.get_input_details() + interp.get_output_details()]
+float_tensors = [t["name"] for t in interp.get_tensor_details() if t["dtype"].__name__ == "float32"]
+print(json.dumps({**facts, "io": dtypes, "float_tensors": len(float_tensors), "size": len(blob)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_keras(tmp_path_factory) -> Path:
+    import keras
+    import numpy as np
+
+    from tasks.models import build_model
+    from tests.tasks.conftest import make_splits
+
+    keras.utils.set_random_seed(0)
+    model = build_model(load_config("tiny", {"data.image_size": 16}), num_classes=3)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = next(make_splits().train.batch(64).as_numpy_iterator())
+    model.fit(x, y, epochs=3, verbose=0)
+    assert np.isfinite(model.predict(x[:2], verbose=0)).all()
+    path = tmp_path_factory.mktemp("tfmot") / "model.keras"
+    model.save(path)
+    return path
+
+
+def _build(mode: str, keras_path: Path) -> dict:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_USE_LEGACY_KERAS", None)
+    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(keras_path), str(keras_path.parent)], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_pruning_reaches_the_target_sparsity(trained_keras):
+    facts = _build("pruned", trained_keras)
+    assert facts["rebuild_max_diff"] < 1e-5  # the flat tf-keras rebuild (head BN folded) is the same function
+    assert facts["sparsity"] == pytest.approx(0.75, abs=0.01)
+    assert facts["io"] == ["float32", "float32"]
+    assert "TF_USE_LEGACY_KERAS" not in os.environ
+
+
+def test_qat_model_converts_to_int8_io(trained_keras):
+    facts = _build("qat_int8", trained_keras)
+    assert facts["io"] == ["int8", "int8"] and facts["float_tensors"] == 0
+
+
+@pytest.mark.parametrize("mode", ["pruned", "qat_int8"])
+def test_tfmot_modes_refuse_efficientnet_at_config_time(mode):
+    with pytest.raises(ConfigError, match="need tfmot"):
+        load_config("seed", {"quantize.modes": ["fp32", mode]})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "match"),
+    [({"quantize.prune_sparsity": 1.0}, "prune_sparsity"), ({"quantize.finetune_epochs": 0}, "finetune_epochs"),
+     ({"quantize.modes": ["fp32", "int4"]}, "unknown mode")],
+)
+def test_tfmot_config_errors(overrides, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config("demo", overrides)

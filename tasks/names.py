@@ -23,6 +23,16 @@ ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigg
 ENV_DEVICES = "EDGEOPS_DEVICES"  # comma-separated default device list for the DAG's trigger form
 DEFAULT_DEVICES = ("pi1", "pi2")
 
+# Retraining when new data lands (plugins/edgeops_airflow/triggers.py): the nightly DAG's dataset asset and
+# its watcher's debounce (a burst of uploads makes one event once the bucket is quiet this long)
+DATASET_ASSET = "edgeops_dataset"
+ENV_NEW_DATA_QUIET = "EDGEOPS_NEW_DATA_QUIET_SECONDS"
+DEFAULT_NEW_DATA_QUIET_SECONDS = 120.0
+ENV_NEW_DATA_MAX_WAIT = "EDGEOPS_NEW_DATA_MAX_WAIT_SECONDS"  # a steady trickle still fires after this long
+DEFAULT_NEW_DATA_MAX_WAIT_SECONDS = 1800.0
+ENV_NEW_DATA_RESCAN = "EDGEOPS_NEW_DATA_RESCAN_SECONDS"  # safety-net listing while idle; 0 = notifications only
+DEFAULT_NEW_DATA_RESCAN_SECONDS = 60.0
+
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)
 EXIT_OK = 0
 EXIT_FAILED = 1  # an EdgeOpsError: may be worth a retry (store down, device unreachable)

@@ -265,6 +265,12 @@ def _seconds(env: str, default: float) -> float:
         raise ConfigError(f"{env}={raw!r}: give a number of seconds") from None
 
 
+def asset_uri(bucket: str, prefix: str) -> str:
+    """``x-minio://<bucket>/<prefix>``. Any other scheme makes Airflow load every provider's URI normaliser at
+    parse time (the amazon one imports boto3); ``x-`` schemes are left alone. The source is in ``extra``."""
+    return f"x-minio://{bucket}/{prefix.strip('/')}".rstrip("/")
+
+
 def dataset_asset(profile: str | None = None) -> Asset:
     """The asset the nightly DAG is scheduled on: the default profile's ``data.source``, watched for uploads.
 
@@ -274,12 +280,14 @@ def dataset_asset(profile: str | None = None) -> Asset:
 
     source = load_config(profile or DEFAULT_PROFILE).data.source
     where = watched_location(source)
+    extra = {"source": source}
     if where is None:
-        return Asset(name=names.DATASET_ASSET, uri=f"s3://{names.DATASETS_BUCKET}/")
+        return Asset(name=names.DATASET_ASSET, uri=asset_uri(names.DATASETS_BUCKET, ""), extra=extra)
     trigger = MinioNewObjectsTrigger(
         bucket=where[0], prefix=where[1],
         quiet_seconds=_seconds(names.ENV_NEW_DATA_QUIET, names.DEFAULT_NEW_DATA_QUIET_SECONDS),
         max_wait_seconds=_seconds(names.ENV_NEW_DATA_MAX_WAIT, names.DEFAULT_NEW_DATA_MAX_WAIT_SECONDS),
+        rescan_seconds=_seconds(names.ENV_NEW_DATA_RESCAN, names.DEFAULT_NEW_DATA_RESCAN_SECONDS),
     )
-    return Asset(name=names.DATASET_ASSET, uri=source.rstrip("/"),
+    return Asset(name=names.DATASET_ASSET, uri=asset_uri(*where), extra=extra,
                  watchers=[AssetWatcher(name=f"{names.DATASET_ASSET}_uploads", trigger=trigger)])

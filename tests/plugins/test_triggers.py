@@ -151,7 +151,8 @@ def test_dataset_asset_watches_the_profiles_source(monkeypatch) -> None:
 
     monkeypatch.setenv(names.ENV_NEW_DATA_QUIET, "7")
     asset = dataset_asset("tiny")
-    assert asset.name == names.DATASET_ASSET and asset.uri == "s3://datasets/digits"
+    assert asset.name == names.DATASET_ASSET and asset.uri == "x-minio://datasets/digits"
+    assert asset.extra == {"source": "s3://datasets/digits"}
     [watcher] = asset.watchers
     assert watcher.trigger.serialize()[1] | {"quiet_seconds": 7.0} == watcher.trigger.serialize()[1]
     assert (watcher.trigger.bucket, watcher.trigger.prefix) == (names.DATASETS_BUCKET, "digits/")

@@ -30,6 +30,7 @@ ENV_NEW_DATA_QUIET = "EDGEOPS_NEW_DATA_QUIET_SECONDS"
 DEFAULT_NEW_DATA_QUIET_SECONDS = 120.0
 ENV_NEW_DATA_MAX_WAIT = "EDGEOPS_NEW_DATA_MAX_WAIT_SECONDS"  # a steady trickle still fires after this long
 DEFAULT_NEW_DATA_MAX_WAIT_SECONDS = 1800.0
+ENV_NEW_DATA_SOURCE = "EDGEOPS_NEW_DATA_SOURCE"  # s3://bucket/prefix to watch instead of the profile's data.source
 ENV_NEW_DATA_RESCAN = "EDGEOPS_NEW_DATA_RESCAN_SECONDS"  # safety-net listing while idle; 0 = notifications only
 DEFAULT_NEW_DATA_RESCAN_SECONDS = 60.0
 

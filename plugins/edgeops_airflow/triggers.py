@@ -272,13 +272,18 @@ def asset_uri(bucket: str, prefix: str) -> str:
 
 
 def dataset_asset(profile: str | None = None) -> Asset:
-    """The asset the nightly DAG is scheduled on: the default profile's ``data.source``, watched for uploads.
-
-    A source outside the store (``tfds:``) gets no watcher: the DAG then runs on its time schedule only."""
+    """The asset the nightly DAG is scheduled on: the default profile's ``data.source`` (or
+    ``$EDGEOPS_NEW_DATA_SOURCE``), watched for uploads. A source outside the store (``tfds:``) gets no watcher:
+    the DAG then runs on its time schedule only."""
     from edgeops_airflow.params import DEFAULT_PROFILE
-    from tasks.config import load_config
+    from tasks.config import DataConfig, load_config
 
-    source = load_config(profile or DEFAULT_PROFILE).data.source
+    if override := os.environ.get(names.ENV_NEW_DATA_SOURCE, "").strip():
+        if not override.startswith("s3://"):
+            raise ConfigError(f"{names.ENV_NEW_DATA_SOURCE}={override!r}: give s3://<bucket>/<prefix>")
+        source = DataConfig(source=override).source
+    else:
+        source = load_config(profile or DEFAULT_PROFILE).data.source
     where = watched_location(source)
     extra = {"source": source}
     if where is None:

@@ -6,39 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import time
 import uuid
-from contextlib import contextmanager
 
 import pytest
 from edgeops_airflow.triggers import MinioNewObjectsTrigger, dataset_asset, watched_location
 
-from scripts.devstack.minio import pipeline_policy
 from tasks import names
 from tasks.exceptions import ConfigError, StorageError
 from tasks.results import NewDataEvent
 from tests.helpers import conn_env_var
-
-
-@contextmanager
-def service_account(stack_env: dict, watched: tuple[str, ...]):
-    """A temporary MinIO service account with the pipeline's policy, as an aws-type Airflow connection."""
-    from minio import MinioAdmin
-    from minio.credentials import StaticProvider
-
-    s3, root = stack_env["s3"], stack_env["s3_admin"]
-    admin = MinioAdmin(endpoint=s3["endpoint"].removeprefix("http://"), secure=False,
-                       credentials=StaticProvider(root["access_key"], root["secret_key"]))
-    access, secret = f"edgeops-t{secrets.token_hex(4)}", secrets.token_urlsafe(24)
-    buckets = (s3["artifacts_bucket"], s3["datasets_bucket"])
-    admin.add_service_account(access_key=access, secret_key=secret, name=access,
-                              policy=pipeline_policy(buckets, watched=watched), description="edgeops trigger test")
-    try:
-        yield {"conn_type": "aws", "login": access, "password": secret,
-               "extra": {"endpoint_url": s3["endpoint"], "region_name": "us-east-1"}}
-    finally:
-        admin.delete_service_account(access)
+from tests.integration.minio_accounts import service_account
 
 
 @pytest.fixture
@@ -158,6 +136,12 @@ def test_dataset_asset_watches_the_profiles_source(monkeypatch) -> None:
     assert (watcher.trigger.bucket, watcher.trigger.prefix) == (names.DATASETS_BUCKET, "digits/")
 
     assert dataset_asset("seed").watchers == []  # tfds: nothing in the store to watch; 02:00 only
+    monkeypatch.setenv(names.ENV_NEW_DATA_SOURCE, "s3://datasets/incoming/")
+    assert dataset_asset("seed").watchers[0].trigger.prefix == "incoming/"
+    monkeypatch.setenv(names.ENV_NEW_DATA_SOURCE, "tfds:mnist")
+    with pytest.raises(ConfigError, match=names.ENV_NEW_DATA_SOURCE):
+        dataset_asset("tiny")
+    monkeypatch.delenv(names.ENV_NEW_DATA_SOURCE)
     monkeypatch.setenv(names.ENV_NEW_DATA_QUIET, "soon")
     with pytest.raises(ConfigError, match=names.ENV_NEW_DATA_QUIET):
         dataset_asset("tiny")

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tasks import names
+
 from .common import (
     LOGS,
     REPO,
@@ -91,6 +93,7 @@ def settings(cfg: dict) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "PYTHONPATH": str(REPO),
         "EDGEOPS_REPO": str(REPO),
+        names.ENV_FLEET: str(STATE / "fleet.json"),  # the running devices' inventory (`up` writes it)
     }
 
 

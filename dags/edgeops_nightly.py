@@ -12,9 +12,9 @@ from typing import Any
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 from edgeops_airflow.fan_out import fan_out
+from edgeops_airflow.new_data import dataset_asset
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.step_operator import StepOperator
-from edgeops_airflow.triggers import dataset_asset
 
 DOC = """
 ### edgeops nightly

@@ -12,7 +12,9 @@ response writer has no ``Flush``), so records arrive in ~4 KB blocks and the tai
 can sit in the server's buffer indefinitely. So the trigger keeps a listing of the prefix (key -> ETag): before it
 fires it lists once more (the *settle check*: the event counts every new key, and a tail the stream has not
 delivered yet extends the burst instead of making a second one), and while idle it lists every
-``rescan_seconds`` (0 = never) so a lone upload still fires. Keys are counted once, by key and ETag.
+``rescan_seconds`` (0 = never) so a lone upload still fires. Keys are counted once, by key and ETag. After each
+event the newest LastModified is kept in Airflow's asset state store (AIP-103), so objects uploaded while the
+triggerer was down make an event when it comes back instead of becoming the new baseline.
 
 The SDK's iterator blocks, so it runs in a daemon thread that hands records to the event loop. Credentials come
 from the Airflow connection (``names.MINIO_CONN_ID``: login, password, ``extra.endpoint_url``); the account needs
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
-from airflow.sdk import Asset, AssetWatcher
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
 from tasks import names
@@ -45,6 +45,7 @@ KEYS_IN_EVENT = 20
 # S3 error codes a reconnect cannot fix: the trigger fails with a message that says what to fix
 FATAL_S3_CODES = ("AccessDenied", "NoSuchBucket", "InvalidAccessKeyId", "SignatureDoesNotMatch")
 RECONNECT_MAX_SECONDS = 30.0
+WATERMARK = "newest_last_modified"  # asset state store key: epoch seconds of the newest object already reported
 Item = tuple[str, str] | BaseException  # (key, etag) from the listener thread, or its fatal error
 
 
@@ -80,6 +81,8 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
         self._stopping = threading.Event()
         self._stream: Any = None
         self._known: dict[str, str] = {}  # key -> ETag of every object seen so far
+        self._newest = 0.0  # LastModified (epoch s) of the newest object in the last listing
+        self._listed: dict[str, float] = {}  # key -> LastModified of the last listing
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return f"{type(self).__module__}.{type(self).__qualname__}", {
@@ -103,6 +106,8 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
         )
         listener.start()
         self._known = dict(await self._rescan(client))  # the baseline: what is already there is not new
+        for key in await self._missed():
+            _put(asyncio.get_running_loop(), queue, (key, self._known.pop(key)))
         log.info("watching s3://%s/%s (%d objects; quiet %.0fs, max wait %.0fs, rescan %.0fs)", self.bucket,
                  self.prefix, len(self._known), self.quiet_seconds, self.max_wait_seconds, self.rescan_seconds)
         try:
@@ -110,6 +115,7 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
                 event = await self._burst(queue, client)
                 log.info("new data: %d object(s) under s3://%s/%s", event.objects, self.bucket, self.prefix)
                 yield TriggerEvent(event.to_xcom())
+                await self._save_watermark()
         finally:
             self._stop()
 
@@ -154,12 +160,28 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
         return new
 
     async def _rescan(self, client: Any) -> list[tuple[str, str]]:
-        """(key, etag) of every object under the prefix."""
-        return await asyncio.to_thread(
-            lambda: [(o.object_name, (o.etag or "").strip('"'))
-                     for o in client.list_objects(self.bucket, prefix=self.prefix, recursive=True)
-                     if not o.is_dir]
+        """(key, etag) of every object under the prefix; remembers each one's LastModified."""
+        objects = await asyncio.to_thread(
+            lambda: [o for o in client.list_objects(self.bucket, prefix=self.prefix, recursive=True) if not o.is_dir]
         )
+        self._listed = {o.object_name: o.last_modified.timestamp() if o.last_modified else 0.0 for o in objects}
+        self._newest = max([self._newest, *self._listed.values()])
+        return [(o.object_name, (o.etag or "").strip('"')) for o in objects]
+
+    async def _missed(self) -> list[str]:
+        """Keys newer than the watermark the last run of this watcher stored: uploads while it was not running.
+        Outside the triggerer (no asset state store) and on the very first start, nothing is missed."""
+        if self.asset_state_store is None:
+            return []
+        mark = await self.asset_state_store.aget(WATERMARK)
+        if not isinstance(mark, int | float):
+            await self._save_watermark()
+            return []
+        return [key for key, modified in self._listed.items() if modified > mark]
+
+    async def _save_watermark(self) -> None:
+        if self.asset_state_store is not None:
+            await self.asset_state_store.aset(WATERMARK, self._newest)
 
     # --- the blocking listener (thread side) ---------------------------------------------------------------
     def _listen(self, client: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Item]) -> None:
@@ -245,54 +267,3 @@ def _client(conn: Any, conn_id: str, stopping: threading.Event) -> Any:
                          retries=urllib3.Retry(total=2, backoff_factor=0.5, status_forcelist=[500, 502, 503, 504]))
     return Minio(url.netloc, access_key=conn.login, secret_key=conn.password, secure=url.scheme == "https",
                  region=(conn.extra_dejson or {}).get("region_name"), http_client=pool)
-
-
-# --- the nightly DAG's dataset asset ------------------------------------------------------------------------
-def watched_location(source: str) -> tuple[str, str] | None:
-    """(bucket, prefix) that an ``s3://`` data source reads; None for sources outside the store (``tfds:``)."""
-    if not source.startswith("s3://"):
-        return None
-    bucket, _, prefix = source.removeprefix("s3://").partition("/")
-    prefix = prefix.strip("/")
-    return bucket, f"{prefix}/" if prefix else ""
-
-
-def _seconds(env: str, default: float) -> float:
-    raw = os.environ.get(env, "")
-    try:
-        return float(raw) if raw.strip() else default
-    except ValueError:
-        raise ConfigError(f"{env}={raw!r}: give a number of seconds") from None
-
-
-def asset_uri(bucket: str, prefix: str) -> str:
-    """``x-minio://<bucket>/<prefix>``. Any other scheme makes Airflow load every provider's URI normaliser at
-    parse time (the amazon one imports boto3); ``x-`` schemes are left alone. The source is in ``extra``."""
-    return f"x-minio://{bucket}/{prefix.strip('/')}".rstrip("/")
-
-
-def dataset_asset(profile: str | None = None) -> Asset:
-    """The asset the nightly DAG is scheduled on: the default profile's ``data.source`` (or
-    ``$EDGEOPS_NEW_DATA_SOURCE``), watched for uploads. A source outside the store (``tfds:``) gets no watcher:
-    the DAG then runs on its time schedule only."""
-    from edgeops_airflow.params import DEFAULT_PROFILE
-    from tasks.config import DataConfig, load_config
-
-    if override := os.environ.get(names.ENV_NEW_DATA_SOURCE, "").strip():
-        if not override.startswith("s3://"):
-            raise ConfigError(f"{names.ENV_NEW_DATA_SOURCE}={override!r}: give s3://<bucket>/<prefix>")
-        source = DataConfig(source=override).source
-    else:
-        source = load_config(profile or DEFAULT_PROFILE).data.source
-    where = watched_location(source)
-    extra = {"source": source}
-    if where is None:
-        return Asset(name=names.DATASET_ASSET, uri=asset_uri(names.DATASETS_BUCKET, ""), extra=extra)
-    trigger = MinioNewObjectsTrigger(
-        bucket=where[0], prefix=where[1],
-        quiet_seconds=_seconds(names.ENV_NEW_DATA_QUIET, names.DEFAULT_NEW_DATA_QUIET_SECONDS),
-        max_wait_seconds=_seconds(names.ENV_NEW_DATA_MAX_WAIT, names.DEFAULT_NEW_DATA_MAX_WAIT_SECONDS),
-        rescan_seconds=_seconds(names.ENV_NEW_DATA_RESCAN, names.DEFAULT_NEW_DATA_RESCAN_SECONDS),
-    )
-    return Asset(name=names.DATASET_ASSET, uri=asset_uri(*where), extra=extra,
-                 watchers=[AssetWatcher(name=f"{names.DATASET_ASSET}_uploads", trigger=trigger)])

@@ -1,5 +1,6 @@
 """New images landing in MinIO start the nightly DAG: real Airflow processes (dag-processor, scheduler,
 triggerer) on a temporary SQLite home, the real DAG file and plugin, the real MinIO notification stream.
+Images uploaded while the triggerer is down make an event when it is back (the watermark in the asset state store).
 
 The processes get no device connections and no api-server, so the run they create cannot deploy anything: it is
 created (asset-triggered) and may then fail; the test only checks that it exists and came from ONE asset event.
@@ -73,6 +74,17 @@ def wait_for(what: str, check, timeout: float, logs: list[Path]):
     pytest.fail(f"{what}: not after {timeout:.0f}s\n{tails}")
 
 
+def start(airflow: str, args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(["nice", "-n", "15", airflow, *args], env=env, cwd=log.parent, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def upload(admin_s3, bucket: str, prefix: str, names_: list[str]) -> None:
+    for name in names_:
+        admin_s3.put_object(Bucket=bucket, Key=f"{prefix}{name}", Body=uuid.uuid4().bytes)
+
+
 def stop_all(procs: list[subprocess.Popen]) -> None:
     for proc in procs:
         if proc.poll() is None:
@@ -102,16 +114,13 @@ def test_uploaded_images_start_an_asset_triggered_nightly_run(stack_env, admin_s
                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=240)
             for args in COMPONENTS:
                 logs.append(tmp_path / f"{args[0]}.log")
-                with open(logs[-1], "wb") as out:
-                    procs.append(subprocess.Popen(["nice", "-n", "15", airflow, *args], env=env, cwd=tmp_path,
-                                                  stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                                  start_new_session=True))
+                procs.append(start(airflow, args, env, logs[-1]))
+            watching = f"watching s3://{bucket}/{prefix}"
             # the watcher is up once the triggerer runs it and it has listed the (empty) prefix
             wait_for("the triggerer running the dataset watcher",
-                     lambda: f"watching s3://{bucket}/{prefix}" in logs[2].read_text(errors="replace"), 120, logs)
+                     lambda: watching in logs[2].read_text(errors="replace"), 120, logs)
             time.sleep(1)
-            for i in range(BURST):
-                admin_s3.put_object(Bucket=bucket, Key=f"{prefix}class_{i % 2}/{i}.png", Body=uuid.uuid4().bytes)
+            upload(admin_s3, bucket, prefix, [f"class_{i % 2}/{i}.png" for i in range(BURST)])
 
             runs = wait_for(
                 "an asset-triggered edgeops_nightly run",
@@ -121,6 +130,17 @@ def test_uploaded_images_start_an_asset_triggered_nightly_run(stack_env, admin_s
             assert len(events) == 1, events  # the burst made ONE event
             payload = json.loads(events[0][0])["payload"]
             assert payload["objects"] == BURST and payload["prefix"] == prefix
+
+            # images landing while the triggerer is down are reported when it is back
+            stop_all([procs[2]])
+            upload(admin_s3, bucket, prefix, ["class_0/late-a.png", "class_1/late-b.png"])
+            seen = logs[2].read_text(errors="replace").count(watching)
+            procs[2] = start(airflow, list(COMPONENTS[2]), env, logs[2])
+            events = wait_for("the missed uploads reported after the triggerer restart",
+                              lambda: (e := query(db, "SELECT extra FROM asset_event ORDER BY id")) and len(e) > 1
+                              and e, 120, logs)
+            assert logs[2].read_text(errors="replace").count(watching) > seen
+            assert len(events) == 2 and json.loads(events[1][0])["payload"]["objects"] == 2, events
         finally:
             stop_all(procs)
             for obj in admin_s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):

@@ -10,7 +10,8 @@ import time
 import uuid
 
 import pytest
-from edgeops_airflow.triggers import MinioNewObjectsTrigger, dataset_asset, watched_location
+from edgeops_airflow.new_data import dataset_asset, watched_location
+from edgeops_airflow.triggers import MinioNewObjectsTrigger
 
 from tasks import names
 from tasks.exceptions import ConfigError, StorageError

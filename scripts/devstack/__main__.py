@@ -90,7 +90,7 @@ def apply_device_count(cfg: dict, requested: int | None) -> dict:
     """The stack config with pi1..piN (`up --devices N`, remembered for later commands); with a smaller N than
     last time, the devices no longer wanted are stopped."""
     saved = devices.saved_count()
-    n = requested or saved
+    n = requested if requested is not None else saved
     if n is None:
         return cfg
     if requested is not None:

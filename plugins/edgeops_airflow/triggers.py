@@ -134,28 +134,36 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
                 self._add(burst, await self._rescan(client))
         first_seen = last_seen = _now()
         deadline = time.monotonic() + self.max_wait_seconds
+        quiet_until = time.monotonic() + self.quiet_seconds
         while True:
-            if (wait := min(self.quiet_seconds, deadline - time.monotonic())) > 0:
+            listed = (wait := min(quiet_until, deadline) - time.monotonic()) <= 0
+            if not listed:
                 try:
                     found = [await _next(queue, wait)]
                 except TimeoutError:
-                    found = await self._rescan(client)  # the settle check
-            else:
-                found = await self._rescan(client)
-            if not self._add(burst, found) or time.monotonic() >= deadline:
+                    listed = True
+            if listed:
+                found = await self._rescan(client)  # the settle check
+            new = self._add(burst, found)
+            if (listed and not new) or time.monotonic() >= deadline:
                 break
+            if not new:  # a notification for a key a listing already counted: keep waiting
+                continue
             last_seen = _now()
+            # keys a listing found were uploaded a while ago: count their quiet time from their LastModified
+            age = time.time() - max(self._listed.get(k, 0.0) for k in new) if listed else 0.0
+            quiet_until = time.monotonic() + self.quiet_seconds - min(max(age, 0.0), self.quiet_seconds)
         keys = tuple(list(burst)[:KEYS_IN_EVENT])
         return NewDataEvent(bucket=self.bucket, prefix=self.prefix, objects=len(burst), keys=keys,
                             first_seen=first_seen, last_seen=last_seen, quiet_seconds=self.quiet_seconds)
 
-    def _add(self, burst: dict[str, None], found: list[tuple[str, str]]) -> int:
-        """Add the keys whose ETag is new to the burst; returns how many were new."""
-        new = 0
+    def _add(self, burst: dict[str, None], found: list[tuple[str, str]]) -> list[str]:
+        """Add the keys whose ETag is new to the burst; returns them."""
+        new = []
         for key, etag in found:
             if self._known.get(key) != etag:
                 self._known[key] = etag
-                new += key not in burst
+                new.append(key)
                 burst[key] = None
         return new
 

@@ -97,19 +97,21 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow.sdk import BaseHook
 
+        self._stopping = threading.Event()  # a fresh one per run: a listener of an earlier run stays stopped
         client = _client(await BaseHook.aget_connection(self.conn_id), self.conn_id, self._stopping)
         queue: asyncio.Queue[Item] = asyncio.Queue()
-        self._stopping.clear()
         listener = threading.Thread(
-            target=self._listen, args=(client, asyncio.get_running_loop(), queue), daemon=True,
+            target=self._listen, args=(client, asyncio.get_running_loop(), queue, self._stopping), daemon=True,
             name=f"minio-listen-{self.bucket}/{self.prefix}",
         )
         listener.start()
         self._known = dict(await self._rescan(client))  # the baseline: what is already there is not new
-        for key in await self._missed():
-            _put(asyncio.get_running_loop(), queue, (key, self._known.pop(key)))
-        log.info("watching s3://%s/%s (%d objects; quiet %.0fs, max wait %.0fs, rescan %.0fs)", self.bucket,
-                 self.prefix, len(self._known), self.quiet_seconds, self.max_wait_seconds, self.rescan_seconds)
+        missed = await self._missed()
+        for key in missed:
+            queue.put_nowait((key, self._known.pop(key)))
+        log.info("watching s3://%s/%s (%d objects, %d new since the last event; quiet %.0fs, max wait %.0fs, "
+                 "rescan %.0fs)", self.bucket, self.prefix, len(self._known) + len(missed), len(missed),
+                 self.quiet_seconds, self.max_wait_seconds, self.rescan_seconds)
         try:
             while True:
                 event = await self._burst(queue, client)
@@ -192,13 +194,14 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
             await self.asset_state_store.aset(WATERMARK, self._newest)
 
     # --- the blocking listener (thread side) ---------------------------------------------------------------
-    def _listen(self, client: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Item]) -> None:
+    def _listen(self, client: Any, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[Item],
+                stopping: threading.Event) -> None:
         """Feed created keys to the loop; reconnect with backoff on network errors; stop on fatal S3 errors."""
         from minio.error import S3Error
         from urllib3.exceptions import ReadTimeoutError
 
         backoff = 1.0
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
                 self._stream = client.listen_bucket_notification(self.bucket, prefix=self.prefix,
                                                                  events=(OBJECT_CREATED,))
@@ -220,10 +223,10 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
                     return
                 log.warning("listening on s3://%s failed (%s); reconnecting in %.0fs", self.bucket, exc, backoff)
             except Exception as exc:  # network: MinIO restarting, connection reset; reconnect
-                if self._stopping.is_set():
+                if stopping.is_set():
                     return
                 log.warning("listening on s3://%s failed (%s); reconnecting in %.0fs", self.bucket, exc, backoff)
-            self._stopping.wait(backoff)
+            stopping.wait(backoff)
             backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
     def _stop(self) -> None:

@@ -129,14 +129,15 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
         """Wait for new keys, then collect them until quiet_seconds pass without one and a last listing finds
         nothing more (or max_wait_seconds passed)."""
         burst: dict[str, None] = {}  # an ordered set of new keys
+        listed_keys: list[str] = []
         while not burst:
             try:
                 self._add(burst, [await _next(queue, self.rescan_seconds or None)])
             except TimeoutError:
-                self._add(burst, await self._rescan(client))
+                listed_keys = self._add(burst, await self._rescan(client))
         first_seen = last_seen = _now()
         deadline = time.monotonic() + self.max_wait_seconds
-        quiet_until = time.monotonic() + self.quiet_seconds
+        quiet_until = time.monotonic() + self._quiet_left(listed_keys)
         while True:
             listed = (wait := min(quiet_until, deadline) - time.monotonic()) <= 0
             if not listed:
@@ -152,12 +153,18 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
             if not new:  # a notification for a key a listing already counted: keep waiting
                 continue
             last_seen = _now()
-            # keys a listing found were uploaded a while ago: count their quiet time from their LastModified
-            age = time.time() - max(self._listed.get(k, 0.0) for k in new) if listed else 0.0
-            quiet_until = time.monotonic() + self.quiet_seconds - min(max(age, 0.0), self.quiet_seconds)
+            quiet_until = time.monotonic() + self._quiet_left(new if listed else [])
         keys = tuple(list(burst)[:KEYS_IN_EVENT])
         return NewDataEvent(bucket=self.bucket, prefix=self.prefix, objects=len(burst), keys=keys,
                             first_seen=first_seen, last_seen=last_seen, quiet_seconds=self.quiet_seconds)
+
+    def _quiet_left(self, listed_keys: list[str]) -> float:
+        """The quiet time still to wait: keys a listing found were uploaded a while ago, so their quiet time
+        counts from their LastModified (keys from notifications are fresh: the whole quiet period)."""
+        if not listed_keys:
+            return self.quiet_seconds
+        age = time.time() - max(self._listed.get(k, 0.0) for k in listed_keys)
+        return self.quiet_seconds - min(max(age, 0.0), self.quiet_seconds)
 
     def _add(self, burst: dict[str, None], found: list[tuple[str, str]]) -> list[str]:
         """Add the keys whose ETag is new to the burst; returns them."""

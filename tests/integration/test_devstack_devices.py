@@ -92,3 +92,23 @@ def test_extra_devices_start_with_their_own_host_keys_and_roots(private_state) -
             client.close()
     finally:
         devices.down(cfg)
+
+
+def test_device_count_is_remembered_and_a_smaller_n_stops_the_rest(private_state, monkeypatch) -> None:
+    from scripts.devstack.__main__ import apply_device_count, shell_lines
+
+    monkeypatch.setattr(devices, "DEVICE_COUNT", private_state / "device-count")
+    assert apply_device_count(STACK, None) == STACK  # nothing asked, nothing remembered: the config as is
+    assert len(devices.process_devices(apply_device_count(STACK, 4))) == 4
+    assert len(devices.process_devices(apply_device_count(STACK, None))) == 4  # status/env/down see the same N
+    stopped: list[str] = []
+    monkeypatch.setattr(devices, "down", lambda cfg: stopped.extend(d["name"] for d in cfg["devices"]))
+    assert [d["name"] for d in devices.process_devices(apply_device_count(STACK, 2))] == ["pi1", "pi2"]
+    assert stopped == ["pi3", "pi4"] and devices.saved_count() == 2
+
+    monkeypatch.setattr(devices, "FLEET_JSON", private_state / "fleet.json")
+    doc = {"s3": {k: "x" for k in ("endpoint", "access_key", "secret_key", "artifacts_bucket", "datasets_bucket")},
+           "connections": {}}
+    assert not any("EDGEOPS_FLEET" in line for line in shell_lines(doc))
+    devices.FLEET_JSON.write_text("{}")
+    assert f"export EDGEOPS_FLEET={devices.FLEET_JSON}" in shell_lines(doc)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, CronTriggerTimetable, get_current_context, task
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 from edgeops_airflow.fan_out import fan_out
+from edgeops_airflow.new_data import dataset_asset
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.step_operator import StepOperator
 
@@ -26,6 +27,9 @@ devices over SSH (pinned host keys) and benchmarked **on the device**. A run who
 deploy and benchmark (the devices keep their release) and says why in the gate task's log and the report.
 The run ends with an HTML report and `runs/<run_id>/manifest.json` (written last) in MinIO.
 
+* Runs at **02:00 UTC**, and also when **new data lands**: uploads under the default profile's `data.source`
+  (e.g. `s3://datasets/digits/`) reach the triggerer through MinIO bucket notifications, and one burst of uploads
+  (debounced: `EDGEOPS_NEW_DATA_QUIET_SECONDS` of quiet) makes one asset event, hence one run.
 * Trigger by hand with **Trigger DAG w/ config**: every knob is a typed Param; empty = the profile's value.
 * Artifacts: `s3://artifacts/runs/<run_id>/` (MinIO console). `edgeops runs show latest` prints the manifest.
 * Host latencies are labelled `host`; only device benchmarks on real Pis are Pi figures.
@@ -45,7 +49,11 @@ with DAG(
     description="Nightly retrain, quantize, evaluate, gate, deploy to Pis and benchmark on them",
     # No start_date: with catchup=False the first run is the next 02:00 UTC after the DAG is unpaused,
     # not an immediate run for the tick already past (which a start_date in the past would cause).
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+    # ... or when the dataset asset gets an event: its AssetWatcher's trigger debounces MinIO's notifications.
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+        assets=dataset_asset(),
+    ),
     catchup=False,
     max_active_runs=1,
     default_args=default_args,

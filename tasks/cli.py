@@ -138,6 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfg = sub.add_parser("config", help="print the resolved config")
     config_args(cfg)
     cfg.set_defaults(func=cmd_config)
+
+    from tasks.fleet.cli import add_parser as add_fleet_parser
+
+    add_fleet_parser(sub)
     return parser
 
 

@@ -22,6 +22,18 @@ DEFAULT_PROFILE = "demo"
 ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigger form
 ENV_DEVICES = "EDGEOPS_DEVICES"  # comma-separated default device list for the DAG's trigger form
 DEFAULT_DEVICES = ("pi1", "pi2")
+ENV_FLEET = "EDGEOPS_FLEET"  # the fleet inventory file (tasks/fleet/inventory.py); default config/fleet.json
+
+# Retraining when new data lands (plugins/edgeops_airflow/triggers.py): the nightly DAG's dataset asset and
+# its watcher's debounce (a burst of uploads makes one event once the bucket is quiet this long)
+DATASET_ASSET = "edgeops_dataset"
+ENV_NEW_DATA_QUIET = "EDGEOPS_NEW_DATA_QUIET_SECONDS"
+DEFAULT_NEW_DATA_QUIET_SECONDS = 120.0
+ENV_NEW_DATA_MAX_WAIT = "EDGEOPS_NEW_DATA_MAX_WAIT_SECONDS"  # a steady trickle still fires after this long
+DEFAULT_NEW_DATA_MAX_WAIT_SECONDS = 1800.0
+ENV_NEW_DATA_SOURCE = "EDGEOPS_NEW_DATA_SOURCE"  # s3://bucket/prefix to watch instead of the profile's data.source
+ENV_NEW_DATA_RESCAN = "EDGEOPS_NEW_DATA_RESCAN_SECONDS"  # safety-net listing while idle; 0 = notifications only
+DEFAULT_NEW_DATA_RESCAN_SECONDS = 60.0
 
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)
 EXIT_OK = 0

@@ -250,6 +250,21 @@ class PublishResult(Record):
     blessed: bool
 
 
+# --- event-driven scheduling ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class NewDataEvent(Record):
+    """What the dataset watcher (plugins/edgeops_airflow/triggers.py) puts in the asset event: one burst of
+    uploads, reported once the bucket has been quiet for ``quiet_seconds`` (or ``max_wait_seconds`` passed)."""
+
+    bucket: str
+    prefix: str
+    objects: int  # distinct keys created or overwritten in the burst
+    keys: tuple[str, ...]  # the first few keys, for the log and the UI; not the whole burst
+    first_seen: str  # ISO 8601 UTC, when the watcher saw the first and the last notification
+    last_seen: str
+    quiet_seconds: float
+
+
 # --- encoding -----------------------------------------------------------------------------------------------
 def _encode(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

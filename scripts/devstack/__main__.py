@@ -1,4 +1,5 @@
-"""CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] [--with-containers] | down | status | env [--shell]"""
+"""CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] [--with-containers] [--devices N] | down | status |
+env [--shell] | fleet [--waves K]"""
 
 from __future__ import annotations
 
@@ -15,7 +16,17 @@ if not __package__:  # also runnable as `python scripts/devstack ...`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.devstack import airflow, containers, devices, minio  # noqa: E402
-from scripts.devstack.common import ENV_JSON, STATE, DevstackError, load_stack, write_private  # noqa: E402
+from scripts.devstack.common import (  # noqa: E402
+    ENV_JSON,
+    REPO,
+    STATE,
+    DevstackError,
+    load_stack,
+    write_private,
+)
+from tasks import names  # noqa: E402
+
+BASE_FLEET = REPO / "config" / "fleet.json"
 
 USAGE_UP = ".venv/bin/python -m scripts.devstack up"
 WITH_CONTAINERS_ENV = "EDGEOPS_WITH_CONTAINERS"
@@ -68,9 +79,31 @@ def shell_lines(doc: dict) -> list[str]:
         "EDGEOPS_ARTIFACTS_BUCKET": s3["artifacts_bucket"],
         "EDGEOPS_DATASETS_BUCKET": s3["datasets_bucket"],
     }
+    if devices.FLEET_JSON.exists():
+        values[names.ENV_FLEET] = str(devices.FLEET_JSON)
     for conn_id, conn in doc["connections"].items():
         values[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
+
+
+def apply_device_count(cfg: dict, requested: int | None) -> dict:
+    """The stack config with pi1..piN (`up --devices N`, remembered for later commands); with a smaller N than
+    last time, the devices no longer wanted are stopped."""
+    saved = devices.saved_count()
+    n = requested if requested is not None else saved
+    if n is None:
+        return cfg
+    if requested is not None:
+        if saved and saved > requested:
+            wanted = {d["name"] for d in devices.with_devices(cfg, requested)["devices"]}
+            extra = [d for d in devices.with_devices(cfg, saved)["devices"] if d["name"] not in wanted]
+            devices.down({"devices": extra})
+        devices.save_count(requested)
+    return devices.with_devices(cfg, n)
+
+
+def fleet_doc(cfg: dict, waves: int = 2) -> dict:
+    return devices.fleet_inventory(cfg, json.loads(BASE_FLEET.read_text()), waves)
 
 
 def cmd_up(cfg: dict, with_airflow: bool, with_containers: bool = False) -> None:
@@ -82,6 +115,8 @@ def cmd_up(cfg: dict, with_airflow: bool, with_containers: bool = False) -> None
     doc = env_doc(cfg)
     write_private(ENV_JSON, json.dumps(doc, indent=2) + "\n")
     print(f"env: wrote {ENV_JSON}")
+    devices.FLEET_JSON.write_text(json.dumps(fleet_doc(cfg), indent=2) + "\n")
+    print(f"fleet: wrote {devices.FLEET_JSON} ({len(doc['devices'])} devices up)")
     if with_airflow:
         airflow.up(cfg, doc["connections"])
     print(f"devstack up in {time.monotonic() - start:.1f}s")
@@ -117,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get(WITH_CONTAINERS_ENV, "").lower() in ("1", "true", "yes"),
         help=f"also start the container devices (kind qemu; needs scripts/engine.sh); or {WITH_CONTAINERS_ENV}=1",
     )
+    up.add_argument(
+        "--devices", type=int, metavar="N",
+        help="run N simulated devices pi1..piN on ports 2221.. (remembered for status/env/down; default: the "
+             "config's, or the last N)",
+    )
     sub.add_parser("down", help="stop everything devstack started (and remove the device containers)")
+    fleet = sub.add_parser("fleet", help="print a fleet inventory (config/fleet.json format) for the devices")
+    fleet.add_argument("--waves", type=int, default=2, help="waves, the canary (pi1) included (default 2)")
     sub.add_parser(
         "status", help="show what runs, with URLs; exit 3 if MinIO or a non-optional device is down"
     )
@@ -126,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        cfg = load_stack()
+        cfg = apply_device_count(load_stack(), None)
+        if args.cmd == "fleet":
+            print(json.dumps(fleet_doc(cfg, args.waves), indent=2))
+            return 0
         if args.cmd == "env":
             doc = env_doc(cfg)
             print("\n".join(shell_lines(doc)) if args.shell else json.dumps(doc, indent=2))
@@ -137,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(STATE / ".lock", "w") as lock:  # one up/down at a time
             fcntl.flock(lock, fcntl.LOCK_EX)
             if args.cmd == "up":
+                cfg = apply_device_count(load_stack(), args.devices)
                 cmd_up(cfg, with_airflow=not args.no_airflow, with_containers=args.with_containers)
             else:
                 cmd_down(cfg)

@@ -1,4 +1,5 @@
-"""Airflow 3 on SQLite + LocalExecutor: db migrate, connections import, api-server/scheduler/dag-processor."""
+"""Airflow 3 on SQLite + LocalExecutor: db migrate, connections import, api-server/scheduler/dag-processor and the
+triggerer (it runs the nightly DAG's new-data watcher, plugins/edgeops_airflow/triggers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tasks import names
 
 from .common import (
     LOGS,
@@ -30,7 +33,7 @@ HOME = STATE / "airflow"
 ENV_FILE = HOME / "airflow.env"
 SECRETS = HOME / "secrets.json"
 CONNECTIONS = HOME / "connections.json"
-COMPONENTS = ("api-server", "scheduler", "dag-processor")
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -90,6 +93,7 @@ def settings(cfg: dict) -> dict[str, str]:
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "PYTHONPATH": str(REPO),
         "EDGEOPS_REPO": str(REPO),
+        names.ENV_FLEET: str(STATE / "fleet.json"),  # the running devices' inventory (`up` writes it)
     }
 
 
@@ -141,7 +145,7 @@ def up(cfg: dict, connections: dict) -> None:
             print(f"airflow {comp}: already running (pid {pid})")
             continue
         # task logs are read from local files by the api-server: no need for the 0.0.0.0:8793 log server
-        extra = ["--skip-serve-logs"] if comp == "scheduler" else []
+        extra = ["--skip-serve-logs"] if comp in ("scheduler", "triggerer") else []
         log = LOGS / f"airflow-{comp}.log"
         procs[comp] = spawn(f"airflow-{comp}", [airflow_bin(), comp, *extra], log, env)
         print(f"airflow {comp}: started (pid {procs[comp].pid}), log {log}")

@@ -237,3 +237,70 @@ def status(cfg: dict) -> bool:
         print(f"  shell:   {ssh_command(dev)}")
         ok = ok and bool(pid and listening)
     return ok
+
+
+# --- N simulated devices (`up --devices N`) and their fleet inventory ----------------------------------------
+FIRST_PORT = 2221
+MAX_DEVICES = 32
+DEVICE_COUNT = STATE / "device-count"  # the N of the last `up --devices N`, so status/env/down see the same fleet
+FLEET_JSON = STATE / "fleet.json"  # the inventory of the running devices (tasks/fleet/inventory.py format)
+
+
+def with_devices(cfg: dict, n: int, first_port: int = FIRST_PORT) -> dict:
+    """A copy of the stack config whose process devices are pi1..piN: the config's own entries where it has
+    them (pi1, pi2), new ones on the next free ports from 2221 (skipping ports other config devices use);
+    container devices are kept as they are. Each device gets its own host key and deploy root on `up`."""
+    if not 1 <= n <= MAX_DEVICES:
+        raise DevstackError(f"--devices {n}: choose 1..{MAX_DEVICES}")
+    existing = {d["name"]: d for d in process_devices(cfg)}
+    kept = [d for d in cfg.get("devices", []) if is_container(d)]
+    taken = {d["port"] for d in kept} | {d["port"] for name, d in existing.items() if name in _names(n)}
+    host = next(iter(existing.values()), {}).get("host", "127.0.0.1")
+    out, port = [], first_port
+    for name in _names(n):
+        if name not in existing:
+            while port in taken:
+                port += 1
+            taken.add(port)
+        out.append(existing.get(name) or {"name": name, "host": host, "port": port})
+    return {**cfg, "devices": out + kept}
+
+
+def _names(n: int) -> list[str]:
+    return [f"pi{i}" for i in range(1, n + 1)]
+
+
+def saved_count() -> int | None:
+    try:
+        return int(DEVICE_COUNT.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def save_count(n: int) -> None:
+    DEVICE_COUNT.parent.mkdir(parents=True, exist_ok=True)
+    DEVICE_COUNT.write_text(f"{n}\n")
+
+
+def fleet_inventory(cfg: dict, base: dict, waves: int = 2) -> dict:
+    """A fleet inventory (tasks/fleet/inventory.py) for the stack's devices: the first (pi1) is the wave-0 canary,
+    the other process devices fill waves 1..waves-1 in order, in the group ``base`` (config/fleet.json) gives it; a
+    container device keeps its ``base`` entry. Validated before it is returned."""
+    from tasks.exceptions import ConfigError
+    from tasks.fleet.inventory import Inventory
+
+    if waves < 2:
+        raise DevstackError(f"--waves {waves}: need at least 2 (the canary wave and one more)")
+    listed = {d["name"]: d for d in base.get("devices", [])}
+    canary, *rest = [d["name"] for d in process_devices(cfg)] or [""]
+    group = listed.get(canary, listed.get("pi1", {})).get("group") or next(iter(base.get("groups", {})), None)
+    if not canary or group is None:
+        raise DevstackError("no simulated device, or the base fleet file defines no group for them")
+    per_wave = -(-len(rest) // (waves - 1)) if rest else 1
+    devices = [{"name": canary, "group": group, "wave": 0}]
+    devices += [{"name": name, "group": group, "wave": 1 + i // per_wave} for i, name in enumerate(rest)]
+    devices += [listed[d["name"]] for d in cfg.get("devices", []) if is_container(d) and d["name"] in listed]
+    try:
+        return Inventory.from_dict({"groups": base["groups"], "devices": devices}).to_dict()
+    except ConfigError as exc:
+        raise DevstackError(f"generated fleet inventory is invalid: {exc}") from None

@@ -108,17 +108,22 @@ def ensure_buckets(cfg: dict) -> None:
     print(f"minio: buckets {m['artifacts_bucket']} (versioning Enabled), {m['datasets_bucket']} ready")
 
 
-def pipeline_policy(buckets: tuple[str, ...]) -> dict:
-    """What the pipeline may do: read and write objects (and their versions) in its buckets; nothing else
-    (no deletes, no bucket or admin operations, no other bucket)."""
+def pipeline_policy(buckets: tuple[str, ...], watched: tuple[str, ...] = ()) -> dict:
+    """What the pipeline may do: read and write objects (and their versions) in its buckets, and listen to the
+    object notifications of the ``watched`` ones (the triggerer's new-data watcher); nothing else (no deletes,
+    no bucket or admin operations, no other bucket)."""
     arns = [f"arn:aws:s3:::{b}" for b in buckets]
-    return {"Version": "2012-10-17", "Statement": [
+    statements = [
         {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation",
                                        "s3:GetBucketVersioning", "s3:ListBucketMultipartUploads"], "Resource": arns},
         {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject",
                                        "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"],
          "Resource": [f"{a}/*" for a in arns]},
-    ]}
+    ]
+    if watched:
+        statements.append({"Effect": "Allow", "Action": ["s3:ListenBucketNotification"],
+                           "Resource": [f"arn:aws:s3:::{b}" for b in watched]})
+    return {"Version": "2012-10-17", "Statement": statements}
 
 
 def service_account(cfg: dict) -> tuple[str, str]:
@@ -139,7 +144,7 @@ def ensure_service_account(cfg: dict) -> None:
     admin = MinioAdmin(endpoint=f"{m['host']}:{m['port']}", secure=False,
                        credentials=StaticProvider(m["access_key"], m["secret_key"]))
     access, secret = service_account(cfg)
-    policy = pipeline_policy((m["artifacts_bucket"], m["datasets_bucket"]))
+    policy = pipeline_policy((m["artifacts_bucket"], m["datasets_bucket"]), watched=(m["datasets_bucket"],))
     try:
         admin.get_service_account(access)
         admin.update_service_account(access_key=access, secret_key=secret, policy=policy)

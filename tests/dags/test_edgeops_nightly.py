@@ -16,7 +16,10 @@ def dag():
 
 
 def test_schedule_and_defaults(dag):
-    assert dag.timetable.expression == "0 2 * * *" and str(dag.timetable.timezone) == "UTC"
+    cron = dag.timetable.timetable  # AssetOrTimeSchedule: 02:00 UTC or new data (tests/plugins/test_triggers.py)
+    assert cron.expression == "0 2 * * *" and str(cron.timezone) == "UTC"
+    [watcher] = dag.timetable.asset_condition.watchers
+    assert watcher.trigger.serialize()[0] == "edgeops_airflow.triggers.MinioNewObjectsTrigger"
     assert dag.catchup is False
     train = dag.get_task("train")
     assert train.retries == 2 and train.retry_exponential_backoff

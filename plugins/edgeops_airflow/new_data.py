@@ -1,0 +1,62 @@
+"""The nightly DAG's dataset asset: the default profile's ``data.source``, watched for uploads by
+``triggers.MinioNewObjectsTrigger`` (debounce settings from the environment, see ``tasks/names.py``)."""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import Asset, AssetWatcher
+
+from edgeops_airflow.triggers import MinioNewObjectsTrigger
+from tasks import names
+from tasks.exceptions import ConfigError
+
+
+def watched_location(source: str) -> tuple[str, str] | None:
+    """(bucket, prefix) that an ``s3://`` data source reads; None for sources outside the store (``tfds:``)."""
+    if not source.startswith("s3://"):
+        return None
+    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    prefix = prefix.strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+def _seconds(env: str, default: float) -> float:
+    raw = os.environ.get(env, "")
+    try:
+        return float(raw) if raw.strip() else default
+    except ValueError:
+        raise ConfigError(f"{env}={raw!r}: give a number of seconds") from None
+
+
+def asset_uri(bucket: str, prefix: str) -> str:
+    """``x-minio://<bucket>/<prefix>``. Any other scheme makes Airflow load every provider's URI normaliser at
+    parse time (the amazon one imports boto3); ``x-`` schemes are left alone. The source is in ``extra``."""
+    return f"x-minio://{bucket}/{prefix.strip('/')}".rstrip("/")
+
+
+def dataset_asset(profile: str | None = None) -> Asset:
+    """The asset the nightly DAG is scheduled on: the default profile's ``data.source`` (or
+    ``$EDGEOPS_NEW_DATA_SOURCE``), watched for uploads. A source outside the store (``tfds:``) gets no watcher:
+    the DAG then runs on its time schedule only."""
+    from edgeops_airflow.params import DEFAULT_PROFILE
+    from tasks.config import DataConfig, load_config
+
+    if override := os.environ.get(names.ENV_NEW_DATA_SOURCE, "").strip():
+        if not override.startswith("s3://"):
+            raise ConfigError(f"{names.ENV_NEW_DATA_SOURCE}={override!r}: give s3://<bucket>/<prefix>")
+        source = DataConfig(source=override).source
+    else:
+        source = load_config(profile or DEFAULT_PROFILE).data.source
+    where = watched_location(source)
+    extra = {"source": source}
+    if where is None:
+        return Asset(name=names.DATASET_ASSET, uri=asset_uri(names.DATASETS_BUCKET, ""), extra=extra)
+    trigger = MinioNewObjectsTrigger(
+        bucket=where[0], prefix=where[1],
+        quiet_seconds=_seconds(names.ENV_NEW_DATA_QUIET, names.DEFAULT_NEW_DATA_QUIET_SECONDS),
+        max_wait_seconds=_seconds(names.ENV_NEW_DATA_MAX_WAIT, names.DEFAULT_NEW_DATA_MAX_WAIT_SECONDS),
+        rescan_seconds=_seconds(names.ENV_NEW_DATA_RESCAN, names.DEFAULT_NEW_DATA_RESCAN_SECONDS),
+    )
+    return Asset(name=names.DATASET_ASSET, uri=asset_uri(*where), extra=extra,
+                 watchers=[AssetWatcher(name=f"{names.DATASET_ASSET}_uploads", trigger=trigger)])

@@ -1,0 +1,1 @@
+"""The fleet: which devices exist, their groups (runtime options, budgets) and rollout waves."""

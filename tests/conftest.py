@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,25 @@ def digits(stack_env, artifact_store) -> str:
     uri = f"s3://{stack_env['s3']['datasets_bucket']}/digits"
     seed_digits(artifact_store, uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def shuffled_digits(stack_env, artifact_store) -> str:
+    """600 digits with labels drawn at random (seeded), under one fixed prefix, uploaded once (idempotent;
+    the datasets bucket refuses deletes, so nothing is removed afterwards)."""
+    import numpy as np
+
+    from tasks.seed_data import digit_pngs
+    from tasks.storage import ArtifactStore
+
+    bucket = stack_env["s3"]["datasets_bucket"]
+    prefix = "test-shuffled-digits"
+    target = ArtifactStore(artifact_store.client, bucket)
+    labels = np.random.RandomState(0).randint(0, 10, size=600)
+    objects = [(f"{prefix}/{label}/{rel.split('/')[1]}", blob)
+               for (rel, blob), label in zip(digit_pngs()[:600], labels, strict=True)]
+    existing = {o["Key"] for o in target.list(prefix + "/")}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda kb: target.put_bytes(kb[0], kb[1], content_type="image/png"),
+                      [kb for kb in objects if kb[0] not in existing]))
+    return f"s3://{bucket}/{prefix}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import PipelineConfig, load_config
+from tasks.config import PipelineConfig, load_config, load_profile
 from tasks.exceptions import ConfigError
 from tasks.names import device_conn_id
 
@@ -29,7 +29,7 @@ def test_empty_params_keep_profile_values(pi1_connection):
     from edgeops_airflow.params import resolve
 
     out = resolve({"profile": "tiny", "epochs": None, "devices": ["pi1", "pi1"]}, "manual__2026-11-23T02:00:00+00:00")
-    assert out.config["train"]["epochs"] == 2
+    assert out.config["train"]["epochs"] == load_profile("tiny")["train"]["epochs"]
     assert out.run_id.startswith("manual__2026-11-23T02_00_00_00_00-")
     assert out.devices == ("pi1",)
 

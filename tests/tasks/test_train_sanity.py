@@ -6,34 +6,12 @@ import os
 import subprocess
 import sys
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 
 from tasks import keys
 from tasks.names import EXIT_NO_RETRY
-from tasks.storage import ArtifactStore
 from tests.conftest import REPO
-
-
-@pytest.fixture(scope="module")
-def shuffled_digits(stack_env, artifact_store) -> str:
-    """600 digits with labels drawn at random (seeded), under one fixed prefix, uploaded once (idempotent;
-    the datasets bucket refuses deletes, so nothing is removed afterwards)."""
-    from tasks.seed_data import digit_pngs
-
-    bucket = stack_env["s3"]["datasets_bucket"]
-    prefix = "test-shuffled-digits"
-    target = ArtifactStore(artifact_store.client, bucket)
-    labels = np.random.RandomState(0).randint(0, 10, size=600)
-    objects = [(f"{prefix}/{label}/{rel.split('/')[1]}", blob)
-               for (rel, blob), label in zip(digit_pngs()[:600], labels, strict=True)]
-    existing = {o["Key"] for o in target.list(prefix + "/")}
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(lambda kb: target.put_bytes(kb[0], kb[1], content_type="image/png"),
-                      [kb for kb in objects if kb[0] not in existing]))
-    return f"s3://{bucket}/{prefix}"
 
 
 @pytest.mark.integration

@@ -1,0 +1,93 @@
+"""The gate through the whole DAG (dag.test(), real MinIO, sshd devices): a bad model never reaches a device.
+
+* a model that cannot learn (shuffled labels) fails the run before anything is deployed;
+* a run the gate does not bless is green but skips deploy and benchmark, and still publishes its reasons;
+* a second run on the same data is judged against the first as its champion.
+The devices' ``current`` must be unchanged by the first two.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tasks import keys
+from tasks.config import safe_run_id
+from tests.helpers import export_connections
+from tests.integration.test_nightly_dag import _dag
+
+pytestmark = pytest.mark.integration
+DEVICE = "pi1"
+
+
+def _current(stack_env: dict) -> str:
+    root = next(d["deploy_root"] for d in stack_env["devices"] if d["name"] == DEVICE)
+    return os.path.realpath(Path(root) / "current")
+
+
+def _run(stack_env: dict, conf: dict):
+    with pytest.MonkeyPatch.context() as mp:
+        export_connections(mp, stack_env["connections"])
+        return _dag().test(run_conf={"profile": "tiny", "devices": [DEVICE], **conf})
+
+
+def _states(dag_run) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for ti in dag_run.get_task_instances():
+        out.setdefault(ti.task_id, set()).add(str(ti.state))
+    return out
+
+
+def test_a_model_that_cannot_learn_fails_before_any_deploy(stack_env, airflow_db, shuffled_digits, artifact_store):
+    before = _current(stack_env)
+    dag_run = _run(stack_env, {"data_source": shuffled_digits})
+    states = _states(dag_run)
+    assert "failed" in str(dag_run.state).lower()
+    assert states["train"] == {"failed"} and "success" not in states.get("deploy", set())
+    assert _current(stack_env) == before
+    assert not artifact_store.exists(keys.manifest(safe_run_id(dag_run.run_id)))
+
+
+def test_an_unblessed_run_skips_deploys_and_publishes_why(stack_env, airflow_db, digits, artifact_store):
+    before = _current(stack_env)
+    dag_run = _run(stack_env, {"min_accuracy": 1.0})
+    states = _states(dag_run)
+    assert "success" in str(dag_run.state).lower(), states
+    assert states["gate"] == {"success"} and states["publish"] == {"success"}
+    assert states["deploy"] <= {"skipped", "None"} and states.get("benchmark", {"skipped"}) <= {"skipped", "None"}
+    assert _current(stack_env) == before
+    manifest = artifact_store.get_json(keys.manifest(safe_run_id(dag_run.run_id)))
+    assert manifest["gate"]["blessed"] is False and manifest["devices"] == []
+    assert any("floor" in r or "min_accuracy" in r for r in manifest["gate"]["reasons"]), manifest["gate"]["reasons"]
+    page = artifact_store.get_bytes(keys.report(safe_run_id(dag_run.run_id))).decode()
+    assert "NOT BLESSED" in page
+
+
+@pytest.fixture
+def own_digits(stack_env, artifact_store) -> str:
+    """600 correctly labelled digits under a prefix of this test's own, so no other run can be its champion."""
+    from tasks.seed_data import digit_pngs
+    from tasks.storage import ArtifactStore
+
+    bucket, prefix = stack_env["s3"]["datasets_bucket"], f"test-champion-digits-{uuid.uuid4().hex[:8]}"
+    target = ArtifactStore(artifact_store.client, bucket)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda kb: target.put_bytes(f"{prefix}/{kb[0]}", kb[1], content_type="image/png"),
+                      digit_pngs()[:600]))
+    return f"s3://{bucket}/{prefix}"
+
+
+def test_a_second_run_is_judged_against_the_first_as_champion(stack_env, airflow_db, own_digits, artifact_store):
+    conf = {"data_source": own_digits, "compare_champion": True}
+    first = _run(stack_env, conf)
+    first_manifest = artifact_store.get_json(keys.manifest(safe_run_id(first.run_id)))
+    assert first_manifest["gate"]["blessed"] and first_manifest["gate"]["champion"] is None
+    second = _run(stack_env, conf)
+    gate = artifact_store.get_json(keys.manifest(safe_run_id(second.run_id)))["gate"]
+    assert gate["champion"]["run_id"] == safe_run_id(first.run_id)
+    assert 0.0 <= gate["champion"]["p_value"] <= 1.0
+    assert any("champion" in r for r in gate["reasons"]), gate["reasons"]

@@ -4,7 +4,8 @@ PY := .venv/bin/python
 DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-containers test-unit up up-core down status lint images
+.PHONY: install demo test test-containers test-unit up up-core down status lint images \
+	compose-up compose-down compose-demo compose-images
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -43,3 +44,18 @@ test-unit: install
 
 lint: install
 	.venv/bin/ruff check dags plugins tasks tests scripts benchmarks
+
+# --- the platform as containers (docker-compose.yml); never touches the process dev stack -------------------
+compose-images:            ## every image docker-compose.yml uses, built locally from the debootstrap base
+	scripts/engine.sh
+	scripts/build_minio.sh >/dev/null
+	scripts/images.sh compose
+
+compose-up:                ## Compose v2 + images + `docker compose up` with 2 Celery workers (UI 127.0.0.1:18080)
+	scripts/compose/up.sh
+
+compose-demo:              ## one run through the REST API on the compose stack: summary + worker per task
+	python3 scripts/compose/demo.py
+
+compose-down:              ## stop the compose stack; named volumes (Postgres, MinIO, devices, keys) stay
+	docker compose --profile arm64 --profile ml-queue down

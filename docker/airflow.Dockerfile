@@ -13,6 +13,7 @@ ARG BASE_IMAGE=edgeops/base:bookworm-amd64
 FROM ${BASE_IMAGE} AS deps
 
 ARG PIP_VERSION=26.3
+ARG SETUPTOOLS_VERSION=84.2.1
 ARG AIRFLOW_UID=50000
 ENV PATH=/opt/edgeops/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2 \
@@ -22,10 +23,11 @@ ENV PATH=/opt/edgeops/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin
 WORKDIR /opt/airflow
 # Airflow + its providers from the project's pyproject extra, under the project's constraints. The wheels live
 # in a BuildKit cache mount used as a wheelhouse (same as docker/tasks.Dockerfile: pip's HTTP cache stores
-# nothing behind this machine's proxy).
+# nothing behind this machine's proxy). docker/airflow-constraints.txt pins the Celery/Postgres additions.
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=pyproject.toml,target=/tmp/in/pyproject.toml \
     --mount=type=bind,source=constraints.txt,target=/tmp/in/constraints.txt \
+    --mount=type=bind,source=docker/airflow-constraints.txt,target=/tmp/in/airflow-constraints.txt \
     set -eu; \
     useradd --uid "${AIRFLOW_UID}" --gid 0 --home-dir /opt/airflow --no-create-home --shell /bin/bash airflow; \
     mkdir -p /opt/airflow/logs /opt/edgeops; chown -R "${AIRFLOW_UID}:0" /opt/airflow; chmod -R g+rwX /opt/airflow; \
@@ -35,11 +37,12 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -q --no-index --find-links "$wheels" "pip==${PIP_VERSION}"; \
     python -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/in/pyproject.toml", "rb"))["project"]["optional-dependencies"]["airflow"]))' \
         > /opt/edgeops/requirements-airflow.txt; \
-    printf '%s\n' apache-airflow-providers-celery psycopg2-binary >> /opt/edgeops/requirements-airflow.txt; \
-    cp /tmp/in/constraints.txt /opt/edgeops/constraints.txt; \
-    pip download -q -d "$wheels" -c /opt/edgeops/constraints.txt -r /opt/edgeops/requirements-airflow.txt; \
-    pip install -q --no-index --find-links "$wheels" -c /opt/edgeops/constraints.txt -r /opt/edgeops/requirements-airflow.txt; \
-    rm -rf /root/.cache/pip/http
+    printf '%s\n' apache-airflow-providers-celery psycopg2-binary "setuptools==${SETUPTOOLS_VERSION}" \
+        >> /opt/edgeops/requirements-airflow.txt; \
+    { grep -v '^soupsieve==' /tmp/in/constraints.txt; cat /tmp/in/airflow-constraints.txt; } > /opt/edgeops/constraints.txt; \
+    pip download --progress-bar off -d "$wheels" -c /opt/edgeops/constraints.txt -r /opt/edgeops/requirements-airflow.txt \
+        | grep -v '^ *\(Collecting\|Downloading\|Using cached\|File was already\|Saved\)' || true; \
+    pip install -q --no-index --find-links "$wheels" -c /opt/edgeops/constraints.txt -r /opt/edgeops/requirements-airflow.txt
 
 FROM deps AS deps-worker
 # The step dependencies (the project's core dependencies: TensorFlow, LiteRT, scikit-learn, ...).

@@ -205,7 +205,8 @@ cmd_prune() {
 # --- compose stack (docker-compose.yml) -----------------------------------------------------------------
 
 SERVICE_IMAGES=(postgres=edgeops/postgres:15 redis=edgeops/redis:7 device=edgeops/device:bookworm)
-AIRFLOW_INPUTS=(dags plugins scripts tasks config pyproject.toml constraints.txt README.md docker/airflow.Dockerfile)
+AIRFLOW_INPUTS=(dags plugins scripts tasks config pyproject.toml constraints.txt README.md docker/airflow.Dockerfile
+  docker/airflow-constraints.txt)
 
 minio_version() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["minio"]["module_version"])' "$repo/config/stack.json"; }
 minio_image() { local v; v="$(minio_version)"; echo "edgeops/minio:${v##*-}"; }

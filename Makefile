@@ -5,7 +5,7 @@ DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-containers test-unit up up-core down status lint images \
-	compose-up compose-down compose-demo compose-images
+	compose-up compose-down compose-demo compose-images test-compose
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -59,3 +59,7 @@ compose-demo:              ## one run through the REST API on the compose stack:
 
 compose-down:              ## stop the compose stack; named volumes (Postgres, MinIO, devices, keys) stay
 	docker compose --profile arm64 --profile ml-queue down
+
+test-compose: install      ## the containers tier on compose: tiny DAG via REST, 2 workers, pi1 + emulated arm64
+	EDGEOPS_COMPOSE_PROFILES=arm64 scripts/compose/up.sh
+	EDGEOPS_COMPOSE_TEST=1 $(PY) -m pytest -q -m containers tests/containers/test_compose_stack.py

@@ -37,7 +37,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
     pip install -q --no-index --find-links "$wheels" "pip==${PIP_VERSION}"; \
     python -c 'import tomllib; print("\n".join(tomllib.load(open("/tmp/in/pyproject.toml", "rb"))["project"]["optional-dependencies"]["airflow"]))' \
         > /opt/edgeops/requirements-airflow.txt; \
-    printf '%s\n' apache-airflow-providers-celery psycopg2-binary "setuptools==${SETUPTOOLS_VERSION}" \
+    printf '%s\n' apache-airflow-providers-celery psycopg2-binary asyncpg "setuptools==${SETUPTOOLS_VERSION}" \
         >> /opt/edgeops/requirements-airflow.txt; \
     { grep -v '^soupsieve==' /tmp/in/constraints.txt; cat /tmp/in/airflow-constraints.txt; } > /opt/edgeops/constraints.txt; \
     pip download --progress-bar off -d "$wheels" -c /opt/edgeops/constraints.txt -r /opt/edgeops/requirements-airflow.txt \
@@ -61,7 +61,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 FROM deps AS airflow
 RUN --mount=type=bind,target=/tmp/src \
     set -eu; cp -a /tmp/src/. /opt/edgeops/; \
-    PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, psycopg2, edgeops_airflow'
+    PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, psycopg2, asyncpg, edgeops_airflow'
 USER airflow
 
 FROM deps-worker AS worker

@@ -43,7 +43,7 @@ FROM apt-base AS device
 RUN --mount=type=bind,target=/tmp/ctx \
     set -eu; apt-get update -q; apt-get install -y -q --no-install-recommends openssh-server; \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /etc/ssh/ssh_host_*; \
-    useradd --uid 1000 --create-home --shell /bin/bash pi; mkdir -p /run/sshd; chmod 0755 /run/sshd; \
+    useradd --uid 1000 --create-home --shell /bin/bash pi; usermod -p "*" pi; mkdir -p /run/sshd; chmod 0755 /run/sshd; \
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\ntimeout = 180\ndisable-pip-version-check = true\n' > /etc/pip.conf; \
     echo edgeops-pi > /etc/hostname
 EXPOSE 22

@@ -218,13 +218,16 @@ airflow_hash() {
 }
 
 # Build one target of a Dockerfile from an assembled context directory; skipped when the tag exists.
-build_target() {  # dockerfile context target tag
-  local dockerfile="$1" ctx="$2" target="$3" tag="$4" log="$logs/images-$3.log"
-  if image_exists "$tag"; then say "$tag present; skipping"; return; fi
+build_target() {  # dockerfile context target tag [inputs-hash: rebuild when the image's label differs]
+  local dockerfile="$1" ctx="$2" target="$3" tag="$4" inputs="${5:-}" log="$logs/images-$3.log"
+  if image_exists "$tag" && [ "$(dk image inspect -f '{{index .Config.Labels "org.edgeops.inputs"}}' "$tag")" = "$inputs" ]; then
+    say "$tag present; skipping"; return
+  fi
   say "building $tag (target $target; log $log)"
   local start=$SECONDS
   if ! DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain dk build --network host -f "$dockerfile" --target "$target" \
-      --build-arg "BASE_IMAGE=$BASE_IMAGE" --secret "id=ca_bundle,src=$CA_BUNDLE" -t "$tag" "$ctx" >"$log" 2>&1; then
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" --secret "id=ca_bundle,src=$CA_BUNDLE" --label "org.edgeops.inputs=$inputs" \
+      -t "$tag" "$ctx" >"$log" 2>&1; then
     echo "images: docker build of $tag failed; last lines of $log:" >&2; tail -n 25 "$log" >&2 || true; exit 1
   fi
   say "built $tag in $((SECONDS - start))s ($(dk image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
@@ -242,10 +245,12 @@ cmd_services() {
   trap "rm -rf '$ctx'" RETURN
   cp -a "$repo/docker/services/." "$ctx/"
   cp "$bin" "$ctx/minio"
+  local inputs  # the Dockerfile and its files: an edit rebuilds the images (their tags are fixed names)
+  inputs="$(cd "$repo" && cat docker/services.Dockerfile docker/services/* | sha256sum | cut -c1-12)"
   for entry in "${SERVICE_IMAGES[@]}"; do
-    build_target "$repo/docker/services.Dockerfile" "$ctx" "${entry%%=*}" "${entry#*=}"
+    build_target "$repo/docker/services.Dockerfile" "$ctx" "${entry%%=*}" "${entry#*=}" "$inputs"
   done
-  build_target "$repo/docker/services.Dockerfile" "$ctx" minio "$(minio_image)"
+  build_target "$repo/docker/services.Dockerfile" "$ctx" minio "$(minio_image)" "$inputs"
   dk tag "$(minio_image)" edgeops/minio:latest
 }
 
@@ -262,7 +267,7 @@ cmd_airflow() {
     | tar -C "$ctx" -xf -
   for target in airflow worker; do
     local name="edgeops/airflow"; [ "$target" = worker ] && name="edgeops/airflow-worker"
-    build_target "$repo/docker/airflow.Dockerfile" "$ctx" "$target" "$name:$hash"
+    build_target "$repo/docker/airflow.Dockerfile" "$ctx" "$target" "$name:$hash" "$hash"
     dk tag "$name:$hash" "$name:latest"
   done
 }
@@ -273,7 +278,7 @@ cmd_prune_airflow() {  # untag edgeops/airflow{,-worker} images other than the c
   hash="$(airflow_hash)"
   while read -r tag; do
     case "$tag" in *":$hash"|*":latest"|*"<none>"*) continue ;; esac
-    say "removing $tag"; dk image rm "$tag" >/dev/null
+    if dk image rm "$tag" >/dev/null 2>&1; then say "removed $tag"; else say "kept $tag (a container uses it)"; fi
   done < <(dk image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^edgeops/airflow(-worker)?:' || true)
 }
 

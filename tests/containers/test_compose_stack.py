@@ -1,7 +1,9 @@
 """The compose stack (docker-compose.yml, `make test-compose`): the tiny DAG through Airflow's REST API on
 CeleryExecutor with 2 workers, one x86 device and the emulated arm64 device.
 
-The stack must be up (`EDGEOPS_COMPOSE_PROFILES=arm64 make compose-up`); the test never starts or stops it.
+`make test-compose` brings the stack up (arm64 profile) and runs this module with EDGEOPS_COMPOSE_TEST=1; without
+that variable the module is skipped, so `make test-containers` (the process dev stack) is unchanged. The test
+never starts or stops the stack.
 Artifacts are read back through MinIO's published port with the root user (test-side only, as in the other
 tiers' clean-up); the pipeline itself used its service account.
 """
@@ -18,7 +20,11 @@ from scripts.compose import demo
 from tasks import keys
 from tasks.config import run_key
 
-pytestmark = pytest.mark.containers
+pytestmark = [
+    pytest.mark.containers,
+    pytest.mark.skipif(os.environ.get("EDGEOPS_COMPOSE_TEST") != "1",
+                       reason="the compose stack's tier: run it with make test-compose"),
+]
 MODES = {"fp32", "fp16", "dynamic", "int8"}
 MINIO = f"http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_PORT', '19000')}"
 

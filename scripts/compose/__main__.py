@@ -1,4 +1,4 @@
-"""python -m scripts.compose secrets | minio | connections OUT.json | summary RUN_ID (inside the stack)."""
+"""python -m scripts.compose secrets | minio | seed | connections OUT.json | summary RUN_ID (inside the stack)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ def main(argv: list[str]) -> int:
             jobs.secrets()
         case ["minio"]:
             jobs.minio()
+        case ["seed"]:
+            jobs.seed()
         case ["connections", out]:
             jobs.connections(out)
         case ["summary", run_id]:

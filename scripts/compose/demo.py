@@ -94,7 +94,14 @@ def print_hosts(run_id: str) -> set[str]:
     return hosts
 
 
+def in_worker(*args: str) -> None:
+    """`python -m scripts.compose <args>` inside a worker (it has the pipeline's connection and TensorFlow)."""
+    subprocess.run(["docker", "compose", "exec", "-T", "airflow-worker", "python", "-m", "scripts.compose", *args],
+                   cwd=REPO, check=True)
+
+
 def main() -> int:
+    in_worker("seed")
     wait_for_dag()
     api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
     run_id = "compose__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
@@ -109,8 +116,7 @@ def main() -> int:
         print(f"compose-demo: run {run_id} {state}; see the UI or `docker compose logs airflow-worker`",
               file=sys.stderr)
         return 1
-    subprocess.run(["docker", "compose", "exec", "-T", "airflow-worker", "python", "-m", "scripts.compose", "summary",
-                    run_id], cwd=REPO, check=True)
+    in_worker("summary", run_id)
     print(f"\nAirflow UI     {API}/dags/{DAG_ID}/runs/{run_id}")
     print(f"MinIO console  http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_CONSOLE_PORT', '19001')}/browser/artifacts")
     print("Stop           make compose-down   (volumes stay; `docker compose down -v` wipes them)")

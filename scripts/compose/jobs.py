@@ -54,18 +54,22 @@ def secrets() -> None:
 
 
 def minio() -> None:
-    """Buckets, versioning and the pipeline's service account (devstack's code), then the digits dataset."""
+    """Buckets, versioning and the pipeline's service account (devstack's code, with MinIO's root user)."""
     from scripts.devstack import minio as dm
 
     cfg = stack.compose_stack()
     dm.ensure_buckets(cfg)
     dm.ensure_service_account(cfg)
-    access, secret = dm.service_account(cfg)
-    env = {**os.environ, "EDGEOPS_S3_ENDPOINT": dm.endpoint(cfg), "AWS_ACCESS_KEY_ID": access,
-           "AWS_SECRET_ACCESS_KEY": secret}
-    uri = f"s3://{cfg['minio']['datasets_bucket']}/digits"
-    subprocess.run([sys.executable, "-m", "tasks.cli", "seed-digits", "--uri", uri], env=env, check=True)
-    print(f"minio: seeded {uri}")
+
+
+def seed() -> None:
+    """The digits dataset, uploaded by a worker (scikit-learn lives there) with the pipeline's connection."""
+    from scripts.compose.summary import store_env
+    from tasks.names import DATASETS_BUCKET
+
+    uri = f"s3://{DATASETS_BUCKET}/digits"
+    subprocess.run([sys.executable, "-m", "tasks.cli", "seed-digits", "--uri", uri], env={**os.environ, **store_env()},
+                   check=True)
 
 
 def connections(out: str) -> None:

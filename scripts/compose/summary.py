@@ -8,7 +8,7 @@ import os
 import subprocess
 
 
-def _store_env() -> dict[str, str]:
+def store_env() -> dict[str, str]:
     from tasks.names import ENV_ENDPOINT, MINIO_CONN_ID
 
     out = subprocess.run(["airflow", "connections", "get", MINIO_CONN_ID, "-o", "json"], capture_output=True,
@@ -22,7 +22,7 @@ def _store_env() -> dict[str, str]:
 
 
 def main(run_id: str) -> None:
-    os.environ.update(_store_env())
+    os.environ.update(store_env())
     from scripts.demo import _devices, _variants
     from tasks import runs
     from tasks.config import run_key

@@ -14,6 +14,12 @@ t0=$SECONDS
 scripts/engine.sh >/dev/null || { say "no container engine; see the output of scripts/engine.sh"; exit 1; }
 scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
 scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
+# vfs (this engine's storage driver) copies the whole image per container: ~20 GB for the stack with 2 workers
+free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" | awk 'NR==2 {print $4}')
+if [ "${free_gb:-0}" -lt "${EDGEOPS_COMPOSE_MIN_FREE_GB:-25}" ]; then
+  say "only ${free_gb} GB free for the engine; the stack needs ~${EDGEOPS_COMPOSE_MIN_FREE_GB:-25} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
+  exit 1
+fi
 t_tools=$SECONDS
 scripts/images.sh compose >&2
 if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then scripts/images/pi_arm64.sh >&2; fi

@@ -36,6 +36,7 @@ def compose_run():
     except OSError:
         pytest.fail(f"the compose stack does not answer at {demo.API}; "
                     "run: EDGEOPS_COMPOSE_PROFILES=arm64 make compose-up")
+    demo.in_worker("seed")
     demo.wait_for_dag()
     demo.api("PATCH", f"/dags/{demo.DAG_ID}", {"is_paused": False})
     run_id = f"ctest__{os.getpid()}_{os.urandom(3).hex()}"

@@ -45,6 +45,9 @@ RUN --mount=type=bind,target=/tmp/ctx \
     rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt/* /etc/ssh/ssh_host_*; \
     useradd --uid 1000 --create-home --shell /bin/bash pi; usermod -p "*" pi; mkdir -p /run/sshd; chmod 0755 /run/sshd; \
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\ntimeout = 180\ndisable-pip-version-check = true\n' > /etc/pip.conf; \
-    echo edgeops-pi > /etc/hostname
+    echo edgeops-pi > /etc/hostname; \
+    su pi -c 'python3 -m venv /home/pi/edgeops/venv && /home/pi/edgeops/venv/bin/pip install -q --cert /etc/ssl/certs/ca-certificates.crt numpy ai-edge-litert==2.3.0'
+# The device venv is pre-provisioned (the deploy's provisioning check finds it and skips pip): containers on the
+# compose network have no route to PyPI on an engine started with --iptables=false (no NAT).
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]

@@ -4,7 +4,8 @@ PY := .venv/bin/python
 DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install demo test test-containers test-unit up up-core down status lint images
+.PHONY: install demo test test-containers test-unit up up-core down status lint images \
+	compose-up compose-down compose-demo compose-images test-compose
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -26,7 +27,7 @@ demo: install              ## start the stack, run the nightly DAG once through 
 	$(PY) -m scripts.demo
 
 test: install              ## unit + integration tests; starts/stops the services it needs
-	scripts/run_tests.sh -m "not containers"
+	scripts/run_tests.sh -m "not containers and not compose"
 
 test-containers: install   ## DAG with task_runner=docker, x86 + emulated arm64 devices (starts the engine)
 	scripts/engine.sh
@@ -39,7 +40,26 @@ images:                    ## step image (edgeops/tasks:<code hash>) + emulated 
 	scripts/images/pi_arm64.sh
 
 test-unit: install
-	$(PY) -m pytest -m "not integration and not containers" -q
+	$(PY) -m pytest -m "not integration and not containers and not compose and not faults" -q
 
 lint: install
 	.venv/bin/ruff check dags plugins tasks tests scripts benchmarks
+
+# --- the platform as containers (docker-compose.yml); never touches the process dev stack -------------------
+compose-images:            ## every image docker-compose.yml uses, built locally from the debootstrap base
+	scripts/engine.sh
+	scripts/build_minio.sh >/dev/null
+	scripts/images.sh compose
+
+compose-up:                ## Compose v2 + images + `docker compose up` with 2 Celery workers (UI 127.0.0.1:18080)
+	scripts/compose/up.sh
+
+compose-demo:              ## one run through the REST API on the compose stack: summary + worker per task
+	python3 scripts/compose/demo.py
+
+compose-down:              ## stop the compose stack; named volumes (Postgres, MinIO, devices, keys) stay
+	docker compose --profile arm64 --profile ml-queue down
+
+test-compose: install      ## the containers tier on compose: tiny DAG via REST, 2 workers, pi1 + emulated arm64
+	EDGEOPS_COMPOSE_PROFILES=arm64 scripts/compose/up.sh
+	$(PY) -m pytest -q -m compose tests/containers/test_compose_stack.py

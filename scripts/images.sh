@@ -12,6 +12,11 @@
 #                                 copy of the filesystem per layer, so stale images cost GBs each; the
 #                                 build cache stays: `docker builder prune` frees it, wheelhouse included).
 #   scripts/images.sh --print-tag print the tasks image tag of the current sources and exit.
+#   scripts/images.sh services    the compose stack's infrastructure (docker/services.Dockerfile on the base):
+#                                 edgeops/postgres:15, edgeops/redis:7, edgeops/minio:<pinned>, edgeops/device:bookworm
+#   scripts/images.sh airflow     docker/airflow.Dockerfile: edgeops/airflow and edgeops/airflow-worker (+TF),
+#                                 tagged <compose code hash> and :latest (what docker-compose.yml uses)
+#   scripts/images.sh compose     base, services, airflow: every image docker-compose.yml needs.
 #
 # Every build uses host networking (the engine runs with --bridge=none). Needs a reachable engine
 # (scripts/engine.sh starts one) and root for debootstrap. Logs go to .devstack/logs/.
@@ -197,11 +202,95 @@ cmd_prune() {
   done < <(dk image ls edgeops/tasks --format '{{.Repository}}:{{.Tag}}')
 }
 
+# --- compose stack (docker-compose.yml) -----------------------------------------------------------------
+
+SERVICE_IMAGES=(postgres=edgeops/postgres:15 redis=edgeops/redis:7 device=edgeops/device:bookworm)
+AIRFLOW_INPUTS=(dags plugins scripts tasks config pyproject.toml constraints.txt README.md docker/airflow.Dockerfile
+  docker/airflow-constraints.txt)
+
+minio_version() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["minio"]["module_version"])' "$repo/config/stack.json"; }
+minio_image() { local v; v="$(minio_version)"; echo "edgeops/minio:${v##*-}"; }
+
+# A content hash of everything the Airflow images carry (uncommitted edits included, caches excluded).
+airflow_hash() {
+  (cd "$repo" && find "${AIRFLOW_INPUTS[@]}" -type f ! -name '*.pyc' ! -path '*/__pycache__/*' ! -path '*.egg-info/*' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-12)
+}
+
+# Build one target of a Dockerfile from an assembled context directory; skipped when the tag exists.
+build_target() {  # dockerfile context target tag [inputs-hash: rebuild when the image's label differs]
+  local dockerfile="$1" ctx="$2" target="$3" tag="$4" inputs="${5:-}" log="$logs/images-$3.log"
+  if image_exists "$tag" && [ "$(dk image inspect -f '{{index .Config.Labels "org.edgeops.inputs"}}' "$tag")" = "$inputs" ]; then
+    say "$tag present; skipping"; return
+  fi
+  say "building $tag (target $target; log $log)"
+  local start=$SECONDS
+  if ! DOCKER_BUILDKIT=1 BUILDKIT_PROGRESS=plain dk build --network host -f "$dockerfile" --target "$target" \
+      --build-arg "BASE_IMAGE=$BASE_IMAGE" --secret "id=ca_bundle,src=$CA_BUNDLE" --label "org.edgeops.inputs=$inputs" \
+      -t "$tag" "$ctx" >"$log" 2>&1; then
+    echo "images: docker build of $tag failed; last lines of $log:" >&2; tail -n 25 "$log" >&2 || true; exit 1
+  fi
+  say "built $tag in $((SECONDS - start))s ($(dk image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
+}
+
+cmd_services() {
+  need_engine
+  image_exists "$BASE_IMAGE" || die "$BASE_IMAGE missing; run: scripts/images.sh base (or compose)"
+  local bin ctx entry
+  bin="${EDGEOPS_CACHE:-$HOME/.cache/edgeops}/bin/minio-$(minio_version)"
+  [ -x "$bin" ] || die "MinIO binary $bin missing; build it with: scripts/build_minio.sh"
+  mkdir -p "$logs" "$cache"
+  ctx="$(mktemp -d "$cache/ctx-services.XXXXXX")"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$ctx'" RETURN
+  cp -a "$repo/docker/services/." "$ctx/"
+  cp "$bin" "$ctx/minio"
+  local inputs  # the Dockerfile and its files: an edit rebuilds the images (their tags are fixed names)
+  inputs="$(cd "$repo" && cat docker/services.Dockerfile docker/services/* | sha256sum | cut -c1-12)"
+  for entry in "${SERVICE_IMAGES[@]}"; do
+    build_target "$repo/docker/services.Dockerfile" "$ctx" "${entry%%=*}" "${entry#*=}" "$inputs"
+  done
+  build_target "$repo/docker/services.Dockerfile" "$ctx" minio "$(minio_image)" "$inputs"
+  dk tag "$(minio_image)" edgeops/minio:latest
+}
+
+cmd_airflow() {
+  need_engine
+  image_exists "$BASE_IMAGE" || die "$BASE_IMAGE missing; run: scripts/images.sh base (or compose)"
+  local hash ctx target
+  hash="$(airflow_hash)"
+  mkdir -p "$logs" "$cache"
+  ctx="$(mktemp -d "$cache/ctx-airflow.XXXXXX")"
+  # shellcheck disable=SC2064
+  trap "rm -rf '$ctx'" RETURN
+  (cd "$repo" && tar --exclude='__pycache__' --exclude='*.pyc' --exclude='*.egg-info' -cf - "${AIRFLOW_INPUTS[@]}") \
+    | tar -C "$ctx" -xf -
+  for target in airflow worker; do
+    local name="edgeops/airflow"; [ "$target" = worker ] && name="edgeops/airflow-worker"
+    build_target "$repo/docker/airflow.Dockerfile" "$ctx" "$target" "$name:$hash" "$hash"
+    dk tag "$name:$hash" "$name:latest"
+  done
+}
+
+cmd_prune_airflow() {  # untag edgeops/airflow{,-worker} images other than the current hash and :latest
+  need_engine
+  local hash tag
+  hash="$(airflow_hash)"
+  while read -r tag; do
+    case "$tag" in *":$hash"|*":latest"|*"<none>"*) continue ;; esac
+    if dk image rm "$tag" >/dev/null 2>&1; then say "removed $tag"; else say "kept $tag (a container uses it)"; fi
+  done < <(dk image ls --format '{{.Repository}}:{{.Tag}}' | grep -E '^edgeops/airflow(-worker)?:' || true)
+}
+
 case "${1:-}" in
+  services) cmd_services ;;
+  airflow) cmd_airflow; cmd_prune_airflow ;;
+  compose) cmd_base; cmd_services; cmd_airflow; cmd_prune_airflow ;;
+  --print-airflow-tag) airflow_hash ;;
   base) cmd_base ;;
   tasks) cmd_tasks ;;
   all) cmd_base; cmd_tasks ;;
   prune) cmd_prune ;;
   --print-tag) read -r tag _ < <(tag_and_hash); echo "$tag" ;;
-  *) echo "usage: scripts/images.sh base | tasks | all | prune | --print-tag" >&2; exit 2 ;;
+  *) echo "usage: scripts/images.sh base | tasks | all | prune | services | airflow | compose | --print-tag | --print-airflow-tag" >&2; exit 2 ;;
 esac

@@ -1,0 +1,35 @@
+"""`make compose-demo`'s run summary, inside a worker: the same tables as `make demo`, read with the
+edgeops_minio connection (the pipeline's service account, never root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+
+def store_env() -> dict[str, str]:
+    from tasks.names import ENV_ENDPOINT, MINIO_CONN_ID
+
+    out = subprocess.run(["airflow", "connections", "get", MINIO_CONN_ID, "-o", "json"], capture_output=True,
+                         text=True, check=True).stdout
+    conn = json.loads(out[out.index("["):])[0]
+    extra = conn.get("extra_dejson")
+    if not isinstance(extra, dict):
+        extra = json.loads(conn.get("extra") or "{}")
+    return {"AWS_ACCESS_KEY_ID": conn["login"], "AWS_SECRET_ACCESS_KEY": conn["password"],
+            ENV_ENDPOINT: extra.get("endpoint_url", "")}
+
+
+def main(run_id: str) -> None:
+    os.environ.update(store_env())
+    from scripts.demo import _devices, _variants
+    from tasks import runs
+    from tasks.config import run_key
+    from tasks.storage import ArtifactStore
+
+    manifest = runs.resolve(ArtifactStore.from_env(), run_key(run_id))
+    print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
+          f"  test images {manifest['evaluation']['test_examples']}")
+    _variants(manifest)
+    _devices(manifest)

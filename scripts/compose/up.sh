@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# `make compose-up`: everything docker-compose.yml needs, then the stack with 2 Celery workers, healthy.
+#   engine (scripts/engine.sh) -> Compose v2 plugin (scripts/build_compose.sh) -> MinIO binary
+#   (scripts/build_minio.sh) -> images (scripts/images.sh compose) -> docker compose up -d --wait
+# Environment: EDGEOPS_COMPOSE_WORKERS (default 2), EDGEOPS_COMPOSE_PROFILES (e.g. arm64), plus the
+# EDGEOPS_* variables of docker-compose.yml (ports, images).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$repo"
+workers="${EDGEOPS_COMPOSE_WORKERS:-2}"
+say() { echo "compose-up: $*" >&2; }
+t0=$SECONDS
+
+scripts/engine.sh >/dev/null || { say "no container engine; see the output of scripts/engine.sh"; exit 1; }
+scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
+scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
+# vfs (this engine's storage driver) copies the whole image per container: ~20 GB for the stack with 2 workers
+free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" | awk 'NR==2 {print $4}')
+if [ "${free_gb:-0}" -lt "${EDGEOPS_COMPOSE_MIN_FREE_GB:-25}" ]; then
+  say "only ${free_gb} GB free for the engine; the stack needs ~${EDGEOPS_COMPOSE_MIN_FREE_GB:-25} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
+  exit 1
+fi
+t_tools=$SECONDS
+scripts/images.sh compose >&2
+if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then scripts/images/pi_arm64.sh >&2; fi
+t_images=$SECONDS
+say "tools $((t_tools - t0))s, images $((t_images - t_tools))s; starting the stack ($workers workers)"
+
+export COMPOSE_PROFILES="${EDGEOPS_COMPOSE_PROFILES:-}"
+if ! docker compose up -d --wait --wait-timeout "${EDGEOPS_COMPOSE_WAIT_S:-900}" --scale "airflow-worker=$workers"; then
+  docker compose ps -a >&2 || true
+  say "the stack did not become healthy; logs: docker compose logs <service>"
+  exit 1
+fi
+say "stack healthy in $((SECONDS - t_images))s (total $((SECONDS - t0))s)"
+docker compose ps --format 'table {{.Service}}\t{{.Name}}\t{{.Status}}\t{{.Ports}}'
+cat <<MSG
+Airflow UI     http://127.0.0.1:${EDGEOPS_AIRFLOW_PORT:-18080}   (no login: all users are admins, loopback only)
+MinIO console  http://127.0.0.1:${EDGEOPS_MINIO_CONSOLE_PORT:-19001}   (root: see config/stack.json)
+Run the demo   make compose-demo
+Stop           make compose-down   (named volumes stay; docker compose down -v wipes them)
+MSG

@@ -131,6 +131,11 @@ class QuantizeConfig:
     finetune_learning_rate: float = 1e-4
     int8_rescue: bool = False  # post-training int8 fails the gate -> ship qat_int8 in its place if it passes
 
+    @property
+    def needs_calibration(self) -> bool:
+        """Full-integer modes draw calibration images from the train split."""
+        return bool({"int8", "qat_int8"} & set(self.modes))
+
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in QUANT_MODES]
         _require(not bad, f"quantize.modes: unknown mode(s) {bad}; choose from {QUANT_MODES}")

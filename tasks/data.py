@@ -227,15 +227,20 @@ def to_arrays(ds: Any, limit: int = 0) -> tuple[Any, Any]:
     return np.concatenate(xs).astype(np.float32), np.concatenate(ys).astype(np.int64)
 
 
-def calibration_images(splits: Splits, count: int) -> Iterator[Any]:
-    """Yield ``count`` single-image batches from the TRAIN split for int8 calibration.
-
-    The seed calibrated on test images, which leaks the test set into the quantisation ranges.
-    """
+def check_calibration(splits: Splits, count: int) -> None:
+    """Calibration draws from TRAIN: refuse more samples than it has (the train step calls this before fitting)."""
     if count > splits.counts["train"]:
         raise ConfigError(
             f"quantize.calibration_samples={count} but the train split has only {splits.counts['train']} "
             "images: lower calibration_samples or use more data"
         )
+
+
+def calibration_images(splits: Splits, count: int) -> Iterator[Any]:
+    """Yield ``count`` single-image batches from the TRAIN split for int8 calibration.
+
+    The seed calibrated on test images, which leaks the test set into the quantisation ranges.
+    """
+    check_calibration(splits, count)
     for image, _ in splits.train.take(count).batch(1).as_numpy_iterator():
         yield image

@@ -13,6 +13,7 @@ from typing import Any
 
 from tasks.config import PipelineConfig
 from tasks.exceptions import ConfigError
+from tasks.results import ArtifactRef
 from tasks.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,31 @@ def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | 
     if store is None:
         raise ConfigError("model.weights is an s3:// URI but no object store is configured")
     with tempfile.TemporaryDirectory() as tmp:
-        path = store.fetch_uri(cfg.model.weights, Path(tmp) / "start.keras")
-        model = keras.models.load_model(path, compile=False)
+        path = store.fetch(warm_start_ref(store, cfg.model.weights), Path(tmp) / "start.keras")
+        model = keras.models.load_model(path, compile=False, safe_mode=True)  # no arbitrary code from the file
     _check_io(model, cfg, num_classes, f"model.weights={cfg.model.weights}")
     log.info("warm start from %s", cfg.model.weights)
     return model
+
+
+def warm_start_ref(store: ArtifactStore, uri: str) -> ArtifactRef:
+    """The pinned reference of a warm start: only the ``model.keras`` of a finished run (one with a manifest),
+    checked against the sha256 its manifest recorded."""
+    from tasks import keys, runs
+    from tasks.exceptions import StorageError
+    from tasks.storage import parse_s3_uri
+
+    bucket, key = parse_s3_uri(uri)
+    parts = key.split("/")
+    run_id = parts[1] if len(parts) == 4 else ""
+    if bucket != store.bucket or not run_id or key != keys.model(run_id):
+        raise ConfigError(f"model.weights={uri}: a warm start must be a finished run's model, "
+                          f"s3://{store.bucket}/{keys.model('<run_id>')}")
+    try:
+        manifest = runs.resolve(store, run_id)
+    except StorageError as exc:
+        raise ConfigError(f"model.weights={uri}: {exc}; warm-start only from a finished, verified run") from exc
+    entry = next((a for a in manifest.get("artifacts") or [] if a.get("key") == key), None)
+    if entry is None:
+        raise ConfigError(f"model.weights={uri}: run {run_id}'s manifest does not list its model")
+    return ArtifactRef(uri, entry["sha256"], entry["size_bytes"])

@@ -83,6 +83,8 @@ def run(ctx: StepContext) -> dict[str, Any]:
     with timed("load dataset"):
         splits = data.load_splits(cfg.data, ctx.store)
     log.info("dataset %s: classes=%s counts=%s", cfg.data.source, splits.class_names, splits.counts)
+    if cfg.quantize.needs_calibration:  # fail now, not after training
+        data.check_calibration(splits, cfg.quantize.calibration_samples)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         best_path, hist = (_import if cfg.model.source else _fit)(ctx, splits, out)

@@ -38,3 +38,14 @@ def test_batched_keeps_every_example():
     splits = make_splits(per_split=(50, 5, 5))
     batches = list(data.batched(splits.train, 16, shuffle_seed=1).as_numpy_iterator())
     assert [len(b[0]) for b in batches] == [16, 16, 16, 2]  # one epoch = the whole train split
+
+
+def test_more_calibration_samples_than_train_images_is_refused_before_training():
+    from tasks.data import check_calibration
+    from tasks.exceptions import ConfigError
+    from tests.tasks.conftest import make_splits
+
+    splits = make_splits(per_split=(40, 12, 12))
+    check_calibration(splits, 40)
+    with pytest.raises(ConfigError, match="calibration_samples=41 but the train split has only 40"):
+        check_calibration(splits, 41)

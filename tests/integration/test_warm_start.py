@@ -1,0 +1,45 @@
+"""Warm starts come only from a finished run's model.keras, verified against its manifest (real MinIO)."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from tasks import keys
+from tasks.exceptions import ConfigError, IntegrityError
+from tasks.models import warm_start_ref
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def finished_model(artifact_store, tmp_path):
+    import keras
+
+    run_id = f"test-warm-{uuid.uuid4().hex[:8]}"
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.save(tmp_path / "model.keras")
+    art = artifact_store.put_file(keys.model(run_id), tmp_path / "model.keras")
+    artifact_store.put_json(keys.manifest(run_id), {"run_id": run_id, "artifacts": [art.as_dict()]})
+    return run_id, artifact_store.uri(keys.model(run_id))
+
+
+def test_a_finished_runs_model_is_fetched_verified(artifact_store, finished_model, tmp_path):
+    _, uri = finished_model
+    ref = warm_start_ref(artifact_store, uri)
+    assert artifact_store.fetch(ref, tmp_path / "start.keras").stat().st_size == ref.size_bytes
+
+
+def test_a_replaced_model_is_refused(artifact_store, finished_model, tmp_path):
+    run_id, uri = finished_model
+    artifact_store.put_bytes(keys.model(run_id), b"not the model the run published")
+    with pytest.raises(IntegrityError):
+        artifact_store.fetch(warm_start_ref(artifact_store, uri), tmp_path / "start.keras")
+
+
+@pytest.mark.parametrize("key", ["runs/nope-never-finished/model/model.keras", "runs/x/tflite/int8.tflite",
+                                 "elsewhere/model.keras"])
+def test_anything_but_a_finished_runs_model_is_refused(artifact_store, key):
+    with pytest.raises(ConfigError, match="model.weights="):
+        warm_start_ref(artifact_store, artifact_store.uri(key))

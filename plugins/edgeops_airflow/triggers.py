@@ -24,6 +24,7 @@ from the Airflow connection (``names.MINIO_CONN_ID``: login, password, ``extra.e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -237,9 +238,15 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
             backoff = min(backoff * 2, RECONNECT_MAX_SECONDS)
 
     def _stop(self) -> None:
-        """Stop the listener: its pool refuses new requests; the blocked read ends with the connection."""
+        """Stop the listener now: its pool refuses new requests, and the read it is blocked in is shut down
+        (urllib3's ``HTTPResponse.shutdown`` is meant to be called from another thread); otherwise the thread
+        would linger until the read timeout."""
         self._stopping.set()
-        self._stream = None
+        stream, self._stream = self._stream, None
+        response = getattr(stream, "_response", None)  # the minio SDK's EventIterable keeps it there
+        if response is not None:
+            with contextlib.suppress(Exception):
+                response.shutdown()
 
 
 async def _next(queue: asyncio.Queue[Item], timeout: float | None) -> tuple[str, str]:

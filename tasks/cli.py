@@ -66,7 +66,7 @@ def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
     ctx = StepContext(_config(args), args.run_id, ArtifactStore.from_env(), _json_arg(args.inputs, "--inputs"))
     logging.getLogger("edgeops").info("step %s run=%s profile=%s", args.step, ctx.run_id, ctx.config.profile)
     record = _step_fn(args.step)(ctx)
-    result = record.to_xcom() if hasattr(record, "to_xcom") else record
+    result = record.to_xcom()  # the one producer-side encoding of every step's record
     if hasattr(record, "summary"):
         logging.getLogger("edgeops").info("%s: %s", args.step, record.summary())
     if args.result_file:

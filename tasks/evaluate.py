@@ -136,7 +136,7 @@ def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[s
             "predictions": [int(v) for v in preds]}
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> EvaluateResult:
     """Inputs: ``{"train": TrainResult, "quantized": [QuantizeResult, ...]}``; returns an EvaluateResult."""
     import numpy as np
 
@@ -170,5 +170,4 @@ def run(ctx: StepContext) -> dict[str, Any]:
         variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
                                        m["latency_ms"]["p50"], m["latency_ms"]["p90"]) for mode, m in variants.items()},
         tflite=refs, champion_run=(champion or {}).get("run_id"), champion_accuracy=(champion or {}).get("accuracy"))
-    log.info("%s", result.summary())
-    return result.to_xcom()
+    return result

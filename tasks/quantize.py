@@ -87,7 +87,7 @@ def gzip_size(blob: bytes) -> int:
     return len(gzip.compress(blob, compresslevel=9, mtime=0))
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> QuantizeResult:
     """Inputs: ``{"mode": <mode>, "train": TrainResult}``; returns a QuantizeResult.
 
     One mode per process: the tfmot modes switch this process to tf-keras (see tasks/tfmot_variants.py).
@@ -125,4 +125,4 @@ def run(ctx: StepContext) -> dict[str, Any]:
     result = QuantizeResult(mode=mode, tflite=ctx.store.ref(art), io_dtype=io_dtype, gzip_bytes=gzip_size(blob),
                             sparsity=facts.get("sparsity"))
     log.info("%s sha256=%s %s", result.summary(), art.sha256[:12], facts)
-    return result.to_xcom()
+    return result

@@ -73,7 +73,7 @@ def _import(ctx: StepContext, splits: data.Splits, out: Path) -> tuple[Path, dic
     return out / "best.keras", {"val_accuracy": [val_acc]}
 
 
-def run(ctx: StepContext) -> dict[str, Any]:
+def run(ctx: StepContext) -> TrainResult:
     """No inputs; returns a TrainResult. With model.source set, the given model is imported instead of trained."""
     import keras
     import tensorflow as tf
@@ -104,5 +104,4 @@ def run(ctx: StepContext) -> dict[str, Any]:
     tf.keras.backend.clear_session()
     result = TrainResult(model=ctx.store.ref(model_art), keras_test_accuracy=test_acc, best_val_accuracy=best_val,
                          epochs_run=len(hist.get("loss", [])), dataset=dataset)
-    log.info("%s", result.summary())
-    return result.to_xcom()
+    return result

@@ -1,7 +1,8 @@
-"""Nightly TFLite pipeline: train, quantize x mode, evaluate, gate, deploy x device, benchmark x device, publish.
+"""Nightly TFLite pipeline: train, quantize x mode, evaluate, gate, publish, announce a blessed model.
 
-This file only wires tasks. ML code and decisions live in ``tasks/`` (run by a runner), device code in
-``plugins/``; every arrow carries a declared record from ``tasks/results.py``.
+This file only wires tasks. ML code and decisions live in ``tasks/`` (run by a runner); every arrow carries a
+declared record from ``tasks/results.py``. Devices are the rollout DAG's (``edgeops_rollout.py``), which the
+``announce`` task's asset event starts.
 """
 
 from __future__ import annotations
@@ -10,22 +11,20 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
-from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 from edgeops_airflow.fan_out import fan_out
 from edgeops_airflow.new_data import dataset_asset
 from edgeops_airflow.params import dag_params
+from edgeops_airflow.rollout import blessed_model_asset
 from edgeops_airflow.step_operator import StepOperator
-
-from tasks.config import BenchConfig, DeployConfig
 
 DOC = """
 ### edgeops nightly
 
 Retrains the model, builds the TFLite variants (**fp32**, **fp16**, **dynamic range**, **full int8** calibrated on
-the *train* split), evaluates each on the *test* split, and **gates** them: only a blessed model is deployed to the
-devices over SSH (pinned host keys) and benchmarked **on the device**. A run whose model is not blessed skips
-deploy and benchmark (the devices keep their release) and says why in the gate task's log and the report.
-The run ends with an HTML report and `runs/<run_id>/manifest.json` (written last) in MinIO.
+the *train* split, **pruned**, **qat_int8**), evaluates each on the *test* split, and **gates** them. The run
+ends with an HTML report and `runs/<run_id>/manifest.json` (written last) in MinIO; then **announce** emits the
+`edgeops_blessed_model` asset event, which starts `edgeops_rollout` (canary first, on-device gate). A run whose
+model is not blessed skips announce (nothing reaches a device) and says why in the gate log and the report.
 
 * Runs at **02:00 UTC**, and also when **new data lands**: uploads under the default profile's `data.source`
   (e.g. `s3://datasets/digits/`) reach the triggerer through MinIO bucket notifications, and one burst of uploads
@@ -64,7 +63,7 @@ with DAG(
 
     @task(multiple_outputs=True, retries=0, execution_timeout=timedelta(minutes=2))
     def resolve_config() -> dict[str, Any]:  # a RunPlan
-        """Validate every Param, the run id and the devices' connections: bad input fails here, before compute."""
+        """Validate every Param and the run id: bad input fails here, before compute."""
         from edgeops_airflow.params import resolve
 
         ctx = get_current_context()
@@ -80,18 +79,17 @@ with DAG(
     ).expand(mode=fan_out.override(task_id="modes")(plan, "modes"))
     evaluate = StepOperator(task_id="evaluate", step="evaluate",
                             inputs={"train": train.output, "quantized": quantize.output}, **step)
-    gate = StepOperator(task_id="gate", step="gate",
-                        inputs={"evaluation": evaluate.output, "devices": plan["devices"]}, **step)
-    deploy = DeviceDeployOperator.partial(
-        task_id="deploy", verdict=gate.output, map_index_template="{{ task.device }}",
-        execution_timeout=timedelta(seconds=DeployConfig.TASK_TIMEOUT_S), **step,
-    ).expand(device=fan_out.override(task_id="deploy_targets")(gate.output, "devices"))
-    benchmark = DeviceBenchmarkOperator.partial(
-        task_id="benchmark", execution_timeout=timedelta(seconds=BenchConfig.TASK_TIMEOUT_S), **step,
-    ).expand(deploy=deploy.output)
+    gate = StepOperator(task_id="gate", step="gate", inputs={"evaluation": evaluate.output}, **step)
     publish = StepOperator(
-        task_id="publish", step="publish", trigger_rule="none_failed",
-        inputs={"train": train.output, "evaluation": evaluate.output, "verdict": gate.output,
-                "benchmarks": benchmark.output},
-        **step,
+        task_id="publish", step="publish",
+        inputs={"train": train.output, "evaluation": evaluate.output, "verdict": gate.output}, **step,
     )
+
+    @task(outlets=[blessed_model_asset()], retries=0, execution_timeout=timedelta(minutes=2))
+    def announce(run_id: str, verdict: dict[str, Any], published: dict[str, Any]) -> None:
+        """Emit the blessed-model asset event (run id, variants) for the rollout; skipped when not blessed."""
+        from edgeops_airflow.rollout import announce_blessed
+
+        announce_blessed(run_id, verdict, published, get_current_context())
+
+    announce(plan["run_id"], gate.output, publish.output)

@@ -13,7 +13,6 @@ verdict (blessed=False with reasons), not an error: deploy and benchmark are ski
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import tempfile
@@ -136,7 +135,7 @@ def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], s
     if not deploy:
         if not blocked:
             reasons.append(f"no deployable variant passed (requested {wanted or 'any'}, passed {passed})")
-        reasons.append("NOT BLESSED: deploy and benchmark are skipped; devices keep their current release")
+        reasons.append("NOT BLESSED: nothing is announced for rollout; devices keep their current release")
         return GateVerdict(blessed=False, deploy=(), current=None, variants=variants, champion=champ,
                            reasons=tuple(reasons), **common)
     current = min(deploy, key=lambda m: (table.sizes[m], m))
@@ -148,17 +147,16 @@ def decide(table: EvalTable, gate: GateConfig, tflite: dict[str, ArtifactRef], s
 
 
 def run(ctx: StepContext) -> GateVerdict:
-    """Inputs: ``{"evaluation": EvaluateResult, "devices": [...]}``; writes ``eval/gate.json``; -> GateVerdict.
+    """Inputs: ``{"evaluation": EvaluateResult}``; writes ``eval/gate.json``; -> GateVerdict.
 
-    The verdict names the devices to deploy to: the run's devices when blessed, none otherwise.
+    A blessed verdict is announced to the rollout DAG (the blessed-model asset); which devices get it, and which
+    variant each device class runs, is the rollout's decision, measured on its canaries.
     """
     evaluated = EvaluateResult.from_xcom(ctx.need("evaluation"))
     with tempfile.TemporaryDirectory() as tmp:
         metrics = json.loads(ctx.store.fetch(evaluated.metrics, Path(tmp) / "metrics.json").read_text())
     verdict = decide(EvalTable.from_metrics(metrics), ctx.config.gate, evaluated.tflite, evaluated.sample,
                      int8_rescue=ctx.config.quantize.int8_rescue)
-    if verdict.blessed:
-        verdict = dataclasses.replace(verdict, devices=tuple(ctx.inputs.get("devices") or ()))
     ctx.store.put_json(keys.evaluation(ctx.run_id, "gate.json"), verdict.to_xcom())
     for reason in verdict.reasons:
         log.info("gate: %s", reason)

@@ -40,3 +40,23 @@ def run_of_manifest(key: str) -> str | None:
     parts = key.split("/")
     ok = len(parts) == 3 and f"{parts[0]}/" == RUNS_PREFIX and parts[1] and parts[2] == MANIFEST_NAME
     return parts[1] if ok else None
+
+
+# --- fleet: rollouts and device states (tasks/fleet/records.py) --------------------------------------------------
+ROLLOUTS_PREFIX = "rollouts/"
+DEVICES_PREFIX = "devices/"
+
+
+def rollout_record(rollout_id: str) -> str:
+    """Written last by a rollout run: a rollout without it did not finish."""
+    return f"{ROLLOUTS_PREFIX}{rollout_id}/record.json"
+
+
+def device_state(device_name: str) -> str:
+    """The device's ``current`` after its last switch (older object versions are its history)."""
+    return f"{DEVICES_PREFIX}{device_name}/state.json"
+
+
+def rollout_device(rollout_id: str, device_name: str) -> str:
+    """bench.py's whole document for one device of a rollout."""
+    return f"{ROLLOUTS_PREFIX}{rollout_id}/devices/{device_name}.json"

@@ -20,8 +20,6 @@ ENV_CODE_VERSION = "EDGEOPS_CODE_VERSION"
 # Config
 DEFAULT_PROFILE = "demo"
 ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigger form
-ENV_DEVICES = "EDGEOPS_DEVICES"  # comma-separated default device list for the DAG's trigger form
-DEFAULT_DEVICES = ("pi1", "pi2")
 ENV_FLEET = "EDGEOPS_FLEET"  # the fleet inventory file (tasks/fleet/inventory.py); default config/fleet.json
 
 # Retraining when new data lands (plugins/edgeops_airflow/triggers.py): the nightly DAG's dataset asset and
@@ -34,6 +32,12 @@ DEFAULT_NEW_DATA_MAX_WAIT_SECONDS = 1800.0
 ENV_NEW_DATA_SOURCE = "EDGEOPS_NEW_DATA_SOURCE"  # s3://bucket/prefix to watch instead of the profile's data.source
 ENV_NEW_DATA_RESCAN = "EDGEOPS_NEW_DATA_RESCAN_SECONDS"  # safety-net listing while idle; 0 = notifications only
 DEFAULT_NEW_DATA_RESCAN_SECONDS = 60.0
+
+# The blessed-model asset: the nightly run's `announce` task emits it (extra: run_id, variants); the rollout DAG
+# is scheduled on it. Mapped device tasks of a rollout share this pool, so a large fleet cannot take every slot.
+BLESSED_ASSET = "edgeops_blessed_model"
+DEVICE_POOL = "edgeops_devices"
+DEFAULT_DEVICE_POOL_SLOTS = 8
 
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)
 EXIT_OK = 0

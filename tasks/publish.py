@@ -1,7 +1,8 @@
 """Publish step: HTML report, then ``manifest.json`` LAST. A run without a manifest did not finish.
 
 The manifest is assembled from the records the upstream tasks handed over (train, evaluation, gate
-verdict, device benchmarks); nothing is re-read from the store and reshaped here.
+verdict); nothing is re-read from the store and reshaped here. Device results belong to the rollouts of
+the run (``rollouts/<id>/record.json``), which come after it.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from typing import Any
 from tasks import keys, report, runs
 from tasks.exceptions import StorageError
 from tasks.report_history import HISTORY_RUNS, history_rows
-from tasks.results import BenchmarkResult, EvaluateResult, GateVerdict, PublishResult, TrainResult
+from tasks.results import EvaluateResult, GateVerdict, PublishResult, TrainResult
 from tasks.step import StepContext
 from tasks.version import code_version
 
 log = logging.getLogger(__name__)
-SCHEMA = 2
+SCHEMA = 3  # 3: device results moved to the rollout records
 
 
-def build_manifest(ctx: StepContext, train: TrainResult, evaluation: EvaluateResult, verdict: GateVerdict,
-                   benchmarks: list[BenchmarkResult]) -> dict[str, Any]:
+def build_manifest(ctx: StepContext, train: TrainResult, evaluation: EvaluateResult, verdict: GateVerdict
+                   ) -> dict[str, Any]:
     variants = {mode: {**m.to_xcom(), "gate": verdict.variants[mode].to_xcom() if mode in verdict.variants else None}
                 for mode, m in evaluation.variants.items()}
     return {
@@ -37,7 +38,6 @@ def build_manifest(ctx: StepContext, train: TrainResult, evaluation: EvaluateRes
                        "metrics": evaluation.metrics.to_xcom()},
         "variants": variants,
         "gate": verdict.to_xcom(),
-        "devices": [b.to_xcom() for b in sorted(benchmarks, key=lambda b: b.device)],
         "artifacts": [],
     }
 
@@ -58,9 +58,8 @@ def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
 
 def run(ctx: StepContext) -> PublishResult:
     verdict = GateVerdict.from_xcom(ctx.need("verdict"))
-    benchmarks = [BenchmarkResult.from_xcom(b) for b in ctx.inputs.get("benchmarks") or []]
     manifest = build_manifest(ctx, TrainResult.from_xcom(ctx.need("train")),
-                              EvaluateResult.from_xcom(ctx.need("evaluation")), verdict, benchmarks)
+                              EvaluateResult.from_xcom(ctx.need("evaluation")), verdict)
     history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest)
     page = report.run(ctx.store, ctx.run_id, manifest, history)
     manifest["artifacts"] = list_artifacts(ctx)

@@ -146,14 +146,16 @@ def _gate_section(gate: dict[str, Any]) -> str:
     if not gate:
         return "<p>No gate verdict in this run.</p>"
     status = ('<span class="pass">BLESSED</span>' if gate.get("blessed")
-              else '<span class="fail">NOT BLESSED: nothing was deployed; devices keep their release</span>')
+              else '<span class="fail">NOT BLESSED: nothing was announced for rollout; devices keep their release</span>')
     reasons = "".join(f"<li>{escape(str(r))}</li>" for r in gate.get("reasons") or [])
     return f"<p>{status}</p><ul>{reasons}</ul>"
 
 
 def _device_table(devices: list[dict[str, Any]]) -> str:
     if not devices:
-        return "<p>No device results in this run (nothing was deployed or benchmarked).</p>"
+        return ("<p>Devices get this run's model through the <b>edgeops_rollout</b> DAG (canary first): its "
+                "on-device results are in <code>rollouts/&lt;id&gt;/record.json</code> and "
+                "<code>edgeops fleet status</code>.</p>")
     head = ("device", "arch", "label", "current variant", "mode", "p50 ms", "p90 ms", "p99 ms", "accuracy",
             "load ms", "peak RSS MB")
     rows = []

@@ -56,7 +56,6 @@ class RunPlan(Record):
     run_id: str  # the key form (tasks.config.safe_run_id); a cleared run gets a fresh one
     airflow_run_id: str
     config: dict[str, Any]  # PipelineConfig.to_dict(); consumers parse it with PipelineConfig.from_dict
-    devices: tuple[str, ...]
     modes: tuple[str, ...]
 
 
@@ -149,7 +148,7 @@ class ChampionVerdict(Record):
 
 @dataclass(frozen=True)
 class GateVerdict(Record):
-    """What may ship. ``blessed`` False means deploy and benchmark are skipped and devices keep their release."""
+    """What may ship. ``blessed`` False: nothing is announced for rollout and the devices keep their release."""
 
     blessed: bool
     deploy: tuple[str, ...]
@@ -159,7 +158,6 @@ class GateVerdict(Record):
     tflite: dict[str, ArtifactRef]
     sample: ArtifactRef
     max_accuracy_drop_pp: float
-    devices: tuple[str, ...] = ()  # where to deploy: the run's devices when blessed, else none
     champion: ChampionVerdict | None = None  # None: no earlier blessed run on this dataset and classes
     min_accuracy: float = 0.0
     significance: float = 0.05
@@ -196,6 +194,7 @@ class DeployResult(Record):
     files: tuple[FileEntry, ...]
     runtime: dict[str, str]
     reused: bool = False  # the identical release was already on the device (a retried or repeated deploy)
+    options: dict[str, Any] = field(default_factory=dict)  # runtime options the device runs it with (threads...)
 
     def summary(self) -> str:
         return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "
@@ -206,7 +205,7 @@ class DeployResult(Record):
 class ModelBench(Record):
     """One model measured on one device by bench.py (field names match bench.py's per-model JSON)."""
 
-    latency_ms: dict[str, float]  # p50 p90 p99 mean std
+    latency_ms: dict[str, float]  # p50 p90 p95 p99 mean std
     accuracy: float
     load_ms: float
     peak_rss_mb: float

@@ -69,6 +69,14 @@ def recent_manifests(store: ArtifactStore, limit: int) -> list[dict[str, Any]]:
     return out
 
 
+def newest_blessed(store: ArtifactStore, scan: int = 50) -> dict[str, Any]:
+    """The manifest of the newest run whose gate blessed a model (what a rollout with no run id ships)."""
+    for manifest in recent_manifests(store, scan):
+        if (manifest.get("gate") or {}).get("blessed"):
+            return manifest
+    raise StorageError(f"none of the newest {scan} runs has a blessed model: run the nightly DAG first")
+
+
 def _load(store: ArtifactStore, key: str) -> dict[str, Any]:
     try:
         manifest = store.get_json(key)

@@ -1,9 +1,11 @@
-"""Operators that ship a gate's blessed TFLite variants to one device and benchmark them there.
+"""Operators of the rollout: ship a blessed run's TFLite variants to one device, switch it back, benchmark it.
 
 Both follow the SSH provider's pattern: connection-driven, clients built in ``execute`` (never at DAG parse
 time), the SSH session closed in ``on_kill``. Their inputs and outputs are the declared records of
-``tasks.results`` and every knob comes from the run's resolved ``PipelineConfig`` (no defaults here).
-Fatal errors (a corrupt artifact, a conflicting release) fail the task without retrying.
+``tasks.results`` / ``tasks.fleet.records`` and every knob comes from the shipped run's resolved
+``PipelineConfig`` (no defaults here). Every switch of ``current`` writes the device's state record
+(``devices/<name>/state.json``) at once, so ``edgeops fleet status`` stays right even if the rollout fails later.
+Fatal errors (a corrupt artifact, a conflicting release, a missing rollback target) fail without retrying.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ def _fail(message: str) -> None:
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
-    def __init__(self, *, run_id: str, config: Any, artifacts_conn_id: str = MINIO_CONN_ID,
+    def __init__(self, *, rollout_id: str, config: Any, artifacts_conn_id: str = MINIO_CONN_ID,
                  bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.run_id, self.config = run_id, config
+        self.rollout_id, self.config = rollout_id, config
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
         self._transport: DeviceTransport | None = None
 
@@ -60,6 +62,19 @@ class _DeviceOperator(BaseOperator):
         except FatalError as exc:
             _fail(f"{type(exc).__name__}: {exc}")
 
+    def _record_state(self, target: Any, result: dict[str, Any], action: str, arch: str = "") -> None:
+        """devices/<name>/state.json right after a switch (the bucket keeps older versions as history)."""
+        import datetime as dt
+
+        from tasks.fleet.records import DeviceState, split_release
+
+        run_id, variant = split_release(result["release"])
+        state = DeviceState(
+            device=target.device, release=result["release"], previous=result.get("previous"), run_id=run_id,
+            variant=result.get("current_variant") or variant, rollout_id=self.rollout_id, action=action,
+            switched_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), group=target.group, arch=arch)
+        self._store().put_json(keys.device_state(target.device), state.to_xcom())
+
     def on_kill(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -67,85 +82,118 @@ class _DeviceOperator(BaseOperator):
 
 
 class DeviceDeployOperator(_DeviceOperator):
-    """Fetch the verdict's variants and sample (sha256 + version verified), provision, deploy; -> DeployResult.
+    """Fetch the target's variants and the sample (sha256 + version verified), provision, deploy; -> DeployResult.
 
-    ``verdict`` is the gate's ``GateVerdict`` XCom, ``config`` the resolved config dict. Skipped when the
-    verdict is not blessed or does not name this device.
+    ``target`` is a ``DeviceTask`` (which release, which variants, which one is current, runtime options),
+    ``verdict`` the shipped run's ``GateVerdict`` (the artifact refs), ``config`` its resolved config dict.
     """
 
-    template_fields: Sequence[str] = ("device", "run_id", "verdict", "config")
+    template_fields: Sequence[str] = ("target", "verdict", "rollout_id", "config")
 
-    def __init__(self, *, device: str, verdict: Any, **kwargs: Any) -> None:
+    def __init__(self, *, target: Any, verdict: Any, action: str = "deploy", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.device, self.verdict = device, verdict
+        self.target, self.verdict, self.action = target, verdict, action
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow.sdk.exceptions import AirflowSkipException
-
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
+        from tasks.fleet.records import DeviceTask
         from tasks.results import DeployResult, FileEntry, GateVerdict
 
-        verdict = GateVerdict.from_xcom(self.verdict)
+        target, verdict = DeviceTask.from_xcom(self.target), GateVerdict.from_xcom(self.verdict)
         cfg = self._pipeline_config()
-        if not verdict.blessed:
-            raise AirflowSkipException(f"run {self.run_id} not blessed: {'; '.join(verdict.reasons)}")
-        if self.device not in verdict.devices:
-            raise AirflowSkipException(f"device {self.device} is not in the verdict's devices {verdict.devices}")
+        missing = [m for m in target.modes if m not in verdict.tflite]
+        if missing or not target.release:
+            _fail(f"{target.summary()}: nothing to deploy (variants {missing} not in the run's artifacts)")
         store = self._store()
-        with tempfile.TemporaryDirectory(prefix=f"edgeops-deploy-{self.device}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"edgeops-deploy-{target.device}-") as tmp:
             files: dict[str, str | Path] = {}
-            refs = {**{f"{m}.tflite": verdict.tflite[m] for m in verdict.deploy}, "sample.npz": verdict.sample}
+            refs = {**{f"{m}.tflite": verdict.tflite[m] for m in target.modes}, "sample.npz": verdict.sample}
             for name, ref in refs.items():
                 files[name] = self._fatal(store.fetch, ref, Path(tmp) / name)
             files["bench.py"] = Path(tmp) / "bench.py"  # the standalone script shipped with every release
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
-            self._transport = DeviceTransport(self.device)
+            self._transport = DeviceTransport(target.device)
             with self._transport as transport:
                 runtime_ops = DeviceRuntime(transport, cfg.deploy)
                 facts = runtime_ops.facts()
-                self.log.info("%s: %s", self.device, facts)
+                self.log.info("%s: %s", target.device, facts)
                 runtime = runtime_ops.provision()
-                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, self.run_id, files, verdict.current)
+                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, target.release, files,
+                                     target.current)
+                self._record_state(target, result, self.action, facts["arch"])
         deployed = DeployResult(
-            device=self.device, arch=facts["arch"], release=result["release"],
-            current_variant=result["current_variant"], previous=result["previous"], modes=tuple(verdict.deploy),
+            device=target.device, arch=facts["arch"], release=result["release"],
+            current_variant=result["current_variant"], previous=result["previous"], modes=tuple(target.modes),
             files=tuple(FileEntry(**f) for f in result["files"]), runtime=runtime["packages"],
-            reused=result["reused"],
+            reused=result["reused"], options=dict(target.runtime),
         )
         self.log.info("%s", deployed.summary())
         return deployed.to_xcom()
 
 
-class DeviceBenchmarkOperator(_DeviceOperator):
-    """Run the release's bench.py on the device over every deployed mode; store the JSON; -> BenchmarkResult.
+class DeviceSwitchOperator(_DeviceOperator):
+    """Switch a device's ``current`` to a release it keeps (verified, health-checked, switched back if
+    unhealthy), or remove ``current`` when the target is no release; -> SwitchResult."""
 
-    ``deploy`` is DeviceDeployOperator's ``DeployResult`` XCom (it names the device and the release).
+    template_fields: Sequence[str] = ("target", "rollout_id", "config")
+
+    def __init__(self, *, target: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.target = target
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from edgeops_airflow.device_release import DeviceReleases
+        from tasks.fleet.records import DeviceTask, SwitchResult, split_release
+
+        target = DeviceTask.from_xcom(self.target)
+        cfg = self._pipeline_config()
+        self._transport = DeviceTransport(target.device)
+        with self._transport as transport:
+            releases = DeviceReleases(transport, cfg.deploy)
+            if target.release:
+                result = self._fatal(releases.rollback, target.release)
+            else:
+                result = releases.remove_current()
+            self._record_state(target, result, "rollback")
+        switched = SwitchResult(device=target.device, release=result["release"], previous=result["previous"],
+                                variant=split_release(result["release"])[1], runtime=dict(target.runtime))
+        self.log.info("%s", switched.summary())
+        return switched.to_xcom()
+
+
+class DeviceBenchmarkOperator(_DeviceOperator):
+    """Run the release's bench.py on the device over every deployed variant; store the JSON; -> BenchmarkResult.
+
+    ``deploy`` is DeviceDeployOperator's ``DeployResult`` XCom (it names the device, release and options).
     """
 
-    template_fields: Sequence[str] = ("run_id", "deploy", "config")
+    template_fields: Sequence[str] = ("rollout_id", "deploy", "config")
 
     def __init__(self, *, deploy: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deploy = deploy
 
     def execute(self, context: Any) -> dict[str, Any]:
+        import dataclasses
+
         from edgeops_airflow.device_release import DeviceReleases
         from tasks.results import BenchmarkResult, DeployResult, ModelBench
 
         deployed = DeployResult.from_xcom(self.deploy)
         cfg = self._pipeline_config()
-        if deployed.release != self.run_id:
-            _fail(f"deploy result names release {deployed.release}, this run is {self.run_id}")
+        bench = cfg.bench
+        if "threads" in deployed.options:  # the device group's runtime options win over the run's default
+            bench = dataclasses.replace(bench, threads=int(deployed.options["threads"]))
         self._transport = DeviceTransport(deployed.device)
         label = label_for(self._transport.kind)
         with self._transport as transport:
-            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes),
-                                                                  cfg.bench, label)
+            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes), bench,
+                                                                  label)
         record = {**doc, "name": deployed.device, "release": deployed.release,
                   "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()
-        written = store.put_json(keys.device(self.run_id, deployed.device), record)
+        written = store.put_json(keys.rollout_device(self.rollout_id, deployed.device), record)
         result = BenchmarkResult(
             device=deployed.device, arch=doc["device"]["arch"], release=deployed.release,
             current_variant=deployed.current_variant, label=doc["label"], record=store.ref(written),

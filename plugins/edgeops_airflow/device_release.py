@@ -247,6 +247,13 @@ class DeviceReleases:
             self._switch_check_prune(to_release, previous if previous != to_release else None)
         return {"release": to_release, "previous": previous}
 
+    def remove_current(self) -> dict[str, Any]:
+        """Remove ``current`` (a canary that had no release before its first deploy goes back to none)."""
+        with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
+            previous = self.current_release()
+            self._switch(None)
+        return {"release": None, "previous": previous}
+
     # --- benchmark --------------------------------------------------------------------------------------------
     def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str) -> dict[str, Any]:
         """Run the release's bench.py with the runtime venv over the given modes; return its JSON document."""

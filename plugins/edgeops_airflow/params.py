@@ -13,11 +13,9 @@ from airflow.sdk import Param
 
 from tasks import names
 from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, BenchConfig, load_config, profile_names, run_key
-from tasks.exceptions import ConfigError
 from tasks.results import RunPlan
 
 DEFAULT_PROFILE = os.environ.get(names.ENV_PROFILE, names.DEFAULT_PROFILE)
-DEFAULT_DEVICES = [d for d in os.environ.get(names.ENV_DEVICES, ",".join(names.DEFAULT_DEVICES)).split(",") if d]
 
 # Param name -> dotted config key.
 PARAM_TO_CONFIG = {
@@ -99,40 +97,13 @@ def dag_params() -> dict[str, Param]:
                             enum=[None, *RUNNERS]),
         "bench_runs": _opt("integer", "Timed invokes per model on each device.", minimum=100,
                            maximum=BenchConfig.MAX_RUNS),
-        "devices": Param(
-            DEFAULT_DEVICES,
-            type="array",
-            items={"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"},
-            minItems=1,
-            description=f"Device names; each needs an SSH connection {names.DEVICE_CONN_PREFIX}<name>.",
-        ),
     }
 
 
-def missing_device_connections(devices: list[str]) -> list[str]:
-    """Devices that have no Airflow connection (checked before any compute, not after training)."""
-    from airflow.sdk import BaseHook
-
-    missing = []
-    for device in devices:
-        try:
-            BaseHook.get_connection(names.device_conn_id(device))
-        except Exception:  # noqa: BLE001 - AirflowNotFoundException and friends: all mean "not usable"
-            missing.append(device)
-    return missing
-
-
 def resolve(params: dict[str, Any], airflow_run_id: str, clear_number: int = 0) -> RunPlan:
-    """Params -> validated config, safe run id and device list; every bad value raises ConfigError here."""
+    """Params -> validated config and safe run id; every bad value raises ConfigError here, before compute."""
     overrides = {PARAM_TO_CONFIG[k]: v for k, v in params.items() if k in PARAM_TO_CONFIG and v is not None}
     config = load_config(params.get("profile") or DEFAULT_PROFILE, overrides)
     run_id = run_key(airflow_run_id, clear_number)
-    devices = list(dict.fromkeys(params.get("devices") or []))
-    missing = missing_device_connections(devices)
-    if missing:
-        raise ConfigError(
-            f"devices {missing} have no Airflow connection {names.DEVICE_CONN_PREFIX}<name>: add it (Admin -> "
-            "Connections, type SSH, with extra.host_key pinned) or remove the device from the 'devices' Param"
-        )
-    return RunPlan(run_id=run_id, airflow_run_id=airflow_run_id, config=config.to_dict(), devices=tuple(devices),
+    return RunPlan(run_id=run_id, airflow_run_id=airflow_run_id, config=config.to_dict(),
                    modes=config.quantize.modes)

@@ -183,12 +183,13 @@ def bench_model(
         once(i)
         timings[i] = (time.perf_counter_ns() - t0) / 1e6
     correct = sum(predict(once(i), out) == int(y[i]) for i in range(len(inputs)))
-    p50, p90, p99 = (float(v) for v in np.percentile(timings, [50, 90, 99]))
+    p50, p90, p95, p99 = (float(v) for v in np.percentile(timings, [50, 90, 95, 99]))
     return {
         "load_ms": round(load_ms, 3),
         "latency_ms": {
             "p50": round(p50, 4),
             "p90": round(p90, 4),
+            "p95": round(p95, 4),
             "p99": round(p99, 4),
             "mean": round(float(timings.mean()), 4),
             "std": round(float(timings.std()), 4),

@@ -1,0 +1,190 @@
+"""The Airflow side of a rollout: the blessed-model asset, the rollout form's Params, and planning.
+
+Planning reads what only Airflow knows (the triggering asset event, device connections) and what is on the
+devices (kept releases, for a rollback to a named run), then hands everything to ``tasks.fleet.rollout``.
+Every bad input is one ``ConfigError`` here, before any device is touched.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from shlex import quote
+from typing import Any
+
+from airflow.sdk import Asset, Param
+
+from edgeops_airflow.new_data import asset_uri
+from tasks import keys, names
+from tasks.config import QUANT_MODES, load_config, run_key
+from tasks.exceptions import ConfigError, StorageError
+from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, split_release
+
+
+def blessed_model_asset() -> Asset:
+    """Emitted by the nightly run's ``announce`` task when its gate blessed a model (extra: run_id, variants)."""
+    return Asset(name=names.BLESSED_ASSET, uri=asset_uri(names.ARTIFACTS_BUCKET, "runs"))
+
+
+def rollout_params() -> dict[str, Param]:
+    strings = {"type": "string", "pattern": r"^[A-Za-z0-9_-]+$"}
+    return {
+        "action": Param(FORWARD, type="string", enum=[FORWARD, ROLLBACK],
+                        description="forward: ship a blessed run (canary first); rollback: switch back."),
+        "run_id": Param(None, type=["null", "string"], description=(
+            "forward: the nightly run to ship (empty: the asset event's run, else the newest blessed run); "
+            "rollback: the run to go back to (empty: each device's previous release).")),
+        "devices": Param([], type="array", items=strings, description="Devices (empty + no groups = the fleet)."),
+        "groups": Param([], type="array", items=strings, description="Device groups (hardware classes)."),
+        "variant": Param(None, type=["null", "string"], enum=[None, *QUANT_MODES],
+                         description="forward: ship this variant everywhere (empty: best per group)."),
+        "waves": Param([], type="array", items={"type": "integer", "minimum": 0},
+                       description="Only these waves (empty: all; the lowest one is the canary)."),
+        "max_failed": Param(0, type="integer", minimum=0, maximum=1000,
+                            description="Later-wave devices that may fail or be offline (marked stale)."),
+    }
+
+
+def _event_run_id(events: Any) -> str:
+    """The run id of the newest blessed-model asset event that triggered this run ("" when triggered by hand)."""
+    found = ""
+    for key, evs in dict(events or {}).items():
+        if names.BLESSED_ASSET in str(key):
+            for ev in evs:
+                found = str((getattr(ev, "extra", None) or {}).get("run_id") or found)
+    return found
+
+
+def _store() -> Any:
+    from edgeops_airflow.store import artifact_store
+
+    return artifact_store(names.MINIO_CONN_ID, names.ARTIFACTS_BUCKET)
+
+
+def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
+    from airflow.sdk import BaseHook
+
+    missing = []
+    for name in devices:
+        try:
+            BaseHook.get_connection(conn_of[name])
+        except Exception:  # noqa: BLE001 - AirflowNotFoundException and friends: all mean "not usable"
+            missing.append(f"{name} ({conn_of[name]})")
+    if missing:
+        raise ConfigError(f"devices {missing} have no Airflow connection: add it (type SSH, extra.host_key "
+                          "pinned) or fix the fleet file")
+
+
+def kept_releases(device: str, conn_id: str) -> list[str]:
+    """Release ids kept on the device, newest first (one SSH round trip)."""
+    from edgeops_airflow.device_transport import DeviceTransport
+
+    with DeviceTransport(device, conn_id) as t:
+        _, out, _ = t.run(f"ls -1t {quote(posixpath.join(t.root, 'releases'))} 2>/dev/null", 30, check=False,
+                          what="listing releases")
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
+    """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
+    from tasks import runs
+    from tasks.fleet.inventory import load_inventory
+    from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
+
+    action = params.get("action") or FORWARD
+    request = RolloutRequest(
+        action=action, run_id=str(params.get("run_id") or (_event_run_id(events) if action == FORWARD else "")),
+        devices=tuple(params.get("devices") or ()), groups=tuple(params.get("groups") or ()),
+        variant=str(params.get("variant") or ""), waves=tuple(int(w) for w in params.get("waves") or ()),
+        max_failed=int(params.get("max_failed") or 0))
+    inventory = load_inventory()
+    targets = select_targets(inventory, request)
+    _check_connections([d.name for d in targets], {d.name: d.connection for d in targets})
+    rollout_id, store = run_key(airflow_run_id, clear_number), _store()
+    try:
+        if action == FORWARD:
+            manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
+            return plan_forward(inventory, request, rollout_id, manifest)
+        states = {d.name: _state(store, d.name) for d in targets}
+        to_release = {}
+        if request.run_id:
+            run = runs.resolve(store, request.run_id)["run_id"]
+            for d in targets:
+                kept = kept_releases(d.name, d.connection)
+                to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)
+        config = load_config(names.DEFAULT_PROFILE).to_dict()
+        return plan_rollback(inventory, request, rollout_id, config, states, to_release)
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _state(store: Any, device: str) -> dict[str, Any] | None:
+    key = keys.device_state(device)
+    return store.get_json(key) if store.exists(key) else None
+
+
+# --- the canary gate and the record, as the DAG's tasks call them -------------------------------------------
+def _records(cls: Any, values: Any) -> list[Any]:
+    """Decode a mapped task's outputs; indexes that failed or were skipped pushed nothing."""
+    return [cls.from_xcom(v) for v in list(values or []) if v]
+
+
+def judge_canary(plan_raw: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:
+    """The canary gate (``tasks.fleet.rollout.canary_gate``); a rollback has no canary and passes."""
+    import logging
+
+    from tasks.fleet.records import CanaryVerdict
+    from tasks.fleet.rollout import canary_gate
+    from tasks.results import BenchmarkResult, DeployResult
+
+    plan_ = RolloutPlan.from_xcom(plan_raw)
+    if plan_.action == ROLLBACK:
+        return CanaryVerdict(True, (), {}).to_xcom()
+    verdict = canary_gate(plan_, _records(DeployResult, deploys), _records(BenchmarkResult, benches))
+    log = logging.getLogger(__name__)
+    log.info("%s", verdict.summary())
+    for choice in verdict.choices.values():
+        for reason in choice.reasons:
+            log.info("group %s: %s", choice.group, reason)
+    return verdict.to_xcom()
+
+
+def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys: list[Any], benches: list[Any],
+           switches: list[Any], airflow_run_id: str) -> dict[str, Any]:
+    """Write ``rollouts/<id>/record.json`` (last) and fail the run, after writing, unless it succeeded."""
+    import datetime as dt
+    import logging
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from tasks.fleet.records import CanaryVerdict, SwitchResult
+    from tasks.fleet.rollout import build_record
+    from tasks.results import BenchmarkResult, DeployResult
+
+    plan_ = RolloutPlan.from_xcom(plan_raw)
+    verdict = CanaryVerdict.from_xcom(verdict_raw) if verdict_raw else None
+    record = build_record(plan_, verdict if plan_.action == FORWARD else None,
+                          [d for group in deploys for d in _records(DeployResult, group)],
+                          [s for group in switches for s in _records(SwitchResult, group)],
+                          [b for group in benches for b in _records(BenchmarkResult, group)],
+                          airflow_run_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    written = _store().put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())
+    logging.getLogger(__name__).info("%s -> s3://%s/%s", record.summary(), names.ARTIFACTS_BUCKET, written.key)
+    if record.status != "succeeded":
+        raise AirflowFailException(f"{record.summary()}: {'; '.join(record.reasons)}")
+    return record.to_xcom()
+
+
+def announce_blessed(run_id: str, verdict_raw: dict[str, Any], published_raw: dict[str, Any], context: Any
+                     ) -> None:
+    """The nightly run's last task: put the run id and blessed variants on the asset event, or skip (no event)
+    when nothing was blessed, so an unblessed run never starts a rollout."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from tasks.results import GateVerdict, PublishResult
+
+    verdict, published = GateVerdict.from_xcom(verdict_raw), PublishResult.from_xcom(published_raw)
+    if not verdict.blessed:
+        raise AirflowSkipException(f"not blessed, nothing to roll out: {'; '.join(verdict.reasons)}")
+    context["outlet_events"][blessed_model_asset()].extra = {
+        "run_id": run_id, "variants": list(verdict.deploy), "current": verdict.current,
+        "manifest": published.manifest.to_xcom()}

@@ -1,0 +1,189 @@
+"""The rollout's declared hand-offs: plan -> device tasks -> canary verdict -> rollout record, device state.
+
+Same contract as ``tasks/results.py``: frozen dataclasses, ``to_xcom()`` on the producer side and
+``Type.from_xcom()`` on the consumer side. The two records written to the store:
+
+* ``rollouts/<rollout_id>/record.json`` (``RolloutRecord``), written last by the rollout run;
+* ``devices/<name>/state.json`` (``DeviceState``), written by the device operator at every switch of
+  ``current``, so ``edgeops fleet status`` knows what each device runs without connecting to it (the bucket is
+  versioned: older versions are the device's history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.results import ArtifactRef, GateVerdict, ModelBench, Record, RecordError
+
+FORWARD, ROLLBACK = "forward", "rollback"
+ACTIONS = (FORWARD, ROLLBACK)
+
+
+def release_id(run_id: str, variant: str) -> str:
+    """A release is one run's model with one variant behind ``model.tflite``: releases stay immutable while
+    different device classes run different variants of the same run."""
+    return f"{run_id}.{variant}"
+
+
+@dataclass(frozen=True)
+class DeviceTask(Record):
+    """One device operation of a rollout (a mapped task): put ``release`` there, or switch back to it."""
+
+    device: str
+    group: str
+    wave: int
+    runtime: dict[str, Any]  # tasks.device.runtime.RuntimeOptions as a dict: threads, delegate, options
+    release: str | None  # deploy: the release to create; switch: the release to make current (None = none)
+    run_id: str = ""  # the run whose model ships ("" for a switch to a release by name)
+    modes: tuple[str, ...] = ()  # variants shipped in the release (deploy only)
+    current: str = ""  # the variant model.tflite points at (deploy only)
+    optional: bool = False  # an optional device may be unreachable without failing the rollout
+
+    def summary(self) -> str:
+        return f"{self.device} [{self.group}, wave {self.wave}] -> {self.release or 'no release'}"
+
+
+@dataclass(frozen=True)
+class RolloutPlan(Record):
+    """What the rollout's first task hands every later one; everything was validated there."""
+
+    rollout_id: str
+    action: str  # forward | rollback
+    run_id: str  # forward: the run shipped; rollback: the run rolled back to ("" = each device's previous)
+    config: dict[str, Any]  # the shipped run's resolved PipelineConfig (deploy and bench knobs)
+    canary: tuple[DeviceTask, ...] = ()  # forward: the canary wave, every blessed variant shipped
+    later: tuple[DeviceTask, ...] = ()  # forward: the later waves, before the canary picks their variant
+    switches: tuple[DeviceTask, ...] = ()  # rollback: every device switched back
+    budgets: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> Budgets as a dict
+    host_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> accuracy on the host test split
+    verdict: GateVerdict | None = None  # forward: the run's gate verdict (artifact refs, sample)
+    forced_variant: str = ""  # the form's `variant`: ship this one everywhere (still checked on the canary)
+    max_failed: int = 0  # later-wave devices that may fail or be offline without failing the rollout
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise RecordError(f"RolloutPlan.action={self.action!r}: expected one of {ACTIONS}")
+        if self.action == FORWARD and self.verdict is None:
+            raise RecordError("a forward RolloutPlan needs the run's gate verdict")
+
+
+@dataclass(frozen=True)
+class DeviceHealth(Record):
+    """One canary measured against its group's budgets for one variant."""
+
+    device: str
+    variant: str
+    healthy: bool
+    reasons: tuple[str, ...]
+    p95_ms: float | None = None
+    peak_rss_mb: float | None = None
+    accuracy: float | None = None
+    host_accuracy: float | None = None
+
+
+@dataclass(frozen=True)
+class GroupChoice(Record):
+    """The variant a device class runs, and why (measured on its canaries, or not measured at all)."""
+
+    group: str
+    variant: str | None  # None: no variant meets the group's budgets on its canaries
+    reasons: tuple[str, ...]
+    measured_on: tuple[str, ...] = ()  # the canaries whose benchmarks decided it
+    health: tuple[DeviceHealth, ...] = ()  # every (canary, variant) checked
+
+
+@dataclass(frozen=True)
+class CanaryVerdict(Record):
+    """The canary gate: continue to the later waves, or stop and roll the canaries back."""
+
+    healthy: bool
+    reasons: tuple[str, ...]
+    choices: dict[str, GroupChoice]
+    promote: tuple[DeviceTask, ...] = ()  # canaries re-deployed with their group's chosen variant
+    later: tuple[DeviceTask, ...] = ()  # waves 1..n with their group's variant (empty when not healthy)
+    rollback: tuple[DeviceTask, ...] = ()  # canaries switched back (when not healthy)
+
+    def summary(self) -> str:
+        picks = ", ".join(f"{g}={c.variant or 'none'}" for g, c in sorted(self.choices.items()))
+        head = "canary healthy" if self.healthy else "CANARY FAILED: " + "; ".join(self.reasons)
+        return f"{head} ({picks})"
+
+
+@dataclass(frozen=True)
+class SwitchResult(Record):
+    """What a device operation did to ``current`` (deploy, promote, rollback)."""
+
+    device: str
+    release: str | None  # what current points at now
+    previous: str | None
+    variant: str | None
+    arch: str = ""
+    reused: bool = False
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        now, was = self.release or "nothing", self.previous or "nothing"
+        return f"{self.device}: current -> {now} [{self.variant}], was {was}"
+
+
+@dataclass(frozen=True)
+class DeviceOutcome(Record):
+    device: str
+    group: str
+    wave: int
+    status: str  # switched | rolled_back | failed | not_reached
+    release: str | None = None
+    variant: str | None = None
+    bench: dict[str, ModelBench] = field(default_factory=dict)
+    bench_record: ArtifactRef | None = None
+    label: str = ""  # native | emulated | host
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class RolloutRecord(Record):
+    """``rollouts/<id>/record.json``: what the rollout did, device by device, and why."""
+
+    rollout_id: str
+    action: str
+    run_id: str
+    status: str  # succeeded | canary_failed | failed
+    reasons: tuple[str, ...]
+    devices: tuple[DeviceOutcome, ...]
+    choices: dict[str, GroupChoice] = field(default_factory=dict)
+    created_at: str = ""
+    airflow_run_id: str = ""
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for d in self.devices:
+            counts[d.status] = counts.get(d.status, 0) + 1
+        tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        return f"rollout {self.rollout_id} ({self.action} {self.run_id or 'previous'}): {self.status}; {tally}"
+
+
+@dataclass(frozen=True)
+class DeviceState(Record):
+    """``devices/<name>/state.json``: the device's ``current`` after its last switch, written at the switch."""
+
+    device: str
+    release: str | None
+    previous: str | None
+    run_id: str | None
+    variant: str | None
+    rollout_id: str
+    action: str  # deploy | promote | rollback
+    switched_at: str  # ISO 8601 UTC
+    group: str = ""
+    arch: str = ""
+
+
+def split_release(release: str | None) -> tuple[str | None, str | None]:
+    """(run id, variant) of a release id made by ``release_id``; (release, None) for older release ids."""
+    from tasks.config import QUANT_MODES
+
+    if not release:
+        return None, None
+    run, _, variant = release.rpartition(".")
+    return (run, variant) if run and variant in QUANT_MODES else (release, None)

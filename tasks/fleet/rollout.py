@@ -1,0 +1,264 @@
+"""Rollout decisions, as plain functions: plan the device tasks, judge the canaries, pick a variant per device
+class, and account for every device at the end. The ``edgeops_rollout`` DAG only wires these; the device
+operations themselves live in ``plugins/edgeops_airflow`` (one SSH path).
+
+Forward rollout of a blessed run:
+
+1. **Plan.** The devices asked for (all by default) by wave; the lowest wave among them is the canary wave
+   (wave 0 for a whole-fleet rollout; the new device itself when serving one new Pi). Canaries get every
+   blessed variant, with the gate's choice (or the form's ``variant``) behind ``model.tflite``.
+2. **Canary gate.** For each group, every variant is checked on each of the group's canaries against the
+   group's budgets: p95 latency, peak RSS, and on-device accuracy on the shipped sample no more than
+   ``accuracy_tolerance`` below the host-measured accuracy. The group runs the passing variant with the best
+   (worst-canary) accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
+   benchmark, or a group with no passing variant, fails the gate: the canaries are switched back.
+3. **Later waves** get their group's variant (only that file). A group with no canary in this rollout gets
+   the gate's choice, and the record says it was not measured on that hardware.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tasks.config import QUANT_MODES
+from tasks.exceptions import ConfigError
+from tasks.fleet.inventory import Device, Inventory
+from tasks.fleet.records import (
+    ACTIONS,
+    FORWARD,
+    ROLLBACK,
+    CanaryVerdict,
+    DeviceHealth,
+    DeviceOutcome,
+    DeviceTask,
+    GroupChoice,
+    RolloutPlan,
+    RolloutRecord,
+    SwitchResult,
+    release_id,
+)
+from tasks.results import BenchmarkResult, DeployResult, GateVerdict
+
+
+@dataclass(frozen=True)
+class RolloutRequest:
+    """The rollout form (or the asset event), validated on construction."""
+
+    action: str = FORWARD
+    run_id: str = ""  # forward: "" = the newest blessed run; rollback: "" = each device's previous release
+    devices: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    variant: str = ""  # forward only: ship this variant everywhere instead of choosing per group
+    waves: tuple[int, ...] = ()  # only these waves ("" = all)
+    max_failed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ConfigError(f"action={self.action!r}: use one of {list(ACTIONS)}")
+        if self.variant and self.variant not in QUANT_MODES:
+            raise ConfigError(f"variant={self.variant!r}: use one of {list(QUANT_MODES)} (or leave it empty)")
+        if self.variant and self.action == ROLLBACK:
+            raise ConfigError("variant applies to a forward rollout; a rollback restores a whole release")
+        if self.max_failed < 0:
+            raise ConfigError(f"max_failed={self.max_failed}: must be >= 0")
+        if any(w < 0 for w in self.waves):
+            raise ConfigError(f"waves={list(self.waves)}: wave numbers are >= 0")
+
+
+def _runtime(inventory: Inventory, device: Device) -> dict[str, Any]:
+    group = inventory.group(device.group)
+    return {"threads": group.threads, "delegate": group.delegate, "delegate_options": dict(group.delegate_options)}
+
+
+def select_targets(inventory: Inventory, request: RolloutRequest) -> tuple[Device, ...]:
+    """The devices of the request; unknown names or an empty selection are one ConfigError."""
+    chosen = inventory.select(list(request.devices), list(request.groups))
+    if request.waves:
+        chosen = tuple(d for d in chosen if d.wave in request.waves)
+    if not chosen:
+        raise ConfigError(f"no device matches devices={list(request.devices)} groups={list(request.groups)} "
+                          f"waves={list(request.waves)}; see `edgeops fleet inventory`")
+    return chosen
+
+
+def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str, manifest: dict[str, Any]
+                 ) -> RolloutPlan:
+    """Plan shipping the run of ``manifest``; a run whose gate blessed nothing is a ConfigError."""
+    run_id = manifest["run_id"]
+    verdict = GateVerdict.from_xcom(manifest["gate"])
+    if not verdict.blessed:
+        raise ConfigError(f"run {run_id} has no blessed model (its gate said: {'; '.join(verdict.reasons)}); "
+                          "roll out a blessed run, or leave run_id empty for the newest one")
+    if request.variant and request.variant not in verdict.deploy:
+        raise ConfigError(f"variant {request.variant!r} was not blessed in run {run_id}; blessed: "
+                          f"{list(verdict.deploy)}")
+    targets = select_targets(inventory, request)
+    first = min(d.wave for d in targets)
+    default = request.variant or verdict.current or verdict.deploy[0]
+    modes = (request.variant,) if request.variant else tuple(verdict.deploy)
+
+    def task(d: Device, variant: str, shipped: tuple[str, ...]) -> DeviceTask:
+        return DeviceTask(device=d.name, group=d.group, wave=d.wave, runtime=_runtime(inventory, d),
+                          release=release_id(run_id, variant), run_id=run_id, modes=shipped, current=variant,
+                          optional=d.optional)
+
+    groups = {d.group for d in targets}
+    return RolloutPlan(
+        rollout_id=rollout_id, action=FORWARD, run_id=run_id, config=manifest["config"], verdict=verdict,
+        canary=tuple(task(d, default, modes) for d in targets if d.wave == first),
+        later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
+        budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
+        host_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
+        forced_variant=request.variant, max_failed=request.max_failed,
+    )
+
+
+def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str, config: dict[str, Any],
+                  states: dict[str, dict[str, Any] | None], to_release: dict[str, str | None]) -> RolloutPlan:
+    """Plan switching each device back: to ``to_release[device]`` (found on the device by the caller for
+    ``--to RUN_ID``) or, without a target run, to the previous release its state record names."""
+    tasks = []
+    for d in select_targets(inventory, request):
+        if request.run_id:
+            target = to_release.get(d.name)
+            if not target:
+                raise ConfigError(f"device {d.name} keeps no release of run {request.run_id}: pick a run it "
+                                  "still has (`edgeops fleet status --check` lists them)")
+        else:
+            state = states.get(d.name) or {}
+            target = state.get("previous")
+            if not target:
+                raise ConfigError(f"device {d.name} has no previous release recorded to roll back to; "
+                                  "name one with run_id")
+        tasks.append(DeviceTask(device=d.name, group=d.group, wave=d.wave, runtime=_runtime(inventory, d),
+                                release=target, optional=d.optional))
+    return RolloutPlan(rollout_id=rollout_id, action=ROLLBACK, run_id=request.run_id, config=config,
+                       switches=tuple(tasks), max_failed=request.max_failed)
+
+
+# --- canary gate ----------------------------------------------------------------------------------------------
+def check_variant(plan: RolloutPlan, group: str, variant: str, bench: BenchmarkResult) -> DeviceHealth:
+    """One canary against its group's budgets for one variant; every failed budget is a reason."""
+    budgets = plan.budgets[group]
+    measured = bench.models.get(variant)
+    if measured is None:
+        return DeviceHealth(bench.device, variant, False, (f"{variant} was not benchmarked on {bench.device}",))
+    p95 = float(measured.latency_ms["p95"])
+    host = plan.host_accuracy.get(variant)
+    reasons = []
+    if p95 > budgets["p95_latency_ms"]:
+        reasons.append(f"{variant} on {bench.device}: p95 {p95:.3f} ms > budget {budgets['p95_latency_ms']} ms")
+    if measured.peak_rss_mb > budgets["peak_rss_mb"]:
+        reasons.append(f"{variant} on {bench.device}: peak RSS {measured.peak_rss_mb:.1f} MB > budget "
+                       f"{budgets['peak_rss_mb']} MB")
+    if host is not None and measured.accuracy < host - budgets["accuracy_tolerance"]:
+        reasons.append(f"{variant} on {bench.device}: accuracy {measured.accuracy:.4f} < host {host:.4f} - "
+                       f"tolerance {budgets['accuracy_tolerance']}")
+    return DeviceHealth(bench.device, variant, not reasons, tuple(reasons), p95, measured.peak_rss_mb,
+                        measured.accuracy, host)
+
+
+def choose_variant(plan: RolloutPlan, group: str, benches: list[BenchmarkResult],
+                   candidates: Iterable[str]) -> GroupChoice:
+    """The passing variant with the best worst-canary accuracy; ties: smaller file, then lower p95."""
+    health = [check_variant(plan, group, v, b) for v in candidates for b in benches]
+    passing = [v for v in candidates if all(h.healthy for h in health if h.variant == v)]
+    on = tuple(b.device for b in benches)
+    if not passing:
+        return GroupChoice(group, None, tuple(r for h in health for r in h.reasons), on, tuple(health))
+
+    def rank(v: str) -> tuple[float, int, float]:
+        rows = [h for h in health if h.variant == v]
+        size = min(b.models[v].size_bytes for b in benches)
+        return (-min(h.accuracy or 0.0 for h in rows), size, max(h.p95_ms or 0.0 for h in rows))
+
+    best = sorted(passing, key=rank)[0]
+    acc, size, p95 = rank(best)
+    why = (f"{best}: accuracy {-acc:.4f} on {', '.join(on)}, p95 {p95:.3f} ms, {size} bytes; best accuracy of "
+           f"{len(passing)} variant(s) within the budgets (ties: smaller, then faster)")
+    rejected = tuple(r for h in health if h.variant not in passing for r in h.reasons)
+    return GroupChoice(group, best, (why, *rejected), on, tuple(health))
+
+
+def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[BenchmarkResult]) -> CanaryVerdict:
+    """Judge wave 0 from its deploy and benchmark results; say what to promote, deploy or roll back."""
+    deployed = {r.device: r for r in deploys}
+    benched = {b.device: b for b in benches if b.device in deployed}
+    reasons = [f"canary {t.device} did not deploy or benchmark (see its deploy/benchmark task log)"
+               for t in plan.canary if t.device not in benched and not t.optional]
+    candidates = (plan.forced_variant,) if plan.forced_variant else tuple(plan.canary[0].modes)
+    choices: dict[str, GroupChoice] = {}
+    for group in sorted({t.group for t in plan.canary}):
+        measured = [benched[t.device] for t in plan.canary if t.group == group and t.device in benched]
+        if measured:
+            choices[group] = choose_variant(plan, group, measured, candidates)
+            if choices[group].variant is None:
+                reasons.append(f"group {group}: no variant meets its budgets on its canaries")
+    default = plan.canary[0].current
+    for group in sorted({t.group for t in plan.later} - set(choices)):
+        choices[group] = GroupChoice(group, default, (f"no canary of group {group} in this rollout: the gate's "
+                                                      f"choice {default}, not measured on this hardware",))
+    if reasons:
+        back = tuple(dataclasses.replace(t, release=deployed[t.device].previous, modes=(), current="")
+                     for t in plan.canary if t.device in deployed)
+        return CanaryVerdict(False, tuple(reasons), choices, rollback=back)
+
+    def ship(t: DeviceTask) -> DeviceTask:
+        variant = choices[t.group].variant or default
+        return dataclasses.replace(t, release=release_id(plan.run_id, variant), modes=(variant,), current=variant)
+
+    promote = tuple(ship(t) for t in plan.canary if t.device in deployed
+                    and choices[t.group].variant not in (None, deployed[t.device].current_variant))
+    return CanaryVerdict(True, (), choices, promote=promote, later=tuple(ship(t) for t in plan.later))
+
+
+# --- the record -----------------------------------------------------------------------------------------------
+def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list[DeployResult],
+                 rollbacks: list[SwitchResult], benches: list[BenchmarkResult], airflow_run_id: str,
+                 created_at: str) -> RolloutRecord:
+    """Account for every device of the plan: switched, rolled back, failed or not reached, and the status.
+
+    ``deploys`` lists the canary deploys first, then promotions and later waves (a later entry wins)."""
+    last = {d.device: SwitchResult(d.device, d.release, d.previous, d.current_variant, d.arch, d.reused,
+                                   dict(d.options)) for d in deploys}
+    back = {s.device: s for s in rollbacks}
+    benched = {b.device: b for b in benches}
+    later_planned = {t.device for t in (verdict.later if verdict else ())}
+    outcomes, failed = [], []
+    for t in (*plan.canary, *plan.later, *plan.switches):
+        if t.device in back:
+            why = "canary gate failed: switched back" if plan.action == FORWARD else "rolled back on request"
+            s, status, note = back[t.device], "rolled_back", why
+        elif t.device in last:
+            s, status, note = last[t.device], "switched", ""
+        else:
+            planned = t in plan.canary or t in plan.switches or t.device in later_planned
+            s, status = None, "failed" if planned else "not_reached"
+            note = "deploy/switch failed or device unreachable: state is stale" if status == "failed" else ""
+            if status == "failed" and not t.optional:
+                failed.append(t.device)
+        b = benched.get(t.device)
+        outcomes.append(DeviceOutcome(
+            device=t.device, group=t.group, wave=t.wave, status=status, release=s.release if s else None,
+            variant=s.variant if s else None, bench=dict(b.models) if b else {},
+            bench_record=b.record if b else None, label=b.label if b else "", note=note))
+    reasons = list(verdict.reasons) if verdict else []
+    if verdict is not None and not verdict.healthy:
+        status = "canary_failed"
+    elif plan.action == ROLLBACK and failed:
+        status = "failed"
+        reasons.append(f"rollback failed on {failed} (see their rollback task logs)")
+    elif len(failed) > plan.max_failed or any(t.device in failed for t in plan.canary):
+        status = "failed"
+        reasons.append(f"{len(failed)} device(s) failed: {failed} (max_failed={plan.max_failed})")
+    else:
+        status = "succeeded"
+        if failed:
+            reasons.append(f"{len(failed)} device(s) failed within max_failed={plan.max_failed}: {failed}")
+    return RolloutRecord(rollout_id=plan.rollout_id, action=plan.action, run_id=plan.run_id, status=status,
+                         reasons=tuple(reasons), devices=tuple(outcomes),
+                         choices=dict(verdict.choices) if verdict else {}, created_at=created_at,
+                         airflow_run_id=airflow_run_id)

@@ -86,10 +86,10 @@ with DAG(
     )
 
     @task(outlets=[blessed_model_asset()], retries=0, execution_timeout=timedelta(minutes=2))
-    def announce(run_id: str, verdict: dict[str, Any], published: dict[str, Any]) -> None:
+    def announce(run_key: str, verdict: dict[str, Any], published: dict[str, Any]) -> None:
         """Emit the blessed-model asset event (run id, variants) for the rollout; skipped when not blessed."""
         from edgeops_airflow.rollout import announce_blessed
 
-        announce_blessed(run_id, verdict, published, get_current_context())
+        announce_blessed(run_key, verdict, published, get_current_context())
 
     announce(plan["run_id"], gate.output, publish.output)

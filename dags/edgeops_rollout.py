@@ -59,13 +59,13 @@ with DAG(
         return make_plan(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0,
                          ctx.get("triggering_asset_events")).to_xcom()
 
-    @task(trigger_rule="all_done_min_one_success", retries=0, multiple_outputs=False)
+    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
     def canary_gate(plan: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:  # a CanaryVerdict
         from edgeops_airflow.rollout import judge_canary
 
         return judge_canary(plan, deploys, benches)
 
-    @task(trigger_rule="all_done_min_one_success", retries=0, multiple_outputs=False)
+    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
     def record(plan: dict[str, Any], verdict: Any, canary: Any, promoted: Any, waves: Any, canary_bench: Any,
                wave_bench: Any, switched_back: Any, rolled_back: Any) -> dict[str, Any]:  # a RolloutRecord
         from edgeops_airflow.rollout import finish

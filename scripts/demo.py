@@ -1,4 +1,5 @@
-"""`make demo`: start the stack, seed the digits dataset, run the nightly DAG ONCE through Airflow, summarise.
+"""`make demo`: start the stack, seed the digits dataset, run the nightly DAG ONCE through Airflow, follow the
+rollout its blessed model starts (canary, then the rest), and summarise both plus the fleet status.
 
 It drives Airflow the way a user would (its CLI against the running scheduler), then leaves the stack up.
 """
@@ -20,6 +21,7 @@ from scripts.devstack import airflow as af  # noqa: E402
 from scripts.devstack.common import load_stack  # noqa: E402
 
 DAG_ID = "edgeops_nightly"
+ROLLOUT_DAG_ID = "edgeops_rollout"
 TIMEOUT_S = int(os.environ.get("EDGEOPS_DEMO_TIMEOUT", "1500"))
 
 
@@ -49,25 +51,37 @@ def wait_for_dag(env: dict[str, str]) -> None:
         errors = airflow_json(env, "dags", "list-import-errors")
         if errors:
             raise SystemExit(f"demo: the DAG folder has import errors:\n{errors}")
-        if DAG_ID in airflow(env, "dags", "list", "-o", "plain", check=False):
+        listed = airflow(env, "dags", "list", "-o", "plain", check=False)
+        if DAG_ID in listed and ROLLOUT_DAG_ID in listed:
             return
         time.sleep(5)
-    raise SystemExit(f"demo: {DAG_ID} not parsed after 180 s; see .devstack/logs/dag-processor.log")
+    raise SystemExit(f"demo: {DAG_ID}/{ROLLOUT_DAG_ID} not parsed after 180 s; see .devstack/logs/dag-processor.log")
 
 
 def _index(state: dict) -> str:
     return "" if state.get("map_index") in (None, "", -1, "-1") else f"[{state['map_index']}]"
 
 
-def wait_for_run(env: dict[str, str], run_id: str) -> str:
+def rollout_started_after(env: dict[str, str], known: set[str]) -> str:
+    """The rollout run the nightly run's asset event started (a run id not in ``known``)."""
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        new = [r["run_id"] for r in airflow_json(env, "dags", "list-runs", ROLLOUT_DAG_ID) if r["run_id"] not in known]
+        if new:
+            return new[0]
+        time.sleep(5)
+    raise SystemExit(f"demo: no {ROLLOUT_DAG_ID} run started within 180 s of the blessed-model asset event")
+
+
+def wait_for_run(env: dict[str, str], run_id: str, dag_id: str = DAG_ID) -> str:
     start, last = time.time(), ""
     while time.time() - start < TIMEOUT_S:
-        states = airflow_json(env, "tasks", "states-for-dag-run", DAG_ID, run_id)
+        states = airflow_json(env, "tasks", "states-for-dag-run", dag_id, run_id)
         summary = ", ".join(f"{s['task_id']}{_index(s)}={s['state']}" for s in states)
         if summary != last:
             print(f"[{time.time() - start:5.0f}s] {summary}", flush=True)
             last = summary
-        runs = airflow_json(env, "dags", "list-runs", DAG_ID)
+        runs = airflow_json(env, "dags", "list-runs", dag_id)
         state = next((r["state"] for r in runs if r["run_id"] == run_id), "queued")
         if state in ("success", "failed"):
             return state
@@ -90,17 +104,32 @@ def _variants(manifest: dict) -> None:
           + "".join(f"\n  - {r}" for r in gate["reasons"]))
 
 
-def _devices(manifest: dict) -> None:
-    if not manifest["devices"]:
-        return
-    print(f"\n{'device':<9}{'arch':<9}{'label':<9}{'variant':<9}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'acc':>7}"
+def rollout_summary(rollout_key: str) -> None:
+    """The rollout record: per-group choice with its reasons, then every device's outcome and figures."""
+    from tasks import keys
+    from tasks.fleet.records import RolloutRecord
+    from tasks.storage import ArtifactStore
+
+    record = RolloutRecord.from_xcom(ArtifactStore.from_env().get_json(keys.rollout_record(rollout_key)))
+    print(f"\n{record.summary()}")
+    for reason in record.reasons:
+        print(f"  - {reason}")
+    for group, choice in sorted(record.choices.items()):
+        print(f"group {group}: runs {choice.variant or 'nothing'}" + "".join(f"\n  - {r}" for r in choice.reasons))
+    print(f"\n{'device':<9}{'wave':>5} {'status':<12}{'variant':<9}{'label':<9}{'p50 ms':>8}{'p95 ms':>8}{'acc':>7}"
           f"{'RSS MB':>8}")
-    for d in manifest["devices"]:
-        b = d["models"][d["current_variant"]]
-        lat = b["latency_ms"]
-        print(f"{d['device']:<9}{d['arch']:<9}{d['label']:<9}{d['current_variant']:<9}{lat['p50']:>8.3f}"
-              f"{lat['p90']:>8.3f}{lat['p99']:>8.3f}{b['accuracy']:>7.3f}{b['peak_rss_mb']:>8.1f}")
+    for d in record.devices:
+        b = d.bench.get(d.variant or "")
+        figures = (f"{b.latency_ms['p50']:>8.3f}{b.latency_ms['p95']:>8.3f}{b.accuracy:>7.3f}{b.peak_rss_mb:>8.1f}"
+                   if b else "")
+        print(f"{d.device:<9}{d.wave:>5} {d.status:<12}{d.variant or '-':<9}{d.label or '-':<9}{figures}")
     print("(timings labelled 'host' come from x86 sshd stand-ins, 'emulated' from qemu: not Raspberry Pi figures)")
+
+
+def fleet_status() -> None:
+    out = subprocess.run([sys.executable, "-m", "tasks.cli", "fleet", "status"], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    print("\n$ edgeops fleet status\n" + (out.stdout or out.stderr).rstrip())
 
 
 def summary(run_key: str, cfg: dict) -> None:
@@ -112,7 +141,6 @@ def summary(run_key: str, cfg: dict) -> None:
     print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
           f"  test images {manifest['evaluation']['test_examples']}")
     _variants(manifest)
-    _devices(manifest)
     m = cfg["minio"]
     print(f"\nAirflow UI     {af.url(cfg)}/dags/{DAG_ID}")
     console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest['run_id']}%2F"
@@ -136,6 +164,8 @@ def main() -> int:
     env = {**os.environ, **af.settings(cfg)}
     wait_for_dag(env)
     airflow(env, "dags", "unpause", DAG_ID)
+    airflow(env, "dags", "unpause", ROLLOUT_DAG_ID)
+    known = {r["run_id"] for r in airflow_json(env, "dags", "list-runs", ROLLOUT_DAG_ID)}
     run_id = "demo__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps({"profile": "demo"}))
     print(f"demo: triggered {DAG_ID} run {run_id}; follow it at {af.url(cfg)}/dags/{DAG_ID}", flush=True)
@@ -146,7 +176,13 @@ def main() -> int:
     from tasks.config import run_key
 
     summary(run_key(run_id), cfg)
-    return 0
+    rollout_id = rollout_started_after(env, known)
+    print(f"\ndemo: the blessed model started {ROLLOUT_DAG_ID} run {rollout_id}", flush=True)
+    rollout_state = wait_for_run(env, rollout_id, ROLLOUT_DAG_ID)
+    rollout_summary(run_key(rollout_id))
+    fleet_status()
+    print(f"\nRollout        {af.url(cfg)}/dags/{ROLLOUT_DAG_ID}")
+    return 0 if rollout_state == "success" else 1
 
 
 if __name__ == "__main__":

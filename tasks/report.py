@@ -146,7 +146,8 @@ def _gate_section(gate: dict[str, Any]) -> str:
     if not gate:
         return "<p>No gate verdict in this run.</p>"
     status = ('<span class="pass">BLESSED</span>' if gate.get("blessed")
-              else '<span class="fail">NOT BLESSED: nothing was announced for rollout; devices keep their release</span>')
+              else '<span class="fail">NOT BLESSED: nothing was announced for rollout; '
+              'devices keep their release</span>')
     reasons = "".join(f"<li>{escape(str(r))}</li>" for r in gate.get("reasons") or [])
     return f"<p>{status}</p><ul>{reasons}</ul>"
 

@@ -195,6 +195,7 @@ class DeployResult(Record):
     runtime: dict[str, str]
     reused: bool = False  # the identical release was already on the device (a retried or repeated deploy)
     options: dict[str, Any] = field(default_factory=dict)  # runtime options the device runs it with (threads...)
+    bench_modes: tuple[str, ...] = ()  # what the benchmark measures (empty: every shipped variant)
 
     def summary(self) -> str:
         return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "

@@ -29,6 +29,12 @@ def _fail(message: str) -> None:
     raise AirflowFailException(message)  # bad input or corrupt data: retrying cannot help
 
 
+def _first_try(context: Any) -> bool:
+    """A first attempt sees the device as the rollout found it (a retry may see its own earlier switch)."""
+    ti = (context or {}).get("ti")
+    return ti is not None and getattr(ti, "try_number", 1) <= 1
+
+
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
@@ -119,14 +125,17 @@ class DeviceDeployOperator(_DeviceOperator):
                 facts = runtime_ops.facts()
                 self.log.info("%s: %s", target.device, facts)
                 runtime = runtime_ops.provision()
-                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, target.release, files,
-                                     target.current)
+                releases = DeviceReleases(transport, cfg.deploy)
+                before = releases.current_release() if _first_try(context) else None
+                result = self._fatal(releases.deploy, target.release, files, target.current)
+                if before == target.release:  # it already ran this very release: switching back = staying
+                    result = {**result, "previous": before}
                 self._record_state(target, result, self.action, facts["arch"])
         deployed = DeployResult(
             device=target.device, arch=facts["arch"], release=result["release"],
             current_variant=result["current_variant"], previous=result["previous"], modes=tuple(target.modes),
             files=tuple(FileEntry(**f) for f in result["files"]), runtime=runtime["packages"],
-            reused=result["reused"], options=dict(target.runtime),
+            reused=result["reused"], options=dict(target.runtime), bench_modes=tuple(target.bench_modes),
         )
         self.log.info("%s", deployed.summary())
         return deployed.to_xcom()
@@ -188,8 +197,8 @@ class DeviceBenchmarkOperator(_DeviceOperator):
         self._transport = DeviceTransport(deployed.device)
         label = label_for(self._transport.kind)
         with self._transport as transport:
-            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes), bench,
-                                                                  label)
+            modes = list(deployed.bench_modes or deployed.modes)
+            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, modes, bench, label)
         record = {**doc, "name": deployed.device, "release": deployed.release,
                   "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()

@@ -137,7 +137,10 @@ def up(cfg: dict, connections: dict) -> None:
     _run(["db", "migrate"], env, setup_log, "database migration")
     write_private(CONNECTIONS, json.dumps(connections, indent=2) + "\n")
     _run(["connections", "import", "--overwrite", str(CONNECTIONS)], env, setup_log, "connections import")
-    print(f"airflow: db migrated, {len(connections)} connections imported (log {setup_log})")
+    _run(["pools", "set", names.DEVICE_POOL, str(names.DEFAULT_DEVICE_POOL_SLOTS),
+          "rollout device tasks (deploy, benchmark, switch) in flight at once"], env, setup_log, "device pool")
+    print(f"airflow: db migrated, {len(connections)} connections imported, pool {names.DEVICE_POOL} "
+          f"({names.DEFAULT_DEVICE_POOL_SLOTS} slots) (log {setup_log})")
     procs = {}
     for comp in COMPONENTS:
         pid = running(f"airflow-{comp}")

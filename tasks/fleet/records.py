@@ -21,8 +21,8 @@ ACTIONS = (FORWARD, ROLLBACK)
 
 
 def release_id(run_id: str, variant: str) -> str:
-    """A release is one run's model with one variant behind ``model.tflite``: releases stay immutable while
-    different device classes run different variants of the same run."""
+    """A release is one run's blessed variants with one of them behind ``model.tflite``: releases stay
+    immutable (same id, same files) while different device classes run different variants of the same run."""
     return f"{run_id}.{variant}"
 
 
@@ -36,8 +36,9 @@ class DeviceTask(Record):
     runtime: dict[str, Any]  # tasks.device.runtime.RuntimeOptions as a dict: threads, delegate, options
     release: str | None  # deploy: the release to create; switch: the release to make current (None = none)
     run_id: str = ""  # the run whose model ships ("" for a switch to a release by name)
-    modes: tuple[str, ...] = ()  # variants shipped in the release (deploy only)
+    modes: tuple[str, ...] = ()  # variants shipped: always every blessed variant, so a release id means one content
     current: str = ""  # the variant model.tflite points at (deploy only)
+    bench_modes: tuple[str, ...] = ()  # variants benchmarked after the deploy (canary: every candidate)
     optional: bool = False  # an optional device may be unreachable without failing the rollout
 
     def summary(self) -> str:

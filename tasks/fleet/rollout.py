@@ -98,17 +98,17 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
     targets = select_targets(inventory, request)
     first = min(d.wave for d in targets)
     default = request.variant or verdict.current or verdict.deploy[0]
-    modes = (request.variant,) if request.variant else tuple(verdict.deploy)
+    candidates = (request.variant,) if request.variant else tuple(verdict.deploy)
 
-    def task(d: Device, variant: str, shipped: tuple[str, ...]) -> DeviceTask:
+    def task(d: Device, variant: str, bench: tuple[str, ...]) -> DeviceTask:
         return DeviceTask(device=d.name, group=d.group, wave=d.wave, runtime=_runtime(inventory, d),
-                          release=release_id(run_id, variant), run_id=run_id, modes=shipped, current=variant,
-                          optional=d.optional)
+                          release=release_id(run_id, variant), run_id=run_id, modes=tuple(verdict.deploy),
+                          current=variant, bench_modes=bench, optional=d.optional)
 
     groups = {d.group for d in targets}
     return RolloutPlan(
         rollout_id=rollout_id, action=FORWARD, run_id=run_id, config=manifest["config"], verdict=verdict,
-        canary=tuple(task(d, default, modes) for d in targets if d.wave == first),
+        canary=tuple(task(d, default, candidates) for d in targets if d.wave == first),
         later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
         budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
         host_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
@@ -189,7 +189,7 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
     benched = {b.device: b for b in benches if b.device in deployed}
     reasons = [f"canary {t.device} did not deploy or benchmark (see its deploy/benchmark task log)"
                for t in plan.canary if t.device not in benched and not t.optional]
-    candidates = (plan.forced_variant,) if plan.forced_variant else tuple(plan.canary[0].modes)
+    candidates = plan.canary[0].bench_modes
     choices: dict[str, GroupChoice] = {}
     for group in sorted({t.group for t in plan.canary}):
         measured = [benched[t.device] for t in plan.canary if t.group == group and t.device in benched]
@@ -202,13 +202,13 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
         choices[group] = GroupChoice(group, default, (f"no canary of group {group} in this rollout: the gate's "
                                                       f"choice {default}, not measured on this hardware",))
     if reasons:
-        back = tuple(dataclasses.replace(t, release=deployed[t.device].previous, modes=(), current="")
+        back = tuple(dataclasses.replace(t, release=deployed[t.device].previous, modes=(), current="", bench_modes=())
                      for t in plan.canary if t.device in deployed)
         return CanaryVerdict(False, tuple(reasons), choices, rollback=back)
 
     def ship(t: DeviceTask) -> DeviceTask:
         variant = choices[t.group].variant or default
-        return dataclasses.replace(t, release=release_id(plan.run_id, variant), modes=(variant,), current=variant)
+        return dataclasses.replace(t, release=release_id(plan.run_id, variant), current=variant, bench_modes=(variant,))
 
     promote = tuple(ship(t) for t in plan.canary if t.device in deployed
                     and choices[t.group].variant not in (None, deployed[t.device].current_variant))

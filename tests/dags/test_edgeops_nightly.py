@@ -26,11 +26,24 @@ def test_schedule_and_defaults(dag):
 
 
 def test_pipeline_order(dag):
-    order = ["resolve_config", "train", "quantize", "evaluate", "gate", "deploy", "benchmark", "publish"]
+    order = ["resolve_config", "train", "quantize", "evaluate", "gate", "publish", "announce"]
     for upstream, downstream in zip(order, order[1:], strict=False):
         assert upstream in dag.get_task(downstream).upstream_task_ids or any(
             upstream in dag.get_task(t).upstream_task_ids for t in dag.get_task(downstream).upstream_task_ids
         ), f"{upstream} must run before {downstream}"
+
+
+def test_announce_emits_the_blessed_model_asset_the_rollout_is_scheduled_on(dag):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from tests.dags.test_dagbag import DAG_FILES
+
+    [outlet] = dag.get_task("announce").outlets
+    rollout = DagBag(dag_folder=str([f for f in DAG_FILES if f.name == "edgeops_rollout.py"][0])).dags[
+        "edgeops_rollout"]
+    assert outlet.name == "edgeops_blessed_model"
+    assert [a.name for a in rollout.timetable.asset_condition.objects] == [outlet.name]
+    assert "deploy" not in dag.task_ids  # devices are the rollout DAG's
 
 
 def test_every_param_is_typed(dag):

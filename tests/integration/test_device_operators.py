@@ -1,7 +1,8 @@
-"""The two device operators end to end: verified artifacts from MinIO -> device -> benchmark record in MinIO.
+"""The device operators end to end: verified artifacts from MinIO -> device -> benchmark record in MinIO,
+device state written at the switch, and a switch back.
 
 Operators are instantiated and executed directly (``execute({})``) with connections exported as AIRFLOW_CONN_*
-variables; inputs are the declared records (GateVerdict, DeployResult) and the resolved config.
+variables; inputs are the declared records (DeviceTask, GateVerdict, DeployResult) and the resolved config.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
+from tasks import keys
 from tasks.config import load_config
+from tasks.fleet.records import DeviceTask, SwitchResult
 from tasks.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
 from tests.helpers import export_connections, tiny_tflite_release
 
@@ -35,8 +38,7 @@ def env(stack_env: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str,
     return stack_env
 
 
-def _verdict(store: Any, run_id: str, payload: dict[str, Path], devices: tuple[str, ...], blessed: bool = True,
-             overwrite_sample: bool = False) -> dict[str, Any]:
+def _verdict(store: Any, run_id: str, payload: dict[str, Path], overwrite_sample: bool = False) -> dict[str, Any]:
     refs = {m: store.ref(store.put_file(f"runs/{run_id}/tflite/{m}.tflite", payload[f"{m}.tflite"]))
             for m in ("fp32", "int8")}
     sample = store.ref(store.put_file(f"runs/{run_id}/eval/sample.npz", payload["sample.npz"]))
@@ -44,60 +46,60 @@ def _verdict(store: Any, run_id: str, payload: dict[str, Path], devices: tuple[s
         store.put_bytes(f"runs/{run_id}/eval/sample.npz", b"not the evaluated sample")
         sample = type(sample)(sample.uri, sample.sha256, sample.size_bytes, None)
     verdicts = {m: VariantVerdict(True, 0.0) for m in refs}
-    return GateVerdict(blessed, ("fp32", "int8") if blessed else (), "int8" if blessed else None,
-                       () if blessed else ("accuracy dropped",), verdicts, refs, sample, 1.0, devices).to_xcom()
+    return GateVerdict(True, ("fp32", "int8"), "int8", (), verdicts, refs, sample, 1.0).to_xcom()
+
+
+def _target(name: str, run_id: str, release: str | None = None) -> dict[str, Any]:
+    return DeviceTask(device=name, group="sim", wave=0, runtime={"threads": 1}, release=release or f"{run_id}.int8",
+                      run_id=run_id, modes=("fp32", "int8"), current="int8").to_xcom()
 
 
 def _config() -> dict[str, Any]:
     return load_config("tiny", {"bench.warmup": 2, "bench.runs": 100, "bench.threads": 1}).to_dict()
 
 
-def test_deploy_then_benchmark(env: dict[str, Any], payload: dict[str, Path]) -> None:
-    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
+def test_deploy_benchmark_and_switch_back(env: dict[str, Any], payload: dict[str, Path]) -> None:
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
     from edgeops_airflow.store import artifact_store
 
     name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-op"
     store = artifact_store(MINIO, bucket)
-    common = {"run_id": run_id, "artifacts_conn_id": MINIO, "bucket": bucket, "config": _config()}
-    verdict = _verdict(store, run_id, payload, (name,))
+    rollout_id, release = f"{run_id}-rollout", f"{run_id}.int8"
+    common = {"rollout_id": rollout_id, "artifacts_conn_id": MINIO, "bucket": bucket, "config": _config()}
+    verdict = _verdict(store, run_id, payload)
     dev = DeviceClient(name).connect()
     before = dev.run(f"readlink {quote(dev.root)}/current", check=False)[1].strip()
     try:
-        raw = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, **common).execute({})
+        raw = DeviceDeployOperator(task_id="deploy", target=_target(name, run_id), verdict=verdict,
+                                   **common).execute({})
         json.dumps(raw)  # XCom-serialisable
         deployed = DeployResult.from_xcom(raw)
-        assert (deployed.device, deployed.release, deployed.current_variant) == (name, run_id, "int8")
+        assert (deployed.device, deployed.release, deployed.current_variant) == (name, release, "int8")
         assert deployed.arch == platform.machine() and deployed.modes == ("fp32", "int8")
         assert sorted(f.name for f in deployed.files) == sorted([*payload, "bench.py"])
-        assert dev.current_release() == run_id
+        assert dev.current_release() == release and deployed.options == {"threads": 1}
+        state = store.get_json(keys.device_state(name))
+        assert (state["release"], state["run_id"], state["variant"], state["rollout_id"]) == (
+            release, run_id, "int8", rollout_id)
 
         bench = BenchmarkResult.from_xcom(
             DeviceBenchmarkOperator(task_id="benchmark", deploy=raw, **common).execute({}))
         assert bench.label == "host" and bench.arch == platform.machine() and set(bench.models) == {"fp32", "int8"}
-        assert bench.record.uri.endswith(f"runs/{run_id}/devices/{name}.json") and bench.record.version_id
-        assert bench.current.latency_ms["p50"] <= bench.current.latency_ms["p99"]
-        stored = store.get_json(f"runs/{run_id}/devices/{name}.json")
-        assert stored["release"] == run_id and set(stored["results"]) == {"fp32", "int8"}
+        assert bench.record.uri.endswith(keys.rollout_device(rollout_id, name)) and bench.record.version_id
+        assert bench.current.latency_ms["p50"] <= bench.current.latency_ms["p95"] <= bench.current.latency_ms["p99"]
+        stored = store.get_json(keys.rollout_device(rollout_id, name))
+        assert stored["release"] == release and set(stored["results"]) == {"fp32", "int8"}
+
+        back = SwitchResult.from_xcom(DeviceSwitchOperator(
+            task_id="back", target=_target(name, run_id, release=before.rsplit("/", 1)[-1] or None),
+            **common).execute({}))
+        assert back.previous == release and dev.current_release() == (before.rsplit("/", 1)[-1] or None)
+        assert store.get_json(keys.device_state(name))["action"] == "rollback"
     finally:
         restore = (f"ln -sfn {quote(before)} {quote(dev.root)}/current.tmp && mv -T {quote(dev.root)}/current.tmp "
                    f"{quote(dev.root)}/current" if before else f"rm -f {quote(dev.root)}/current")
-        dev.run(f"{restore}; rm -rf {quote(dev.root)}/releases/{run_id}", check=False)
+        dev.run(f"{restore}; rm -rf {quote(dev.root)}/releases/{release}", check=False)
         dev.close()
-
-
-@pytest.mark.parametrize("case", ["not_blessed", "other_device"])
-def test_deploy_is_skipped_with_the_reason(env: dict[str, Any], payload: dict[str, Path], case: str) -> None:
-    from airflow.sdk.exceptions import AirflowSkipException
-    from edgeops_airflow.device_operators import DeviceDeployOperator
-    from edgeops_airflow.store import artifact_store
-
-    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-sk"
-    store = artifact_store(MINIO, bucket)
-    verdict = _verdict(store, run_id, payload, ("elsewhere",), blessed=case != "not_blessed")
-    op = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, run_id=run_id, config=_config(),
-                              artifacts_conn_id=MINIO, bucket=bucket)
-    with pytest.raises(AirflowSkipException, match="not blessed: accuracy dropped|not in the verdict's devices"):
-        op.execute({})
 
 
 def test_overwritten_artifact_fails_without_retry(env: dict[str, Any], payload: dict[str, Path]) -> None:
@@ -107,10 +109,10 @@ def test_overwritten_artifact_fails_without_retry(env: dict[str, Any], payload: 
 
     name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-ov"
     store = artifact_store(MINIO, bucket)
-    verdict = _verdict(store, run_id, payload, (name,), overwrite_sample=True)
-    op = DeviceDeployOperator(task_id="deploy", device=name, verdict=verdict, run_id=run_id, config=_config(),
-                              artifacts_conn_id=MINIO, bucket=bucket)
+    verdict = _verdict(store, run_id, payload, overwrite_sample=True)
+    op = DeviceDeployOperator(task_id="deploy", target=_target(name, run_id), verdict=verdict, rollout_id=run_id,
+                              config=_config(), artifacts_conn_id=MINIO, bucket=bucket)
     with pytest.raises(AirflowFailException, match="IntegrityError.*sample.npz"):
         op.execute({})
     with DeviceClient(name) as dev:
-        assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}", check=False)[0] != 0
+        assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}.int8", check=False)[0] != 0

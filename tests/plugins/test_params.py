@@ -28,10 +28,9 @@ def pi1_connection(monkeypatch):
 def test_empty_params_keep_profile_values(pi1_connection):
     from edgeops_airflow.params import resolve
 
-    out = resolve({"profile": "tiny", "epochs": None, "devices": ["pi1", "pi1"]}, "manual__2026-11-23T02:00:00+00:00")
+    out = resolve({"profile": "tiny", "epochs": None}, "manual__2026-11-23T02:00:00+00:00")
     assert out.config["train"]["epochs"] == load_profile("tiny")["train"]["epochs"]
     assert out.run_id.startswith("manual__2026-11-23T02_00_00_00_00-")
-    assert out.devices == ("pi1",)
 
 
 def test_params_override_profile():
@@ -40,13 +39,6 @@ def test_params_override_profile():
     out = resolve({"profile": "tiny", "epochs": 5, "modes": ["fp32", "int8"]}, "r1")
     assert out.config["train"]["epochs"] == 5
     assert out.config["quantize"]["modes"] == ["fp32", "int8"] and out.modes == ("fp32", "int8")
-
-
-def test_devices_without_a_connection_fail_before_compute(pi1_connection):
-    from edgeops_airflow.params import resolve
-
-    with pytest.raises(ConfigError, match=r"devices \['pi9'\] have no Airflow connection edgeops_device_"):
-        resolve({"profile": "tiny", "devices": ["pi1", "pi9"]}, "r1")
 
 
 def _bounds(schema: dict) -> list[tuple[object, bool]]:

@@ -35,7 +35,7 @@ def test_nested_records_round_trip_through_json():
 def test_tuples_and_optionals_are_rebuilt():
     verdict = GateVerdict(blessed=True, deploy=("fp32",), current="fp32", reasons=("ok",),
                           variants={"fp32": VariantVerdict(True, 0.0)}, tflite={"fp32": REF}, sample=REF,
-                          max_accuracy_drop_pp=1.0, devices=("pi1",))
+                          max_accuracy_drop_pp=1.0)
     again = GateVerdict.from_xcom(json.loads(json.dumps(verdict.to_xcom())))
     assert again == verdict and again.deploy == ("fp32",) and again.variants["fp32"].p_value is None
 

@@ -1,0 +1,127 @@
+"""The nightly DAG then the rollout DAG through dag.test(), on the real MinIO and sshd devices, tiny profile.
+
+* a blessed nightly run rolls out: canary wave first (every variant benchmarked on the device), per-group
+  variant chosen from the canary's figures, then the later wave; device states and the record are written;
+* a canary that misses its latency budget stops the rollout: the canary is switched back to what it ran
+  before, the later wave is never touched, and the record says why;
+* a rollback to the previous release, through the same DAG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tasks import keys
+from tasks.config import safe_run_id
+from tests.helpers import export_connections
+
+pytestmark = pytest.mark.integration
+DAGS = Path(__file__).resolve().parents[2] / "dags"
+
+
+def _dag(dag_id: str):
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
+
+
+def _fleet(tmp: Path, devices: list[tuple[str, int]], p95_ms: float = 5000.0) -> Path:
+    """A fleet file: the named sshd devices in the given waves, one group with the given p95 budget."""
+    doc = {"groups": {"sim": {"threads": 1, "budgets": {"p95_latency_ms": p95_ms, "peak_rss_mb": 4000.0,
+                                                           "accuracy_tolerance": 0.5}}},
+           "devices": [{"name": n, "group": "sim", "wave": w} for n, w in devices]}
+    path = tmp / f"fleet-{p95_ms}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _current(stack_env, device: str) -> str | None:
+    root = Path(next(d["deploy_root"] for d in stack_env["devices"] if d["name"] == device))
+    link = root / "current"
+    return os.path.basename(os.path.realpath(link)) if link.is_symlink() else None
+
+
+def _states(dag_run) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for ti in dag_run.get_task_instances():
+        out.setdefault(ti.task_id, set()).add(str(ti.state))
+    return out
+
+
+@pytest.fixture(scope="module")
+def blessed_run(nightly_run) -> str:
+    """The session's tiny nightly run (blessed): the model every rollout here ships."""
+    assert "success" in str(nightly_run.state).lower(), _states(nightly_run)
+    return safe_run_id(nightly_run.run_id)
+
+
+@pytest.fixture
+def rollout(stack_env, airflow_db, monkeypatch, tmp_path):
+    export_connections(monkeypatch, stack_env["connections"])
+
+    def run(fleet: Path, **conf):
+        monkeypatch.setenv("EDGEOPS_FLEET", str(fleet))
+        return _dag("edgeops_rollout").test(run_conf=conf)
+
+    return run
+
+
+def test_canary_then_later_wave(blessed_run, rollout, stack_env, artifact_store, tmp_path):
+    dag_run = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)]), run_id=blessed_run)
+    states = _states(dag_run)
+    assert "success" in str(dag_run.state).lower(), states
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    assert record["status"] == "succeeded" and record["run_id"] == blessed_run
+    choice = record["choices"]["sim"]
+    assert choice["variant"] and choice["measured_on"] == ["pi1"], choice
+    by_device = {d["device"]: d for d in record["devices"]}
+    for name in ("pi1", "pi2"):
+        assert by_device[name]["status"] == "switched"
+        assert by_device[name]["release"] == f"{blessed_run}.{choice['variant']}"
+        assert _current(stack_env, name) == by_device[name]["release"]
+        state = artifact_store.get_json(keys.device_state(name))
+        assert state["release"] == by_device[name]["release"] and state["variant"] == choice["variant"]
+    manifest = artifact_store.get_json(keys.manifest(blessed_run))
+    assert set(by_device["pi1"]["bench"]) == set(manifest["gate"]["deploy"])  # the canary measured them all
+    assert set(by_device["pi2"]["bench"]) == {choice["variant"]}  # later waves get only their variant
+
+
+def test_a_canary_over_budget_stops_the_rollout_and_is_switched_back(blessed_run, rollout, stack_env,
+                                                                     artifact_store, tmp_path):
+    before = {n: _current(stack_env, n) for n in ("pi1", "pi2")}
+    dag_run = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)], p95_ms=0.001), run_id=blessed_run,
+                      variant="fp32")
+    states = _states(dag_run)
+    assert "failed" in str(dag_run.state).lower(), states
+    assert states["switch_back"] == {"success"} and states["wave_deploy"] <= {"skipped", "None"}, states
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    assert record["status"] == "canary_failed"
+    assert any("p95" in r and "budget 0.001" in r for r in record["choices"]["sim"]["reasons"]), record
+    assert {n: _current(stack_env, n) for n in ("pi1", "pi2")} == before  # pi1 back, pi2 never touched
+    assert {d["device"]: d["status"] for d in record["devices"]} == {"pi1": "rolled_back", "pi2": "not_reached"}
+
+
+def test_rollback_to_the_previous_release(blessed_run, rollout, stack_env, artifact_store, tmp_path):
+    fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1)])
+    first = rollout(fleet, run_id=blessed_run, variant="fp32")
+    assert "success" in str(first.state).lower(), _states(first)
+    on_pi2 = _current(stack_env, "pi2")
+    second = rollout(fleet, run_id=blessed_run, variant="int8")
+    assert "success" in str(second.state).lower(), _states(second)
+    assert _current(stack_env, "pi2") == f"{blessed_run}.int8"
+    back = rollout(fleet, action="rollback", devices=["pi2"])
+    assert "success" in str(back.state).lower(), _states(back)
+    assert _current(stack_env, "pi2") == on_pi2
+    state = artifact_store.get_json(keys.device_state("pi2"))
+    assert state["action"] == "rollback" and state["release"] == on_pi2
+
+
+def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp_path):
+    fleet = _fleet(tmp_path, [("pi1", 0)])
+    dag_run = rollout(fleet, devices=["nope"])
+    states = _states(dag_run)
+    assert states["plan"] == {"failed"} and states["canary_deploy"] == {"upstream_failed"}, states

@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     cfg.set_defaults(func=cmd_config)
 
     from tasks.fleet.cli import add_parser as add_fleet_parser
+    from tasks.fleet.cli import add_rollout_parsers
 
     add_fleet_parser(sub)
+    add_rollout_parsers(sub)
     return parser
 
 

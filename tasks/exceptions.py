@@ -39,3 +39,7 @@ class DeviceError(EdgeOpsError):
 
 class ReleaseConflictError(FatalError, DeviceError):
     """A device already holds a different release under the same id: retrying cannot make them equal."""
+
+
+class AirflowApiError(EdgeOpsError):
+    """Airflow's REST API refused a request or did not answer."""

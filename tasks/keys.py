@@ -60,3 +60,15 @@ def device_state(device_name: str) -> str:
 def rollout_device(rollout_id: str, device_name: str) -> str:
     """bench.py's whole document for one device of a rollout."""
     return f"{ROLLOUTS_PREFIX}{rollout_id}/devices/{device_name}.json"
+
+
+def rollout_report(rollout_id: str) -> str:
+    """The rollout's HTML report (tasks/fleet/report.py), written just before its record."""
+    return f"{ROLLOUTS_PREFIX}{rollout_id}/report.html"
+
+
+def rollout_of_record(key: str) -> str | None:
+    """The rollout id of a ``rollouts/<id>/record.json`` key, None for any other key."""
+    parts = key.split("/")
+    ok = len(parts) == 3 and f"{parts[0]}/" == ROLLOUTS_PREFIX and parts[1] and parts[2] == "record.json"
+    return parts[1] if ok else None

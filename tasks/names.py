@@ -39,6 +39,13 @@ BLESSED_ASSET = "edgeops_blessed_model"
 DEVICE_POOL = "edgeops_devices"
 DEFAULT_DEVICE_POOL_SLOTS = 8
 
+# Airflow's REST API, for `edgeops rollout|rollback` (tasks/fleet/airflow_api.py). Defaults: the dev stack's
+# .devstack/env.json, then http://127.0.0.1:8080; the dev stacks use SimpleAuthManager with all users admins.
+ENV_AIRFLOW_URL = "EDGEOPS_AIRFLOW_URL"
+ENV_AIRFLOW_USER = "EDGEOPS_AIRFLOW_USER"
+ENV_AIRFLOW_PASSWORD = "EDGEOPS_AIRFLOW_PASSWORD"
+ROLLOUT_DAG_ID = "edgeops_rollout"
+
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)
 EXIT_OK = 0
 EXIT_FAILED = 1  # an EdgeOpsError: may be worth a retry (store down, device unreachable)

@@ -56,11 +56,22 @@ def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
     return out
 
 
+def _device_trend(ctx: StepContext) -> dict[str, tuple[float | None, str | None]]:
+    """Earlier runs' on-device p50 from their rollout records; the report goes out without it if unreadable."""
+    from tasks.fleet.history import RECENT_ROLLOUTS, device_trend, recent_records
+
+    try:
+        return device_trend(recent_records(ctx.store, RECENT_ROLLOUTS))
+    except StorageError as exc:
+        log.warning("history without device figures: cannot read the rollout records (%s)", exc)
+        return {}
+
+
 def run(ctx: StepContext) -> PublishResult:
     verdict = GateVerdict.from_xcom(ctx.need("verdict"))
     manifest = build_manifest(ctx, TrainResult.from_xcom(ctx.need("train")),
                               EvaluateResult.from_xcom(ctx.need("evaluation")), verdict)
-    history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest)
+    history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest, _device_trend(ctx))
     page = report.run(ctx.store, ctx.run_id, manifest, history)
     manifest["artifacts"] = list_artifacts(ctx)
     manifest["report_key"] = page.key

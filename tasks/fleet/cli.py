@@ -1,5 +1,5 @@
-"""``edgeops fleet …``: the fleet subcommands. ``tasks/cli.py`` only calls ``add_parser``; a new action (e.g.
-``status``) is one more sub-parser here."""
+"""``edgeops fleet …`` (inventory, status) and the top-level ``edgeops rollout`` / ``edgeops rollback``.
+``tasks/cli.py`` only calls ``add_parser`` and ``add_rollout_parsers``; a new action is one more sub-parser here."""
 
 from __future__ import annotations
 
@@ -7,21 +7,81 @@ import argparse
 import json
 
 from tasks import names
+from tasks.config import QUANT_MODES
 from tasks.fleet.inventory import Inventory, load_inventory
+
+FLEET_FILE_HELP = f"fleet JSON (default: ${names.ENV_FLEET} or config/fleet.json)"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    fleet = sub.add_parser("fleet", help="the device fleet: inventory (groups, waves, budgets)")
+    fleet = sub.add_parser("fleet", help="the device fleet: inventory (groups, waves, budgets), status")
     actions = fleet.add_subparsers(dest="fleet_command", required=True)
     inv = actions.add_parser("inventory", help="print the validated fleet inventory, by wave")
-    inv.add_argument("--file", help=f"fleet JSON (default: ${names.ENV_FLEET} or config/fleet.json)")
+    inv.add_argument("--file", help=FLEET_FILE_HELP)
     inv.add_argument("--json", action="store_true", help="print the normalised JSON instead of a table")
     inv.set_defaults(func=cmd_inventory)
+    status = actions.add_parser("status", help="what each device runs, from the store (state + rollout records)")
+    status.add_argument("--file", help=FLEET_FILE_HELP)
+    status.add_argument("--json", action="store_true", help="print JSON: devices, newest rollouts")
+    status.add_argument("--check", action="store_true",
+                        help="also read each device's current link over SSH and flag drift (needs the Airflow "
+                             "device connections: eval $(.venv/bin/python -m scripts.devstack env --shell))")
+    status.set_defaults(func=cmd_status)
+
+
+def add_rollout_parsers(sub: argparse._SubParsersAction) -> None:
+    """``edgeops rollout`` and ``edgeops rollback``: trigger the edgeops_rollout DAG through Airflow's REST API."""
+    fwd = sub.add_parser("rollout", help="roll a blessed run out to the fleet (canary first) through Airflow")
+    fwd.add_argument("--run", default="", metavar="RUN_ID", help="the nightly run to ship (default: newest blessed)")
+    fwd.add_argument("--devices", metavar="A,B", help="only these devices")
+    fwd.add_argument("--group", metavar="G[,H]", help="only the devices of these groups")
+    fwd.add_argument("--variant", choices=QUANT_MODES, help="ship this variant everywhere (default: best per group)")
+    back = sub.add_parser("rollback", help="switch devices back to a release they keep, through Airflow")
+    which = back.add_mutually_exclusive_group(required=True)
+    which.add_argument("--devices", metavar="A,B", help="these devices")
+    which.add_argument("--group", metavar="G[,H]", help="every device of these groups")
+    back.add_argument("--to", default="", metavar="RUN_ID", help="the run to go back to (default: previous release)")
+    for p in (fwd, back):
+        p.add_argument("--file", help=FLEET_FILE_HELP + "; names are checked against it before triggering")
+        p.add_argument("--wait", action="store_true", help="follow the run and print its rollout record; exit 0 "
+                                                           "only if it succeeded")
+        p.set_defaults(func=cmd_trigger)
 
 
 def cmd_inventory(args: argparse.Namespace) -> None:
     inventory = load_inventory(args.file)
     print(json.dumps(inventory.to_dict(), indent=2) if args.json else "\n".join(inventory_lines(inventory)))
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from tasks import runs
+    from tasks.fleet import status
+    from tasks.fleet.history import recent_records
+    from tasks.storage import ArtifactStore
+
+    inventory, store = load_inventory(args.file), ArtifactStore.from_env()
+    records = recent_records(store)
+    rows = status.fleet_status(store, inventory, records)
+    if args.check:
+        rows = [status.check(row, inventory.device(row.device)) for row in rows]
+    if args.json:
+        print(json.dumps(status.to_json(rows, records, args.check), indent=2))
+        return
+    columns = status.CHECK_COLUMNS if args.check else status.COLUMNS
+    print(runs.format_table(status.table_rows(rows), columns))
+    if records:
+        print(f"\nnewest rollout: {records[0].summary()}")
+
+
+def cmd_trigger(args: argparse.Namespace) -> None:
+    from tasks.fleet.records import FORWARD, ROLLBACK
+    from tasks.fleet.trigger import rollout_conf, split_names, trigger
+
+    forward = args.command == "rollout"
+    conf = rollout_conf(load_inventory(args.file), FORWARD if forward else ROLLBACK,
+                        run_id=args.run if forward else args.to, devices=split_names(args.devices),
+                        groups=split_names(args.group), variant=(args.variant or "") if forward else "")
+    trigger(conf, args.wait)
 
 
 def inventory_lines(inventory: Inventory) -> list[str]:

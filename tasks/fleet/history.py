@@ -1,0 +1,72 @@
+"""What rollouts left in the store, read back: the newest rollout records and each device's state record.
+
+Nothing here connects to a device. ``rollouts/<id>/record.json`` is written last by a rollout run (a rollout
+without it did not finish); ``devices/<name>/state.json`` at every switch of a device's ``current``.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections.abc import Iterable
+from typing import Any
+
+from tasks import keys
+from tasks.exceptions import StorageError
+from tasks.fleet.records import FORWARD, DeviceState, RolloutRecord
+from tasks.results import RecordError
+from tasks.storage import ArtifactStore
+
+log = logging.getLogger(__name__)
+RECENT_ROLLOUTS = 50  # how many records status and the history trend read, newest first
+
+
+def record_objects(store: ArtifactStore) -> list[dict[str, Any]]:
+    """Every ``rollouts/<id>/record.json`` object, newest first (LastModified, then key for a stable order)."""
+    found = [o for o in store.list(keys.ROLLOUTS_PREFIX) if keys.rollout_of_record(o["Key"])]
+    return sorted(found, key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
+
+
+def recent_records(store: ArtifactStore, limit: int = RECENT_ROLLOUTS) -> list[RolloutRecord]:
+    """The newest ``limit`` readable rollout records, newest first; unreadable ones are logged and skipped."""
+    out: list[RolloutRecord] = []
+    for obj in record_objects(store)[: max(0, limit) * 2]:  # room for a few unreadable ones
+        if len(out) == limit:
+            break
+        try:
+            out.append(RolloutRecord.from_xcom(store.get_json(obj["Key"])))
+        except (StorageError, RecordError, ValueError) as exc:
+            log.warning("skipping %s: %s", obj["Key"], exc)
+    return out
+
+
+def read_state(store: ArtifactStore, device: str) -> DeviceState | None:
+    """The device's state record, None when no rollout ever switched it (or the record is unreadable)."""
+    key = keys.device_state(device)
+    if not store.exists(key):
+        return None
+    try:
+        return DeviceState.from_xcom(store.get_json(key))
+    except (RecordError, ValueError) as exc:
+        log.warning("unreadable %s: %s", store.uri(key), exc)
+        return None
+
+
+def device_trend(records: Iterable[RolloutRecord]) -> dict[str, tuple[float | None, str | None]]:
+    """run id -> (median p50 ms of the variant each switched device runs, labels such as "host/native").
+
+    Per run, the newest forward rollout with any benchmarked switched device decides (``records`` newest
+    first, as ``recent_records`` returns them). This is what ``report_history.history_rows`` takes."""
+    out: dict[str, tuple[float | None, str | None]] = {}
+    for record in records:
+        if record.action != FORWARD or not record.run_id or record.run_id in out:
+            continue
+        p50s, labels = [], set()
+        for d in record.devices:
+            bench = d.bench.get(d.variant or "") if d.status == "switched" else None
+            if bench is not None and "p50" in bench.latency_ms:
+                p50s.append(float(bench.latency_ms["p50"]))
+                labels.add(d.label or "unknown")
+        if p50s:
+            out[record.run_id] = (statistics.median(p50s), "/".join(sorted(labels)))
+    return out

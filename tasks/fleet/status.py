@@ -1,0 +1,162 @@
+"""``edgeops fleet status``: what every device of the inventory runs, from the store alone.
+
+For each device: its state record (``devices/<name>/state.json``, written at every switch of ``current``) and
+the newest finished rollout that targeted it (``rollouts/<id>/record.json``, newest by LastModified). Status:
+
+* ``ok``: the device runs what the newest rollout that targeted it switched it to;
+* ``stale``: that rollout marked it ``failed`` or ``not_reached``, or its state release differs from what the
+  rollout switched it to (the device was not where the rollout wanted it);
+* ``never deployed``: no rollout ever switched it.
+
+A state written by a rollout newer than every record (still running, or it died before its record) counts as
+``ok`` with a note. ``--check`` also asks the devices themselves over SSH (``read_device``: ``readlink
+<root>/current`` and ``ls -1t <root>/releases``) and says ``drift`` when a device disagrees with its state
+record. It needs Airflow's device connections in the environment (``eval $(.venv/bin/python -m
+scripts.devstack env --shell)`` exports them as ``AIRFLOW_CONN_*``) and the project venv with the Airflow extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from shlex import quote
+from typing import Any
+
+from tasks.exceptions import ConfigError, EdgeOpsError
+from tasks.fleet.history import read_state, recent_records
+from tasks.fleet.inventory import Device, Inventory
+from tasks.fleet.records import DeviceOutcome, DeviceState, RolloutRecord
+from tasks.results import Record
+from tasks.storage import ArtifactStore
+
+OK, STALE, NEVER, DRIFT, UNREACHABLE = "ok", "stale", "never deployed", "drift", "unreachable"
+COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "status")
+CHECK_COLUMNS = (*COLUMNS[:-1], "on_device", "status")
+
+
+@dataclass(frozen=True)
+class DeviceStatus(Record):
+    """One row of ``edgeops fleet status`` (``--json`` prints these)."""
+
+    device: str
+    group: str
+    wave: int
+    status: str  # ok | stale | never deployed | drift | unreachable
+    release: str | None = None
+    run_id: str | None = None
+    variant: str | None = None
+    since: str = ""  # when the state record's switch happened (ISO 8601 UTC)
+    by: str = ""  # "<rollout id> (<action>)" of that switch
+    reason: str = ""
+    last_rollout: str = ""  # the newest finished rollout that targeted the device
+    last_outcome: str = ""  # what that rollout recorded for it: switched | rolled_back | failed | not_reached
+    on_device: str | None = None  # --check: the release ``current`` points at on the device
+    kept: tuple[str, ...] = ()  # --check: releases kept on the device, newest first
+
+
+def newest_outcome(records: list[RolloutRecord], device: str) -> tuple[RolloutRecord, DeviceOutcome] | None:
+    """The newest record (``records`` newest first) with an outcome for ``device``, and that outcome."""
+    for record in records:
+        for outcome in record.devices:
+            if outcome.device == device:
+                return record, outcome
+    return None
+
+
+def judge(state: DeviceState | None, last: tuple[RolloutRecord, DeviceOutcome] | None) -> tuple[str, str]:
+    """(status, reason) of one device from its state record and the newest rollout that targeted it."""
+    if state is None:
+        return NEVER, f"rollout {last[0].rollout_id} marked it {last[1].status}" if last else ""
+    if last is None:
+        return OK, f"switched by rollout {state.rollout_id}, which has no record (running, or it did not finish)"
+    record, outcome = last
+    if state.rollout_id != record.rollout_id and state.switched_at > record.created_at:
+        return OK, (f"switched by rollout {state.rollout_id} after {record.rollout_id} ended; it has no record yet "
+                    "(running, or it did not finish)")
+    if outcome.status in ("failed", "not_reached"):
+        note = f": {outcome.note}" if outcome.note else ""
+        return STALE, f"rollout {record.rollout_id} ({record.status}) marked it {outcome.status}{note}"
+    if outcome.release != state.release:
+        return STALE, (f"rollout {record.rollout_id} switched it to {outcome.release or 'no release'}, but its state "
+                       f"record says {state.release or 'no release'}")
+    return OK, ""
+
+
+def device_status(device: Device, state: DeviceState | None, records: list[RolloutRecord]) -> DeviceStatus:
+    last = newest_outcome(records, device.name)
+    status, reason = judge(state, last)
+    s = state
+    return DeviceStatus(
+        device=device.name, group=device.group, wave=device.wave, status=status, reason=reason,
+        release=s.release if s else None, run_id=s.run_id if s else None, variant=s.variant if s else None,
+        since=s.switched_at if s else "", by=f"{s.rollout_id} ({s.action})" if s else "",
+        last_rollout=last[0].rollout_id if last else "", last_outcome=last[1].status if last else "")
+
+
+def fleet_status(store: ArtifactStore, inventory: Inventory, records: list[RolloutRecord] | None = None
+                 ) -> list[DeviceStatus]:
+    """One row per inventory device, from the store only (no device is contacted)."""
+    records = recent_records(store) if records is None else records
+    return [device_status(d, read_state(store, d.name), records) for d in inventory.devices]
+
+
+# --- --check: ask the devices -------------------------------------------------------------------------------
+def read_device(device: Device) -> tuple[str | None, list[str]]:
+    """(release ``current`` points at, releases kept newest first) on the device: one SSH round trip through
+    the Airflow connection of the device (``plugins/edgeops_airflow/device_transport.py``, pinned host key)."""
+    transport_cls = _device_transport()
+    with transport_cls(device.name, device.connection, connect_attempts=1) as t:
+        root = quote(t.root)
+        _, out, _ = t.run(f"readlink {root}/current 2>/dev/null; echo ---; ls -1t {root}/releases 2>/dev/null", 30,
+                          check=False, what="reading current and the kept releases")
+    head, _, tail = out.partition("---")
+    current = posixpath.basename(head.strip().rstrip("/")) or None
+    return current, [line.strip() for line in tail.splitlines() if line.strip()]
+
+
+def _device_transport() -> Any:
+    """DeviceTransport, imported lazily (``tasks`` never imports Airflow at module level)."""
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    if plugins not in sys.path:
+        sys.path.append(plugins)
+    try:
+        from edgeops_airflow.device_transport import DeviceTransport
+    except ImportError as exc:
+        raise ConfigError(f"--check needs the project venv with Airflow and paramiko (pip install -e '.[airflow]'):"
+                          f" {exc}") from None
+    return DeviceTransport
+
+
+def check(row: DeviceStatus, device: Device) -> DeviceStatus:
+    """Compare the row's state record with the device itself: ``drift`` when they disagree."""
+    try:
+        current, kept = read_device(device)
+    except EdgeOpsError as exc:  # DeviceError: no connection, unreachable, host key mismatch
+        return dataclasses.replace(row, status=UNREACHABLE, reason=str(exc).splitlines()[0])
+    checked = dataclasses.replace(row, on_device=current, kept=tuple(kept))
+    if current != row.release:
+        return dataclasses.replace(checked, status=DRIFT, reason=(
+            f"the device's current is {current or 'nothing'}, its state record says {row.release or 'nothing'}"))
+    return checked
+
+
+# --- output -------------------------------------------------------------------------------------------------
+def to_json(rows: list[DeviceStatus], records: list[RolloutRecord], checked: bool) -> dict[str, Any]:
+    """``--json``: {"devices": [DeviceStatus...], "rollouts": [the newest few records, summarised], "checked"}."""
+    rollouts = [{"rollout_id": r.rollout_id, "action": r.action, "run_id": r.run_id, "status": r.status,
+                 "created_at": r.created_at, "summary": r.summary()} for r in records[:5]]
+    return {"devices": [r.to_xcom() for r in rows], "rollouts": rollouts, "checked": checked}
+
+
+def table_rows(rows: list[DeviceStatus]) -> list[dict[str, Any]]:
+    """Rows for ``runs.format_table``; a row's reason shows below it unless the device is ok."""
+    out = []
+    for r in rows:
+        row = {**r.to_xcom(), "on_device": r.on_device or ("-" if r.status != UNREACHABLE else "?")}
+        if r.reason and r.status != OK:
+            row["error"] = r.reason
+        out.append(row)
+    return out

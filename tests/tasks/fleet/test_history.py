@@ -1,0 +1,67 @@
+"""Device figures of the nightly report's history trend come from the rollout records."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from tasks import keys
+from tasks.fleet.history import device_trend, read_state, recent_records
+from tasks.report_history import history_rows
+from tests.tasks.fleet.builders import outcome, record, state
+
+
+def _records():
+    newest = record("r3", "run-b", "succeeded", [
+        outcome("kitchen", "pi4", 0, "switched", "run-b.int8", "int8", p50=4.0),
+        outcome("attic", "pi5", 1, "switched", "run-b.int8", "int8", label="native", p50=40.0),
+        outcome("garage", "pi4", 1, "switched", "run-b.int8", "int8", p50=6.0),
+        outcome("porch", "pi5", 2, "failed")], "T3")
+    older_same_run = record("r2", "run-b", "succeeded",
+                            [outcome("kitchen", "pi4", 0, "switched", "run-b.int8", "int8", p50=99.0)], "T2")
+    canary_failed = record("r1", "run-a", "canary_failed",
+                           [outcome("kitchen", "pi4", 0, "rolled_back", "old.fp32", "fp32", p50=50.0)], "T1")
+    rollback = record("r0", "run-z", "succeeded", [outcome("kitchen", "pi4", 0, "rolled_back", "run-z.fp32")],
+                      "T0", action="rollback")
+    return [newest, older_same_run, canary_failed, rollback]
+
+
+def test_device_trend_uses_the_newest_forward_rollout_of_each_run() -> None:
+    assert device_trend(_records()) == {"run-b": (6.0, "host/native")}
+
+
+def _manifest(run_id: str, devices: list | None = None) -> dict:
+    m = {"run_id": run_id, "created_at": "c", "dataset": {"source": "s3://d", "classes": ["0", "1"]},
+         "gate": {"blessed": True, "current": "int8"}, "variants": {"int8": {"accuracy": 0.9, "size_bytes": 9}}}
+    if devices is not None:
+        m["devices"] = devices
+    return m
+
+
+def test_history_rows_take_the_mapping_and_old_manifests_still_work() -> None:
+    old_bench = {"latency_ms": {"p50": 7.5}}
+    old = _manifest("run-old", [{"current_variant": "int8", "label": "host", "models": {"int8": old_bench}}])
+    rows = history_rows([_manifest("run-b"), old, _manifest("run-none")], _manifest("run-c"),
+                        device_trend(_records()))
+    got = {r["run_id"]: (r["device_p50_ms"], r["device_label"]) for r in rows}
+    assert got == {"run-c": (None, None), "run-b": (6.0, "host/native"), "run-old": (7.5, "host"),
+                   "run-none": (None, None)}
+    assert history_rows([copy.deepcopy(old)], _manifest("run-c"))[1]["device_p50_ms"] == 7.5  # no mapping
+
+
+@pytest.mark.integration
+def test_recent_records_and_states_from_the_store(fleet_store) -> None:
+    import time
+
+    for i, rec in enumerate(reversed(_records())):
+        if i:
+            time.sleep(1.1)
+        fleet_store.put_json(keys.rollout_record(rec.rollout_id), rec.to_xcom())
+    fleet_store.put_json(keys.rollout_record("broken"), {"rollout_id": "broken"})  # newest, unreadable: skipped
+    assert [r.rollout_id for r in recent_records(fleet_store)] == ["r3", "r2", "r1", "r0"]
+    assert [r.rollout_id for r in recent_records(fleet_store, limit=2)] == ["r3", "r2"]
+    assert read_state(fleet_store, "kitchen") is None
+    s = state("kitchen", "run-b.int8", "r3", "T3")
+    fleet_store.put_json(keys.device_state("kitchen"), s.to_xcom())
+    assert read_state(fleet_store, "kitchen") == s

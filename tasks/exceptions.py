@@ -39,3 +39,8 @@ class DeviceError(EdgeOpsError):
 
 class ReleaseConflictError(FatalError, DeviceError):
     """A device already holds a different release under the same id: retrying cannot make them equal."""
+
+
+class DelegateError(FatalError, DeviceError):
+    """The device's LiteRT delegate did not load or could not be applied (missing library, not a delegate, its
+    init failed): a retry cannot install it, and the release never falls back to the CPU silently."""

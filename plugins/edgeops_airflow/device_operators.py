@@ -3,11 +3,15 @@
 Both follow the SSH provider's pattern: connection-driven, clients built in ``execute`` (never at DAG parse
 time), the SSH session closed in ``on_kill``. Their inputs and outputs are the declared records of
 ``tasks.results`` and every knob comes from the run's resolved ``PipelineConfig`` (no defaults here).
-Fatal errors (a corrupt artifact, a conflicting release) fail the task without retrying.
+Fatal errors (a corrupt artifact, a conflicting release, a delegate that does not load) fail the task without
+retrying. ``runtime`` (optional, templated) is the device group's ``RuntimeOptions.to_dict()``: threads,
+delegate, delegate_options; without it the smoke test runs XNNPACK on one thread and the benchmark XNNPACK with
+``bench.threads``.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from importlib import resources
@@ -31,9 +35,9 @@ class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
 
     def __init__(self, *, run_id: str, config: Any, artifacts_conn_id: str = MINIO_CONN_ID,
-                 bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
+                 bucket: str = ARTIFACTS_BUCKET, runtime: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.run_id, self.config = run_id, config
+        self.run_id, self.config, self.runtime = run_id, config, runtime
         self.artifacts_conn_id, self.bucket = artifacts_conn_id, bucket
         self._transport: DeviceTransport | None = None
 
@@ -50,6 +54,19 @@ class _DeviceOperator(BaseOperator):
             return PipelineConfig.from_dict(dict(self.config or {}))
         except ConfigError as exc:
             _fail(f"resolved config is invalid: {exc}")
+
+    def _runtime_options(self) -> Any:
+        """The templated ``runtime`` (a dict, or its JSON) as RuntimeOptions; None keeps the defaults."""
+        from tasks.device.runtime import RuntimeOptions
+        from tasks.exceptions import ConfigError
+
+        if self.runtime in (None, "", {}):
+            return None
+        try:
+            raw = json.loads(self.runtime) if isinstance(self.runtime, str) else self.runtime
+            return RuntimeOptions.from_dict(raw)
+        except (ValueError, ConfigError) as exc:
+            _fail(f"runtime {self.runtime!r} is invalid: {exc}")
 
     def _fatal(self, fn: Any, *args: Any) -> Any:
         """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
@@ -73,7 +90,7 @@ class DeviceDeployOperator(_DeviceOperator):
     verdict is not blessed or does not name this device.
     """
 
-    template_fields: Sequence[str] = ("device", "run_id", "verdict", "config")
+    template_fields: Sequence[str] = ("device", "run_id", "verdict", "config", "runtime")
 
     def __init__(self, *, device: str, verdict: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -87,7 +104,7 @@ class DeviceDeployOperator(_DeviceOperator):
         from tasks.results import DeployResult, FileEntry, GateVerdict
 
         verdict = GateVerdict.from_xcom(self.verdict)
-        cfg = self._pipeline_config()
+        cfg, options = self._pipeline_config(), self._runtime_options()
         if not verdict.blessed:
             raise AirflowSkipException(f"run {self.run_id} not blessed: {'; '.join(verdict.reasons)}")
         if self.device not in verdict.devices:
@@ -106,7 +123,8 @@ class DeviceDeployOperator(_DeviceOperator):
                 facts = runtime_ops.facts()
                 self.log.info("%s: %s", self.device, facts)
                 runtime = runtime_ops.provision()
-                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, self.run_id, files, verdict.current)
+                result = self._fatal(DeviceReleases(transport, cfg.deploy).deploy, self.run_id, files, verdict.current,
+                                     options)
         deployed = DeployResult(
             device=self.device, arch=facts["arch"], release=result["release"],
             current_variant=result["current_variant"], previous=result["previous"], modes=tuple(verdict.deploy),
@@ -123,7 +141,7 @@ class DeviceBenchmarkOperator(_DeviceOperator):
     ``deploy`` is DeviceDeployOperator's ``DeployResult`` XCom (it names the device and the release).
     """
 
-    template_fields: Sequence[str] = ("run_id", "deploy", "config")
+    template_fields: Sequence[str] = ("run_id", "deploy", "config", "runtime")
 
     def __init__(self, *, deploy: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -134,14 +152,14 @@ class DeviceBenchmarkOperator(_DeviceOperator):
         from tasks.results import BenchmarkResult, DeployResult, ModelBench
 
         deployed = DeployResult.from_xcom(self.deploy)
-        cfg = self._pipeline_config()
+        cfg, options = self._pipeline_config(), self._runtime_options()
         if deployed.release != self.run_id:
             _fail(f"deploy result names release {deployed.release}, this run is {self.run_id}")
         self._transport = DeviceTransport(deployed.device)
         label = label_for(self._transport.kind)
         with self._transport as transport:
-            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, list(deployed.modes),
-                                                                  cfg.bench, label)
+            doc = self._fatal(DeviceReleases(transport, cfg.deploy).benchmark, deployed.release,
+                              list(deployed.modes), cfg.bench, label, options)
         record = {**doc, "name": deployed.device, "release": deployed.release,
                   "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()

@@ -151,23 +151,34 @@ def _gate_section(gate: dict[str, Any]) -> str:
     return f"<p>{status}</p><ul>{reasons}</ul>"
 
 
+def _delegate_cell(bench: dict[str, Any]) -> str | None:
+    """``xnnpack × 4``, ``libedgetpu.so.1 × 1 (0 partitions: CPU ran it)``; None for records from before."""
+    delegate = bench.get("delegate")
+    if not isinstance(delegate, dict):
+        return None
+    text = f"{delegate.get('name')} × {bench.get('threads', '?')}"
+    if not delegate.get("builtin") and delegate.get("partitions") == 0:
+        text += " (0 partitions: CPU ran it)"
+    return text
+
+
 def _device_table(devices: list[dict[str, Any]]) -> str:
     if not devices:
         return "<p>No device results in this run (nothing was deployed or benchmarked).</p>"
-    head = ("device", "arch", "label", "current variant", "mode", "p50 ms", "p90 ms", "p99 ms", "accuracy",
-            "load ms", "peak RSS MB")
+    head = ("device", "arch", "label", "current variant", "mode", "delegate × threads", "p50 ms", "p90 ms",
+            "p99 ms", "accuracy", "load ms", "peak RSS MB")
     rows = []
     for dev in devices:
         for mode, b in sorted((dev.get("models") or {}).items()) or [("—", {})]:
             lat = b.get("latency_ms") or {}
             label = dev.get("label") or "unknown"
-            cells = [dev.get("device"), dev.get("arch"), label, dev.get("current_variant"), mode]
+            cells = [dev.get("device"), dev.get("arch"), label, dev.get("current_variant"), mode, _delegate_cell(b)]
             tds = "".join(f'<td class="l">{escape(str(c if c is not None else "—"))}</td>' for c in cells)
             tds += "".join(f"<td>{_fmt(lat.get(p), '.3f')}</td>" for p in ("p50", "p90", "p99"))
             tds += (f"<td>{_fmt(b.get('accuracy'), '.2f', 100, ' %')}</td>"
                     f"<td>{_fmt(b.get('load_ms'), '.1f')}</td><td>{_fmt(b.get('peak_rss_mb'), '.1f')}</td>")
             rows.append(f"<tr>{tds}</tr>")
-    th = "".join(f'<th{" class=l" if i < 5 else ""}>{escape(h)}</th>' for i, h in enumerate(head))
+    th = "".join(f'<th{" class=l" if i < 6 else ""}>{escape(h)}</th>' for i, h in enumerate(head))
     return f"<table><tr>{th}</tr>{''.join(rows)}</table>"
 
 

@@ -74,6 +74,10 @@ def test_deploy_then_benchmark(env: dict[str, Any], payload: dict[str, Path]) ->
         bench = BenchmarkResult.from_xcom(
             DeviceBenchmarkOperator(task_id="benchmark", deploy=raw, **common).execute({}))
         assert bench.label == "host" and bench.arch == platform.machine() and set(bench.models) == {"fp32", "int8"}
+        assert bench.current.delegate.name == "xnnpack" and bench.current.threads == 1  # config's bench.threads
+        grouped = BenchmarkResult.from_xcom(DeviceBenchmarkOperator(  # a group's runtime, rendered as JSON text
+            task_id="benchmark_grouped", deploy=raw, runtime=json.dumps({"threads": 2}), **common).execute({}))
+        assert {(m.delegate.name, m.threads) for m in grouped.models.values()} == {("xnnpack", 2)}
         assert bench.record.uri.endswith(f"runs/{run_id}/devices/{name}.json") and bench.record.version_id
         assert bench.current.latency_ms["p50"] <= bench.current.latency_ms["p99"]
         stored = store.get_json(f"runs/{run_id}/devices/{name}.json")
@@ -114,3 +118,34 @@ def test_overwritten_artifact_fails_without_retry(env: dict[str, Any], payload: 
         op.execute({})
     with DeviceClient(name) as dev:
         assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}", check=False)[0] != 0
+
+
+def test_deploy_with_a_delegate_that_does_not_load_fails_without_retry(env: dict[str, Any],
+                                                                       payload: dict[str, Path]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-dl"
+    store = artifact_store(MINIO, bucket)
+    op = DeviceDeployOperator(task_id="deploy", device=name, verdict=_verdict(store, run_id, payload, (name,)),
+                              run_id=run_id, config=_config(), artifacts_conn_id=MINIO, bucket=bucket,
+                              runtime={"threads": 1, "delegate": "/nonexistent/libfoo.so", "delegate_options": {}})
+    with DeviceClient(name) as dev:
+        before = dev.current_release()
+        with pytest.raises(AirflowFailException, match="DelegateError: .*smoke test in staging failed: delegate "
+                                                       "/nonexistent/libfoo.so failed to load"):
+            op.execute({})
+        assert dev.current_release() == before
+        assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}", check=False)[0] != 0
+
+
+def test_invalid_runtime_fails_before_any_device_work(env: dict[str, Any]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator
+
+    deployed = DeployResult("pi1", "x86_64", "r1", "fp32", None, ("fp32",), (), {})
+    op = DeviceBenchmarkOperator(task_id="benchmark", deploy=deployed.to_xcom(), run_id="r1", config=_config(),
+                                 runtime={"threads": 1, "delegate": "libedgetpu.so.1"})
+    with pytest.raises(AirflowFailException, match="runtime .* is invalid: .*absolute path"):
+        op.execute({})

@@ -197,7 +197,9 @@ def node_count(interp: Any) -> int | None:
     A delegate appends one kernel node per partition it claims (the nodes it replaced stay listed, outside the
     execution plan), so the growth of this count is the number of partitions a delegate took. The Python API
     exposes neither the execution plan nor which nodes a partition replaced, so how many ops each partition
-    holds is not recorded; 0 partitions does prove the delegate took no op."""
+    holds is not recorded; 0 partitions does prove the delegate took no op. ``partitions`` of an external
+    delegate is read right after it is applied; a delegate LiteRT re-applies during allocation (after the batch
+    resize) would show up in ``fallback_partitions`` too, so that figure is an upper bound."""
     num_nodes = getattr(getattr(interp, "_interpreter", None), "NumNodes", None)
     try:
         return int(num_nodes()) if num_nodes else None

@@ -43,3 +43,8 @@ class ReleaseConflictError(FatalError, DeviceError):
 
 class AirflowApiError(EdgeOpsError):
     """Airflow's REST API refused a request or did not answer."""
+
+
+class DelegateError(FatalError, DeviceError):
+    """The device's LiteRT delegate did not load or could not be applied (missing library, not a delegate, its
+    init failed): a retry cannot install it, and the release never falls back to the CPU silently."""

@@ -105,8 +105,19 @@ def figures(charts: list[tuple[str, str]]) -> str:
     return f'<div class="charts">{imgs}</div>'
 
 
-DEVICE_HEAD = ("device", "arch", "label", "current variant", "mode", "p50 ms", "p90 ms", "p95 ms", "p99 ms",
-               "accuracy", "load ms", "peak RSS MB")
+DEVICE_HEAD = ("device", "arch", "label", "current variant", "mode", "delegate × threads", "p50 ms", "p90 ms",
+               "p95 ms", "p99 ms", "accuracy", "load ms", "peak RSS MB")
+
+
+def delegate_cell(bench: dict[str, Any]) -> str | None:
+    """``xnnpack × 4``, ``libedgetpu.so.1 × 1 (0 partitions: CPU ran it)``; None for records from before."""
+    delegate = bench.get("delegate")
+    if not isinstance(delegate, dict):
+        return None
+    text = f"{delegate.get('name')} × {bench.get('threads', '?')}"
+    if not delegate.get("builtin") and delegate.get("partitions") == 0:
+        text += " (0 partitions: CPU ran it)"
+    return text
 
 
 def device_table(devices: Iterable[Mapping[str, Any]], arch: bool = True) -> str:
@@ -119,7 +130,7 @@ def device_table(devices: Iterable[Mapping[str, Any]], arch: bool = True) -> str
         for mode, b in sorted((dev.get("models") or {}).items()) or [("—", {})]:
             lat = b.get("latency_ms") or {}
             cells = [dev.get("device"), *([dev.get("arch")] if arch else []), dev.get("label") or "unknown",
-                     dev.get("current_variant"), mode]
+                     dev.get("current_variant"), mode, delegate_cell(b)]
             tds = "".join(f'<td class="l">{escape(str(c if c is not None else "—"))}</td>' for c in cells)
             tds += "".join(f"<td>{fmt(lat.get(p), '.3f')}</td>" for p in ("p50", "p90", "p95", "p99"))
             tds += (f"<td>{fmt(b.get('accuracy'), '.2f', 100, ' %')}</td>"
@@ -127,7 +138,7 @@ def device_table(devices: Iterable[Mapping[str, Any]], arch: bool = True) -> str
             current = mode == dev.get("current_variant")
             rows.append(f"<tr{' class=current' if current else ''}>{tds}</tr>")
     head = DEVICE_HEAD if arch else tuple(h for h in DEVICE_HEAD if h != "arch")
-    return table(head, rows, left=5 if arch else 4) if rows else ""
+    return table(head, rows, left=6 if arch else 5) if rows else ""
 
 
 def page(title: str, body: str) -> str:

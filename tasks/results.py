@@ -203,6 +203,23 @@ class DeployResult(Record):
 
 
 @dataclass(frozen=True)
+class DelegateRun(Record):
+    """The LiteRT delegate a model ran with on the device (bench.py's per-model ``delegate``)."""
+
+    name: str  # "xnnpack" (LiteRT's built-in default) or the external library's file name
+    builtin: bool
+    path: str | None = None  # the external library on the device
+    options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
+    model_nodes: int | None = None  # the model's nodes before any delegate (None: the runtime does not say)
+    partitions: int | None = None  # delegate kernels it put in the graph; 0 = it took no op (the CPU ran all)
+    fallback_partitions: int | None = None  # external only: XNNPACK kernels for the ops it left
+
+    def summary(self) -> str:
+        took = "" if self.partitions is None else f", {self.partitions} partition(s)"
+        return f"{self.name}{took}"
+
+
+@dataclass(frozen=True)
 class ModelBench(Record):
     """One model measured on one device by bench.py (field names match bench.py's per-model JSON)."""
 
@@ -213,6 +230,8 @@ class ModelBench(Record):
     samples: int
     input_dtype: str
     size_bytes: int
+    threads: int | None = None  # interpreter threads (None: a record from before bench.py recorded them)
+    delegate: DelegateRun | None = None  # None: a record from before bench.py recorded it (LiteRT's default)
 
     @classmethod
     def from_bench(cls, raw: Mapping[str, Any]) -> ModelBench:
@@ -238,7 +257,8 @@ class BenchmarkResult(Record):
 
     def summary(self) -> str:
         cur = self.current
-        return (f"{self.device} [{self.label}] {self.current_variant}: p50 {cur.latency_ms['p50']:.3f} ms, "
+        ran = f" ({cur.delegate.summary()}, {cur.threads} thread(s))" if cur.delegate else ""
+        return (f"{self.device} [{self.label}] {self.current_variant}{ran}: p50 {cur.latency_ms['p50']:.3f} ms, "
                 f"accuracy {cur.accuracy:.4f}, peak RSS {cur.peak_rss_mb:.1f} MB")
 
 

@@ -44,3 +44,24 @@ def tiny_tflite_release(tmp: Path, samples: int = 64) -> dict[str, Path]:
         blob = convert(tmp / "saved", converter_settings(mode), calibration if mode == "int8" else None)
         (tmp / f"{mode}.tflite").write_bytes(blob)
     return {"fp32.tflite": tmp / "fp32.tflite", "int8.tflite": tmp / "int8.tflite", "sample.npz": tmp / "sample.npz"}
+
+
+NULL_DELEGATE_SOURCE = Path(__file__).resolve().parent / "nulldelegate.c"
+
+
+def null_delegate_library(tmp: Path) -> Path:
+    """Compile tests/nulldelegate.c (a real external delegate that claims no node) into ``libnulldelegate.so``.
+
+    Skips the calling test when no C compiler is installed (``apt-get install gcc``)."""
+    import shutil
+    import subprocess
+
+    import pytest
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler to build the test delegate (apt-get install gcc)")
+    out = tmp / "libnulldelegate.so"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out), str(NULL_DELEGATE_SOURCE)],
+                   check=True, capture_output=True, text=True)
+    return out

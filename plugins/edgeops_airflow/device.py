@@ -17,6 +17,7 @@ from edgeops_airflow.device_release import DeviceReleases
 from edgeops_airflow.device_runtime import DeviceRuntime
 from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks.config import BenchConfig, DeployConfig
+from tasks.device.runtime import RuntimeOptions
 
 __all__ = ["DeviceClient", "label_for"]
 
@@ -37,16 +38,17 @@ class DeviceClient(DeviceTransport):
     def provision(self) -> dict[str, Any]:
         return self.runtime.provision()
 
-    def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str) -> dict[str, Any]:
-        return self.releases.deploy(run_id, files, current_mode)
+    def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str,
+               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+        return self.releases.deploy(run_id, files, current_mode, runtime)
 
-    def rollback(self, to_release: str) -> dict[str, Any]:
-        return self.releases.rollback(to_release)
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+        return self.releases.rollback(to_release, runtime)
 
     def current_release(self) -> str | None:
         return self.releases.current_release()
 
     def benchmark(self, run_id: str, modes: list[str], bench: BenchConfig | dict[str, Any],
-                  label: str) -> dict[str, Any]:
+                  label: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
         cfg = bench if isinstance(bench, BenchConfig) else BenchConfig(**bench)
-        return self.releases.benchmark(run_id, modes, cfg, label)
+        return self.releases.benchmark(run_id, modes, cfg, label, runtime)

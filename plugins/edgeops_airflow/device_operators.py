@@ -5,7 +5,9 @@ time), the SSH session closed in ``on_kill``. Their inputs and outputs are the d
 ``tasks.results`` / ``tasks.fleet.records`` and every knob comes from the shipped run's resolved
 ``PipelineConfig`` (no defaults here). Every switch of ``current`` writes the device's state record
 (``devices/<name>/state.json``) at once, so ``edgeops fleet status`` stays right even if the rollout fails later.
-Fatal errors (a corrupt artifact, a conflicting release, a missing rollback target) fail without retrying.
+Fatal errors (a corrupt artifact, a conflicting release, a missing rollback target, a delegate that does not
+load) fail without retrying. The device group's runtime options (threads, delegate, delegate_options: a
+``RuntimeOptions`` dict) travel in the ``DeviceTask`` and, after the deploy, in ``DeployResult.options``.
 """
 
 from __future__ import annotations
@@ -58,6 +60,18 @@ class _DeviceOperator(BaseOperator):
             return PipelineConfig.from_dict(dict(self.config or {}))
         except ConfigError as exc:
             _fail(f"resolved config is invalid: {exc}")
+
+    def _runtime_options(self, raw: Any) -> Any:
+        """The group's runtime options as RuntimeOptions; empty keeps the defaults (XNNPACK, config threads)."""
+        from tasks.device.runtime import RuntimeOptions
+        from tasks.exceptions import ConfigError
+
+        if not raw:
+            return None
+        try:
+            return RuntimeOptions.from_dict(raw)
+        except ConfigError as exc:
+            _fail(f"runtime options {raw!r} are invalid: {exc}")
 
     def _fatal(self, fn: Any, *args: Any) -> Any:
         """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
@@ -127,7 +141,8 @@ class DeviceDeployOperator(_DeviceOperator):
                 runtime = runtime_ops.provision()
                 releases = DeviceReleases(transport, cfg.deploy)
                 before = releases.current_release() if _first_try(context) else None
-                result = self._fatal(releases.deploy, target.release, files, target.current)
+                result = self._fatal(releases.deploy, target.release, files, target.current,
+                                     self._runtime_options(target.runtime))
                 if before == target.release:  # it already ran this very release: switching back = staying
                     result = {**result, "previous": before}
                 self._record_state(target, result, self.action, facts["arch"])
@@ -161,7 +176,7 @@ class DeviceSwitchOperator(_DeviceOperator):
         with self._transport as transport:
             releases = DeviceReleases(transport, cfg.deploy)
             if target.release:
-                result = self._fatal(releases.rollback, target.release)
+                result = self._fatal(releases.rollback, target.release, self._runtime_options(target.runtime))
             else:
                 result = releases.remove_current()
             self._record_state(target, result, "rollback")
@@ -184,21 +199,17 @@ class DeviceBenchmarkOperator(_DeviceOperator):
         self.deploy = deploy
 
     def execute(self, context: Any) -> dict[str, Any]:
-        import dataclasses
-
         from edgeops_airflow.device_release import DeviceReleases
         from tasks.results import BenchmarkResult, DeployResult, ModelBench
 
         deployed = DeployResult.from_xcom(self.deploy)
-        cfg = self._pipeline_config()
-        bench = cfg.bench
-        if "threads" in deployed.options:  # the device group's runtime options win over the run's default
-            bench = dataclasses.replace(bench, threads=int(deployed.options["threads"]))
+        cfg, options = self._pipeline_config(), self._runtime_options(deployed.options)
         self._transport = DeviceTransport(deployed.device)
         label = label_for(self._transport.kind)
         with self._transport as transport:
             modes = list(deployed.bench_modes or deployed.modes)
-            doc = DeviceReleases(transport, cfg.deploy).benchmark(deployed.release, modes, bench, label)
+            doc = self._fatal(DeviceReleases(transport, cfg.deploy).benchmark, deployed.release, modes, cfg.bench,
+                              label, options)
         record = {**doc, "name": deployed.device, "release": deployed.release,
                   "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()

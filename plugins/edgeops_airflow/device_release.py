@@ -12,9 +12,11 @@ Deploy protocol (every step runs on the device, all of it under one lock):
    ``sha256sum -c SHA256SUMS`` on the device (a python fallback when sha256sum is absent), then ``sync``.
    An upload that fails (connection cut, disk full) removes the staging dir and says how much space is left.
 3. Smoke test in the staging dir with the device runtime: the shipped ``bench.py --smoke`` loads every
-   variant in a child process (a crashing interpreter is a failed test), runs one invoke on one sample image,
-   and checks the output shape (batch 1, wide enough for the sample's labels) and that all values are finite.
-   A failure stops the deploy here, the staging dir is removed: the model never becomes ``current``.
+   variant in a child process (a crashing interpreter is a failed test), with the group's threads and
+   delegate (``RuntimeOptions``), runs one invoke on one sample image, and checks the output shape (batch 1,
+   wide enough for the sample's labels) and that all values are finite. A failure, or a delegate that does not
+   load (``DelegateError``), stops the deploy here, the staging dir is removed: the model never becomes
+   ``current``.
 4. Rename the staging dir to ``releases/<release_id>/`` (release_id = the sanitized run id), ``sync``; switch
    ``current`` (a new symlink renamed over the old one: atomic), ``sync``.
 5. Health check through ``current`` (checksums + smoke test of ``model.tflite``), also when an earlier
@@ -41,8 +43,8 @@ from typing import Any
 
 from edgeops_airflow.device_transport import DeviceTransport
 from tasks.config import BenchConfig, DeployConfig
-from tasks.device.runtime import runtime_key
-from tasks.exceptions import DeviceError, ReleaseConflictError
+from tasks.device.runtime import SMOKE_THREADS, RuntimeOptions, runtime_key
+from tasks.exceptions import DelegateError, DeviceError, ReleaseConflictError
 from tasks.storage import sha256_file
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,21 @@ _VERIFY_SUMS = (
 def _sync(path: str) -> str:
     """fsync the filesystem holding ``path`` (coreutils sync -f), or everything where -f is unknown."""
     return f"{{ sync -f {path} 2>/dev/null || sync; }}"
+
+
+def bench_doc(stdout: str) -> dict[str, Any]:
+    """bench.py's JSON document (its last stdout line), or {} when it printed none."""
+    try:
+        doc = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def bench_error(stdout: str) -> str | None:
+    """The message of bench.py's error document (a delegate that did not load or apply), if it printed one."""
+    error = bench_doc(stdout).get("error")
+    return str(error.get("message")) if isinstance(error, dict) else None
 
 
 def safe_name(name: str, what: str) -> str:
@@ -82,12 +99,15 @@ class DeviceReleases:
         return rc, out
 
     # --- deploy -----------------------------------------------------------------------------------------------
-    def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str) -> dict[str, Any]:
+    def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str,
+               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
         """Run the deploy protocol (module docstring) for one release; returns release/previous/files/reused.
 
-        Device round trips are few on purpose (each costs a process start on the device): prepare, upload,
-        stage (verify + smoke + rename), switch (switch + health + prune), and a switch-back on failure.
+        The smoke tests run with ``runtime`` (the device group's threads and delegate; default: XNNPACK on one
+        thread). Device round trips are few on purpose (each costs a process start on the device): prepare,
+        upload, stage (verify + smoke + rename), switch (switch + health + prune), and a switch-back on failure.
         """
+        smoke = runtime or RuntimeOptions(threads=SMOKE_THREADS)
         safe_name(release_id, "release id")
         link = f"{safe_name(current_mode, 'mode')}.tflite"
         if link not in files or "bench.py" not in files or "sample.npz" not in files:
@@ -107,10 +127,10 @@ class DeviceReleases:
             reused = self._existing(final, existing, sums, link)
             if not reused:
                 meta = {"release": release_id, "files": entries, "previous": previous, "current_variant": current_mode}
-                self._stage_and_rename(staging, final, files, sums, link, meta)
+                self._stage_and_rename(staging, final, files, sums, link, meta, smoke)
             elif previous == release_id:  # an earlier attempt switched already: report what it replaced
                 previous = self.t.json(f"cat {quote(final)}/release.json", "reading release.json")["previous"]
-            self._switch_check_prune(release_id, previous)
+            self._switch_check_prune(release_id, previous, smoke)
         log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None
         return {"release": release_id, "previous": previous, "current_variant": current_mode, "files": entries,
@@ -141,7 +161,7 @@ class DeviceReleases:
             "release ids are immutable: deploy under a new run id, or remove that directory on the device")
 
     def _stage_and_rename(self, staging: str, final: str, files: dict[str, str | Path], sums: str, link: str,
-                          meta: dict[str, Any]) -> None:
+                          meta: dict[str, Any], runtime: RuntimeOptions) -> None:
         models = sorted(n for n in files if n.endswith(".tflite"))
         try:
             self.t.put_files(staging, files, {"SHA256SUMS": sums, "release.json": json.dumps(meta)},
@@ -149,14 +169,14 @@ class DeviceReleases:
             script = "\n".join([
                 f"cd {quote(staging)} || exit 12", f"{self._verify_cmd()} || exit 10",
                 f"ln -s {quote(link)} model.tflite && {_sync('.')} || exit 12",
-                f"{self._smoke_cmd(models)} || exit 11", self._guard(),
+                f"{self._smoke_cmd(models, runtime)} || exit 11", self._guard(),
                 f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || exit 12"])
             self._checked(script, "in staging", self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
             self._cleanup(staging, exc)
             raise
 
-    def _switch_check_prune(self, release_id: str, previous: str | None) -> None:
+    def _switch_check_prune(self, release_id: str, previous: str | None, runtime: RuntimeOptions) -> None:
         """Protocol steps 4-6 in one device command; on a failed health check, switch back (step 5)."""
         root, target = quote(self.root), quote(f"releases/{release_id}")
         keep = " ".join(f"-e {quote(k)}" for k in (release_id, previous) if k)
@@ -165,7 +185,7 @@ class DeviceReleases:
             f"if [ \"$(readlink current)\" != {target} ]; then touch -h {target} && ln -sfn {target} .current.tmp "
             f"&& mv -T .current.tmp current && {_sync('.')} || exit 12; fi",
             f"cd {root}/current || exit 12", f"{self._verify_cmd()} || exit 10",
-            f"{self._smoke_cmd(['model.tflite'])} || exit 11",
+            f"{self._smoke_cmd(['model.tflite'], runtime)} || exit 11",
             f"cd {root}/releases && ls -1t | tail -n +{self.cfg.keep_releases + 1} | grep -vxF {keep} "
             "| xargs -r rm -rf --", f"rm -rf {root}/.staging"])
         try:
@@ -173,9 +193,9 @@ class DeviceReleases:
                           self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
             self._switch(previous)
-            raise DeviceError(f"{self.t.who}: release {release_id} failed its health check after the switch; "
-                              f"current switched back to {previous or 'nothing (no previous release)'}: {exc}"
-                              ) from exc
+            kind = DelegateError if isinstance(exc, DelegateError) else DeviceError
+            raise kind(f"{self.t.who}: release {release_id} failed its health check after the switch; "
+                       f"current switched back to {previous or 'nothing (no previous release)'}: {exc}") from exc
 
     def _guard(self) -> str:
         """Stop a protocol script whose deploy lost the lock: its SSH connection dropped while it ran on the
@@ -188,8 +208,8 @@ class DeviceReleases:
         return ("if command -v sha256sum >/dev/null 2>&1; then sha256sum -c --quiet SHA256SUMS; "
                 f"else {quote(self.t.python)} -c {quote(_VERIFY_SUMS)} SHA256SUMS; fi")
 
-    def _smoke_cmd(self, models: list[str]) -> str:
-        args = " ".join(f"--model {quote(m)}" for m in models)
+    def _smoke_cmd(self, models: list[str], runtime: RuntimeOptions) -> str:
+        args = " ".join([*(f"--model {quote(m)}" for m in models), *map(quote, runtime.bench_args())])
         return (f"{quote(self.venv_python)} bench.py --smoke {args} --sample sample.npz "
                 f"--timeout {int(self.cfg.smoke_timeout_s)}")
 
@@ -199,6 +219,8 @@ class DeviceReleases:
         if rc == 0:
             return
         tail = " | ".join(err.strip().splitlines()[-6:])
+        if rc == 11 and (delegate := bench_error(out)):
+            raise DelegateError(f"{self.t.who}: smoke test {where} failed: {delegate}")
         if rc == 11:
             try:
                 failed = {k: v["why"] for k, v in json.loads(out.strip().splitlines()[-1])["smoke"].items()
@@ -235,8 +257,9 @@ class DeviceReleases:
         self._run(f"cd {root} && touch -h {target} && ln -sfn {target} .current.tmp && mv -T .current.tmp current "
                   f"&& {_sync('.')}", f"switching current to {release_id}")
 
-    def rollback(self, to_release: str) -> dict[str, Any]:
-        """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy."""
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+        """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy (the health
+        check's smoke test runs with ``runtime``, as in ``deploy``)."""
         final = posixpath.join(self.root, "releases", safe_name(to_release, "release id"))
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             if self._run(f"test -f {quote(final)}/SHA256SUMS", "release check", check=False)[0] != 0:
@@ -244,7 +267,8 @@ class DeviceReleases:
             self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || exit 10; }}", f"verifying {to_release}",
                           self.cfg.command_timeout_s)
             previous = self.current_release()
-            self._switch_check_prune(to_release, previous if previous != to_release else None)
+            self._switch_check_prune(to_release, previous if previous != to_release else None,
+                                     runtime or RuntimeOptions(threads=SMOKE_THREADS))
         return {"release": to_release, "previous": previous}
 
     def remove_current(self) -> dict[str, Any]:
@@ -255,14 +279,28 @@ class DeviceReleases:
         return {"release": None, "previous": previous}
 
     # --- benchmark --------------------------------------------------------------------------------------------
-    def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str) -> dict[str, Any]:
-        """Run the release's bench.py with the runtime venv over the given modes; return its JSON document."""
+    def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str,
+                  runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+        """Run the release's bench.py with the runtime venv over the given modes; return its JSON document.
+
+        ``runtime`` is the device group's threads and delegate (default: XNNPACK with ``bench.threads``); a
+        delegate that does not load or apply raises ``DelegateError`` (fatal: never retried)."""
+        runtime = runtime or RuntimeOptions(threads=bench.threads)
         release = posixpath.join(self.root, "releases", safe_name(release_id, "release id"))
         models = " ".join(f"--model {quote(safe_name(m, 'mode') + '.tflite')}" for m in modes)
         command = (f"cd {quote(release)} && {quote(self.venv_python)} bench.py {models} --sample sample.npz "
-                   f"--warmup {bench.warmup} --runs {bench.runs} --threads {bench.threads} --label {quote(label)}")
-        log.info("%s: benchmarking %s of release %s (%s)", self.t.who, ", ".join(modes), release_id, label)
-        doc = self.t.json(command, f"benchmark of release {release_id}", timeout=bench.timeout_s)
+                   f"--warmup {bench.warmup} --runs {bench.runs} {' '.join(map(quote, runtime.bench_args()))} "
+                   f"--label {quote(label)}")
+        what = f"benchmark of release {release_id}"
+        log.info("%s: benchmarking %s of release %s (%s, %s)", self.t.who, ", ".join(modes), release_id, label,
+                 runtime.to_dict())
+        rc, out, err = self.t.run(command, bench.timeout_s, check=False, what=what)
+        if (delegate := bench_error(out)) is not None:
+            raise DelegateError(f"{self.t.who}: {what} failed: {delegate}")
+        if rc != 0:
+            tail = "\n".join(err.strip().splitlines()[-15:]) or out.strip()[-1500:]
+            raise DeviceError(f"{self.t.who}: {what} failed with exit {rc}:\n{tail}")
+        doc = bench_doc(out)
         if doc.get("schema") != 1 or not isinstance(doc.get("results"), dict):
-            raise DeviceError(f"{self.t.who}: bench.py printed an unexpected document: {str(doc)[:300]}")
+            raise DeviceError(f"{self.t.who}: bench.py printed an unexpected document: {out.strip()[-300:]!r}")
         return doc

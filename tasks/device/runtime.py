@@ -1,4 +1,5 @@
-"""The device runtime: the one home of the pinned packages a device venv holds (no TensorFlow on a Pi).
+"""The device runtime: the pinned packages a device venv holds (no TensorFlow on a Pi), and the options LiteRT
+runs a release with (``RuntimeOptions``: threads and delegate, one fleet group's runtime options).
 
 Versions exist as wheels for CPython 3.11 (Debian bookworm, Raspberry Pi OS 64-bit) on x86_64 and aarch64.
 The primary set is ai-edge-litert with the numpy it supports and its dependencies pinned too, so two devices
@@ -9,6 +10,12 @@ when the primary set has no wheel for the device.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.exceptions import ConfigError
+from tasks.fleet.inventory import MAX_THREADS, XNNPACK, Group
 
 RUNTIME_PACKAGES: tuple[str, ...] = (
     "ai-edge-litert==2.3.0",
@@ -22,8 +29,82 @@ RUNTIME_PACKAGES: tuple[str, ...] = (
 )
 FALLBACK_PACKAGES: tuple[str, ...] = ("tflite-runtime==2.14.0", "numpy==1.26.4")
 READY_MARKER = ".edgeops-ready"  # written last into a runtime dir: without it the venv is half-built
+SMOKE_THREADS = 1  # the deploy's smoke test when no group runtime is given (load + one invoke)
 
 
 def runtime_key(packages: tuple[str, ...] = RUNTIME_PACKAGES) -> str:
     """A short id of a package set: a new pin gets a new venv directory beside the old one."""
     return hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:12]
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(f"runtime options: {message}")
+
+
+def _printable(text: str) -> bool:
+    return text.isprintable() and "\x00" not in text
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How LiteRT runs a release on a device: interpreter threads and the delegate.
+
+    ``delegate`` is ``xnnpack`` (LiteRT's built-in default) or the absolute path of an external delegate library
+    on the device (e.g. Arm NN's ``libarmnnDelegate.so``, a Coral's ``/usr/lib/libedgetpu.so.1``), which
+    bench.py loads with ``load_delegate(path, delegate_options)``. A library that does not load or apply fails
+    the smoke test and the benchmark (``DelegateError``): never a silent fallback to the CPU.
+    ``bench_args()`` is the one place these options become bench.py arguments.
+    """
+
+    threads: int
+    delegate: str = XNNPACK
+    delegate_options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require(isinstance(self.threads, int) and not isinstance(self.threads, bool)
+                 and 1 <= self.threads <= MAX_THREADS, f"threads={self.threads!r}: must be an integer 1..{MAX_THREADS}")
+        _require(isinstance(self.delegate, str) and (self.delegate == XNNPACK or (
+            self.delegate.startswith("/") and ".so" in self.delegate and _printable(self.delegate))),
+            f"delegate={self.delegate!r}: use {XNNPACK!r} or the absolute path of an external delegate library "
+            "on the device, e.g. /usr/lib/libedgetpu.so.1")
+        _require(isinstance(self.delegate_options, Mapping), "delegate_options must be an object of strings")
+        _require(not self.delegate_options or self.external,
+                 "delegate_options only apply to an external delegate library")
+        for key, value in self.delegate_options.items():
+            _require(isinstance(key, str) and isinstance(value, str) and bool(key) and "=" not in key
+                     and _printable(key) and _printable(value),
+                     f"delegate_options[{key!r}]={value!r}: keys and values are printable strings, keys without '='")
+        object.__setattr__(self, "delegate_options", dict(sorted(self.delegate_options.items())))
+
+    @property
+    def external(self) -> bool:
+        return self.delegate != XNNPACK
+
+    @classmethod
+    def from_group(cls, group: Group) -> RuntimeOptions:
+        """The runtime options of a fleet group (tasks.fleet.inventory)."""
+        return cls(threads=group.threads, delegate=group.delegate, delegate_options=dict(group.delegate_options))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> RuntimeOptions:
+        """From ``to_dict()`` (e.g. an operator's templated ``runtime``); unknown or missing keys are refused."""
+        _require(isinstance(raw, Mapping), f"expected an object, got {type(raw).__name__}")
+        unknown = sorted(set(raw) - {"threads", "delegate", "delegate_options"})
+        _require(not unknown and "threads" in raw,
+                 f"unknown key(s) {unknown} or no 'threads'; expected threads, delegate, delegate_options")
+        return cls(threads=raw["threads"], delegate=raw.get("delegate", XNNPACK),
+                   delegate_options=dict(raw.get("delegate_options") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"threads": self.threads, "delegate": self.delegate, "delegate_options": dict(self.delegate_options)}
+
+    def bench_args(self) -> list[str]:
+        """bench.py's arguments for these options. The built-in delegate adds no ``--delegate`` (bench.py's
+        default), so the smoke command stays valid for releases shipped with an older bench.py (a rollback)."""
+        args = ["--threads", str(self.threads)]
+        if self.external:
+            args += ["--delegate", self.delegate]
+            for key, value in self.delegate_options.items():
+                args += ["--delegate-option", f"{key}={value}"]
+        return args

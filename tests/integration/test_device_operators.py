@@ -49,9 +49,10 @@ def _verdict(store: Any, run_id: str, payload: dict[str, Path], overwrite_sample
     return GateVerdict(True, ("fp32", "int8"), "int8", (), verdicts, refs, sample, 1.0).to_xcom()
 
 
-def _target(name: str, run_id: str, release: str | None = None) -> dict[str, Any]:
-    return DeviceTask(device=name, group="sim", wave=0, runtime={"threads": 1}, release=release or f"{run_id}.int8",
-                      run_id=run_id, modes=("fp32", "int8"), current="int8").to_xcom()
+def _target(name: str, run_id: str, release: str | None = None, runtime: dict | None = None) -> dict[str, Any]:
+    return DeviceTask(device=name, group="sim", wave=0, runtime=runtime or {"threads": 1},
+                      release=release or f"{run_id}.int8", run_id=run_id, modes=("fp32", "int8"),
+                      current="int8").to_xcom()
 
 
 def _config() -> dict[str, Any]:
@@ -87,6 +88,10 @@ def test_deploy_benchmark_and_switch_back(env: dict[str, Any], payload: dict[str
         assert bench.label == "host" and bench.arch == platform.machine() and set(bench.models) == {"fp32", "int8"}
         assert bench.record.uri.endswith(keys.rollout_device(rollout_id, name)) and bench.record.version_id
         assert bench.current.latency_ms["p50"] <= bench.current.latency_ms["p95"] <= bench.current.latency_ms["p99"]
+        assert bench.current.delegate.name == "xnnpack" and bench.current.threads == 1  # the group's options
+        grouped = BenchmarkResult.from_xcom(DeviceBenchmarkOperator(
+            task_id="benchmark_grouped", deploy={**raw, "options": {"threads": 2}}, **common).execute({}))
+        assert {(m.delegate.name, m.threads) for m in grouped.models.values()} == {("xnnpack", 2)}
         stored = store.get_json(keys.rollout_device(rollout_id, name))
         assert stored["release"] == release and set(stored["results"]) == {"fp32", "int8"}
 
@@ -116,3 +121,35 @@ def test_overwritten_artifact_fails_without_retry(env: dict[str, Any], payload: 
         op.execute({})
     with DeviceClient(name) as dev:
         assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}.int8", check=False)[0] != 0
+
+
+def test_deploy_with_a_delegate_that_does_not_load_fails_without_retry(env: dict[str, Any],
+                                                                       payload: dict[str, Path]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceDeployOperator
+    from edgeops_airflow.store import artifact_store
+
+    name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-dl"
+    store = artifact_store(MINIO, bucket)
+    runtime = {"threads": 1, "delegate": "/nonexistent/libfoo.so", "delegate_options": {}}
+    op = DeviceDeployOperator(task_id="deploy", target=_target(name, run_id, runtime=runtime),
+                              verdict=_verdict(store, run_id, payload), rollout_id=run_id, config=_config(),
+                              artifacts_conn_id=MINIO, bucket=bucket)
+    with DeviceClient(name) as dev:
+        before = dev.current_release()
+        with pytest.raises(AirflowFailException, match="DelegateError: .*smoke test in staging failed: delegate "
+                                                       "/nonexistent/libfoo.so failed to load"):
+            op.execute({})
+        assert dev.current_release() == before
+        assert dev.run(f"test -e {quote(dev.root)}/releases/{run_id}.int8", check=False)[0] != 0
+
+
+def test_invalid_runtime_fails_before_any_device_work(env: dict[str, Any]) -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator
+
+    deployed = DeployResult("pi1", "x86_64", "r1.fp32", "fp32", None, ("fp32",), (), {},
+                            options={"threads": 1, "delegate": "libedgetpu.so.1"})
+    op = DeviceBenchmarkOperator(task_id="benchmark", deploy=deployed.to_xcom(), rollout_id="r1", config=_config())
+    with pytest.raises(AirflowFailException, match="runtime options .* are invalid: .*absolute path"):
+        op.execute({})

@@ -147,3 +147,14 @@ def test_history_compares_only_runs_on_the_same_data(manifest: dict) -> None:
     other["run_id"], other["dataset"]["source"] = "r-other-data", "s3://datasets/digits"
     rows = history_rows([other], manifest)
     assert [r["run_id"] for r in rows] == [manifest["run_id"]]
+
+
+def test_device_rows_show_the_delegate_and_threads(manifest: dict) -> None:
+    m = copy.deepcopy(manifest)
+    models = m["devices"][0]["models"]
+    models["dynamic"].update(threads=4, delegate={"name": "xnnpack", "builtin": True, "partitions": 1})
+    models["fp16"].update(threads=1, delegate={"name": "libedgetpu.so.1", "builtin": False, "partitions": 0})
+    page = report.render_html(m)
+    assert "delegate × threads" in page and "xnnpack × 4" in page
+    assert "libedgetpu.so.1 × 1 (0 partitions: CPU ran it)" in page
+    assert page.count('<td class="l">—</td>') >= 1  # pi-real's record predates delegates

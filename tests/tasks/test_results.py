@@ -9,6 +9,7 @@ import pytest
 from tasks.results import (
     ArtifactRef,
     BenchmarkResult,
+    DelegateRun,
     EvaluateResult,
     GateVerdict,
     ModelBench,
@@ -59,3 +60,17 @@ def test_model_bench_keeps_declared_fields_of_bench_output():
     bench = ModelBench.from_bench(_bench(runs=100, warmup=10))
     result = BenchmarkResult("pi1", "x86_64", "r", "fp32", "host", REF, {"fp32": bench})
     assert result.current.accuracy == 0.9 and "p50 1.000 ms" in result.summary()
+
+
+def test_model_bench_records_the_delegate_and_old_records_still_decode():
+    delegate = {"name": "libedgetpu.so.1", "builtin": False, "path": "/usr/lib/libedgetpu.so.1",
+                "options": {"device": "usb"}, "model_nodes": 4, "partitions": 1, "fallback_partitions": 0}
+    bench = ModelBench.from_bench(_bench(threads=1, delegate=delegate))
+    assert bench.delegate == DelegateRun(**delegate) and bench.threads == 1
+    again = ModelBench.from_xcom(json.loads(json.dumps(bench.to_xcom())))
+    assert again == bench and isinstance(again.delegate, DelegateRun)
+    result = BenchmarkResult("pi1", "aarch64", "r", "int8", "native", REF, {"int8": bench})
+    assert "int8 (libedgetpu.so.1, 1 partition(s), 1 thread(s))" in result.summary()
+    old = ModelBench.from_xcom(_bench())  # a record from before bench.py recorded delegates
+    assert old.delegate is None and old.threads is None
+    assert "thread" not in BenchmarkResult("pi1", "x86_64", "r", "fp32", "host", REF, {"fp32": old}).summary()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.config import QUANT_MODES
+from tasks.device.runtime import RuntimeOptions
 from tasks.exceptions import ConfigError
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
@@ -69,8 +70,7 @@ class RolloutRequest:
 
 
 def _runtime(inventory: Inventory, device: Device) -> dict[str, Any]:
-    group = inventory.group(device.group)
-    return {"threads": group.threads, "delegate": group.delegate, "delegate_options": dict(group.delegate_options)}
+    return RuntimeOptions.from_group(inventory.group(device.group)).to_dict()
 
 
 def select_targets(inventory: Inventory, request: RolloutRequest) -> tuple[Device, ...]:

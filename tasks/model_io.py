@@ -140,8 +140,11 @@ def keras_file_io(path: str, what: str) -> ModelIO:
             with zipfile.ZipFile(path) as zf:
                 model = json.loads(zf.read("config.json"))
         else:
-            import h5py
-
+            try:
+                import h5py
+            except ImportError as exc:
+                raise ConfigError(f"{what}: reading an .h5 before any compute needs h5py (installed with Keras) in "
+                                  "the Airflow worker's environment: install it, or save the model as .keras") from exc
             with h5py.File(path, "r") as fh:
                 raw = fh.attrs.get("model_config")
                 if raw is None:

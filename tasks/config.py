@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from tasks.exceptions import ConfigError
+from tasks.model_io import source_kind
 from tasks.names import DEFAULT_PROFILE
 
 PTQ_MODES = ("fp32", "fp16", "dynamic", "int8")  # post-training conversions
@@ -91,9 +92,9 @@ class ModelConfig:
                  f"model.alpha={self.alpha}: ImageNet weights exist only for alpha in {MOBILENET_ALPHAS}; "
                  "pick one of those or use model.weights='none'")
         _require(0.0 < self.bn_momentum < 1.0, f"model.bn_momentum={self.bn_momentum}: must be in (0, 1)")
-        _require(not self.source or (self.source.startswith("s3://") and self.source.endswith((".keras", ".h5"))),
-                 f"model.source={self.source!r}: use an s3:// URI of a .keras or .h5 file (SavedModel directories "
-                 "are not supported yet: save the model with model.save('model.keras'))")
+        _require(not self.source or source_kind(self.source) is not None,
+                 f"model.source={self.source!r}: use an s3:// URI of a .keras or .h5 file, or of a SavedModel "
+                 "directory ending in '/' (s3://bucket/prefix/ holding saved_model.pb and variables/)")
         _require(not (self.source and self.weights.startswith("s3://")),
                  "model.source imports a finished model; model.weights (a warm start for training) cannot be an "
                  "s3:// URI at the same time")
@@ -275,6 +276,11 @@ class PipelineConfig:
         missing = [m for m in self.gate.deploy_variants if m not in self.quantize.modes]
         _require(not missing, f"gate.deploy_variants {missing} are not in quantize.modes {self.quantize.modes}")
         tfmot = [m for m in self.quantize.modes if m in TFMOT_MODES]
+        _require(not (tfmot and source_kind(self.model.source) == "saved_model"),
+                 f"quantize.modes {tfmot}{' and quantize.int8_rescue' if self.quantize.int8_rescue else ''}: "
+                 "pruned/qat_int8 fine-tune Keras layers; a SavedModel source has no Keras layers to prune or "
+                 f"quantize-train: drop {tfmot} from quantize.modes (and int8_rescue), or use the PTQ modes "
+                 f"{PTQ_MODES}")
         _require(not (tfmot and self.model.source),
                  f"quantize.modes {tfmot} rebuild the configured architecture in tf-keras, which an imported "
                  f"model.source does not have: drop {tfmot} from quantize.modes")

@@ -85,7 +85,12 @@ class TFLiteModel:
         return {"p50": p50, "p90": p90, "p99": p99, "mean": float(np.mean(times)), "runs": runs}
 
 
-def _keras_accuracy(path: Path, x: Any, y: Any, batch_size: int) -> float:
+def _reference_accuracy(trained: TrainResult, path: Path, x: Any, y: Any, batch_size: int) -> float:
+    """The run's model before conversion: the .keras file, or a SavedModel source's serving signature."""
+    if trained.model_format == "saved_model":
+        from tasks import saved_model
+
+        return saved_model.accuracy(saved_model.unpack(path, path.parent / "saved_model"), x, y, batch_size)
     import keras
 
     model = keras.models.load_model(path, compile=False)
@@ -148,9 +153,9 @@ def run(ctx: StepContext) -> EvaluateResult:
     x, y = data.to_arrays(splits.test)
     classes = list(splits.class_names)
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch(trained.model, Path(tmp) / "model.keras")
-        keras_result = {"accuracy": _keras_accuracy(keras_path, x, y, cfg.evaluate.batch_size),
-                        "size_bytes": keras_path.stat().st_size}
+        model_path = ctx.store.fetch(trained.model, Path(tmp) / trained.model.name)
+        keras_result = {"accuracy": _reference_accuracy(trained, model_path, x, y, cfg.evaluate.batch_size),
+                        "size_bytes": model_path.stat().st_size, "format": trained.model_format}
         blobs = {mode: ctx.store.fetch(ref, Path(tmp) / f"{mode}.tflite").read_bytes() for mode, ref in refs.items()}
         variants, preds = evaluate_variants(blobs, x, y, cfg.evaluate)
         champion = evaluate_champion(ctx, classes, Path(tmp))

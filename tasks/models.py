@@ -13,7 +13,7 @@ from typing import Any
 
 from tasks.config import PipelineConfig
 from tasks.exceptions import ConfigError
-from tasks.results import ArtifactRef
+from tasks.results import ArtifactRef, SourceModel
 from tasks.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -99,32 +99,30 @@ def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
 
 
 def _check_io(model: Any, cfg: PipelineConfig, num_classes: int, what: str) -> None:
-    want = (None, cfg.data.image_size, cfg.data.image_size, cfg.data.channels)
-    if tuple(model.input_shape) != want or model.output_shape[-1] != num_classes:
-        raise ConfigError(
-            f"{what}: input {model.input_shape} / {model.output_shape[-1]} classes do not match this config "
-            f"({want} / {num_classes} classes): set data.image_size/data.channels to the model's input, or use a "
-            "dataset with the model's classes"
-        )
+    from tasks.model_io import ModelIO
+    from tasks.model_source import check_io
+
+    check_io(ModelIO(tuple(model.input_shape), model.output_shape[-1]), cfg, num_classes, what)
 
 
-def load_source(cfg: PipelineConfig, num_classes: int, store: ArtifactStore) -> Any:
+def load_source(cfg: PipelineConfig, num_classes: int, store: ArtifactStore) -> tuple[Any, SourceModel]:
     """A bring-your-own Keras model (``model.source``: .keras or .h5 in the store), checked against the data.
 
     The model must take raw pixels in [0, 255] (its own preprocessing inside) and output class probabilities.
+    The file is fetched verified (size, ETag) and its sha256 recorded in the returned SourceModel.
     """
     import keras
 
     suffix = Path(cfg.model.source).suffix
     with tempfile.TemporaryDirectory() as tmp:
-        path = store.fetch_uri(cfg.model.source, Path(tmp) / f"source{suffix}")
+        obj = store.fetch_verified(cfg.model.source, Path(tmp) / f"source{suffix}")
         try:
-            model = keras.models.load_model(path, compile=False)
+            model = keras.models.load_model(obj.path, compile=False)
         except Exception as exc:  # noqa: BLE001 - keras raises many types for unreadable files
             raise ConfigError(f"model.source={cfg.model.source}: Keras cannot load it ({exc})") from exc
     _check_io(model, cfg, num_classes, f"model.source={cfg.model.source}")
-    log.info("imported %s (%d parameters)", cfg.model.source, model.count_params())
-    return model
+    log.info("imported %s (%d parameters, sha256 %s)", cfg.model.source, model.count_params(), obj.sha256[:12])
+    return model, SourceModel(cfg.model.source, suffix[1:], obj.sha256, obj.size_bytes)
 
 
 def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | None) -> Any:

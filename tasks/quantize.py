@@ -82,6 +82,15 @@ def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
+def saved_model_dir(trained: TrainResult, model_path: Path, tmp: Path) -> Path:
+    """The converter's input: the run's SavedModel (a SavedModel source, unpacked) or one exported from Keras."""
+    if trained.model_format == "saved_model":
+        from tasks import saved_model
+
+        return saved_model.unpack(model_path, tmp / "saved_model")
+    return export_saved_model(model_path, tmp)
+
+
 def gzip_size(blob: bytes) -> int:
     """Compressed size: what a pruned model saves shows only here (zeros still take 4 bytes in the flatbuffer)."""
     return len(gzip.compress(blob, compresslevel=9, mtime=0))
@@ -93,7 +102,7 @@ def run(ctx: StepContext) -> QuantizeResult:
     One mode per process: the tfmot modes switch this process to tf-keras (see tasks/tfmot_variants.py).
     """
     mode = ctx.need("mode")
-    model_ref = TrainResult.from_xcom(ctx.need("train")).model
+    trained = TrainResult.from_xcom(ctx.need("train"))
     qcfg = ctx.config.quantize
     tfmot = mode in TFMOT_MODES
     settings = None if tfmot else converter_settings(mode, qcfg.int8_io_dtype if mode == "int8" else None)
@@ -109,15 +118,15 @@ def run(ctx: StepContext) -> QuantizeResult:
 
     facts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        keras_path = ctx.store.fetch(model_ref, Path(tmp) / "model.keras")
+        model_path = ctx.store.fetch(trained.model, Path(tmp) / trained.model.name)
         with timed(f"build {mode}"):
-            if tfmot:
+            if tfmot:  # PipelineConfig refuses tfmot modes for imported models: model_path is a .keras
                 from tasks import tfmot_variants
 
-                blob, facts = tfmot_variants.build_variant(ctx.config, mode, keras_path, splits, Path(tmp),
+                blob, facts = tfmot_variants.build_variant(ctx.config, mode, model_path, splits, Path(tmp),
                                                            representative)
             else:
-                blob = convert(export_saved_model(keras_path, tmp), settings, representative)
+                blob = convert(saved_model_dir(trained, model_path, Path(tmp)), settings, representative)
         out = Path(tmp) / f"{mode}.tflite"
         out.write_bytes(blob)
         art = ctx.store.put_file(keys.tflite(ctx.run_id, mode), out)

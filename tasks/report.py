@@ -82,7 +82,9 @@ def _variants_table(manifest: dict[str, Any], names: list[str]) -> str:
         rows.append(f'<tr{" class=current" if m == current else ""}>{"".join(cells)}</tr>')
     keras = num((manifest.get("evaluation") or {}).get("keras_accuracy"))
     if keras is not None:
-        rows.append(f'<tr><td class="l">keras (reference)</td><td>{fmt(keras, ".2f", 100, " %")}</td>'
+        source = (manifest.get("train") or {}).get("source") or {}
+        name = "SavedModel" if source.get("kind") == "saved_model" else "keras"
+        rows.append(f'<tr><td class="l">{name} (reference)</td><td>{fmt(keras, ".2f", 100, " %")}</td>'
                     + "<td>—</td>" * (len(head) - 2) + "</tr>")
     th = "".join(f'<th{" class=l" if i == 0 else ""}>{escape(h)}</th>' for i, h in enumerate(head))
     return f"<table><tr>{th}</tr>{''.join(rows)}</table>"

@@ -61,12 +61,29 @@ class RunPlan(Record):
 
 # --- ML steps -----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class SourceModel(Record):
+    """The bring-your-own model (``model.source``) a run imported, as this run fetched and verified it."""
+
+    uri: str
+    kind: str  # keras | h5 | saved_model (tasks.model_io.source_kind)
+    sha256: str  # the file's; a SavedModel's is tasks.saved_model.tree_sha256 over its files
+    size_bytes: int
+    files: int = 1
+
+
+@dataclass(frozen=True)
 class TrainResult(Record):
-    model: ArtifactRef  # runs/<id>/model/model.keras
-    keras_test_accuracy: float
+    model: ArtifactRef  # runs/<id>/model/model.keras, or model/saved_model.tar for a SavedModel source
+    keras_test_accuracy: float  # the run's model before conversion (a SavedModel source: its serving signature)
     best_val_accuracy: float
     epochs_run: int
     dataset: dict[str, Any]  # source, classes, counts, fingerprint
+    source: SourceModel | None = None  # set when the model was imported (model.source), not trained
+
+    @property
+    def model_format(self) -> str:
+        """'saved_model' (a tar of the SavedModel directory) or 'keras' (a .keras file)."""
+        return "saved_model" if self.source is not None and self.source.kind == "saved_model" else "keras"
 
     def summary(self) -> str:
         return (f"trained {self.epochs_run} epoch(s): best val accuracy {self.best_val_accuracy:.4f}, "

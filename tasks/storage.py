@@ -185,6 +185,43 @@ class ArtifactStore:
         digest = resp.get("Metadata", {}).get("sha256", "")
         return Artifact(key.rsplit("/", 1)[-1], key, digest, int(resp["ContentLength"]))
 
+    def fetch_verified(self, uri: str, dest: str | Path) -> LocalObject:
+        """Download an object someone else wrote (a bring-your-own model), checked against what the store says.
+
+        The bytes are read with ``If-Match`` on the ETag of a HEAD, then checked against its size, its MD5
+        (a single-part ETag) and the sha256 metadata when ``put_file`` wrote it; any mismatch is fatal.
+        """
+        bucket, key = parse_s3_uri(uri)
+        head = self._call("head", key, lambda: self.client.head_object(Bucket=bucket, Key=key), bucket=bucket)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(dest.name + ".part")
+        etag = head["ETag"].strip('"')
+        sha256, md5, size = self._call("download", key, bucket=bucket, fn=lambda: _stream(
+            self.client.get_object(Bucket=bucket, Key=key, IfMatch=head["ETag"])["Body"], tmp))
+        wrong = _mismatch(size, sha256, md5, int(head["ContentLength"]), etag,
+                          head.get("Metadata", {}).get("sha256", ""))
+        if wrong:
+            tmp.unlink(missing_ok=True)
+            raise IntegrityError(f"{uri}: {wrong}: the object changed or was corrupted in transit; upload it again")
+        tmp.replace(dest)
+        return LocalObject(key, dest, sha256, size)
+
+    def fetch_prefix(self, uri: str, dest_dir: str | Path) -> list[LocalObject]:
+        """Download every object under an ``s3://bucket/prefix/`` into ``dest_dir`` (same relative paths), each
+        verified as by ``fetch_verified``; returns them in key order."""
+        bucket, prefix = parse_s3_uri(uri)
+        prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        out = []
+        for obj in self.list(prefix, bucket=bucket):
+            rel = obj["Key"][len(prefix):]
+            if not rel or rel.endswith("/"):  # directory markers
+                continue
+            if rel.startswith("/") or ".." in rel.split("/"):
+                raise IntegrityError(f"{uri}: refusing object key {obj['Key']!r} (it escapes the directory)")
+            out.append(self.fetch_verified(f"s3://{bucket}/{obj['Key']}", Path(dest_dir) / rel))
+        return out
+
     def list(self, prefix: str, bucket: str | None = None) -> Iterator[dict[str, Any]]:
         """Yield ``{'Key', 'Size', 'LastModified'}`` for every object under prefix, in key order."""
         paginator = self.client.get_paginator("list_objects_v2")
@@ -213,6 +250,38 @@ class ArtifactStore:
             return fn()
         except Exception as exc:  # noqa: BLE001
             raise StorageError(f"{action} s3://{bucket or self.bucket}/{key} failed: {_reason(exc)}") from exc
+
+
+@dataclass(frozen=True)
+class LocalObject:
+    """An object downloaded and verified by ``fetch_verified``: its key, local path and the sha256 of its bytes."""
+
+    key: str
+    path: Path
+    sha256: str
+    size_bytes: int
+
+
+def _stream(body: Any, path: Path) -> tuple[str, str, int]:
+    """Write a response body to ``path``; return its sha256, MD5 and length."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with open(path, "wb") as fh:
+        for chunk in body.iter_chunks(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+            size += fh.write(chunk)
+    return sha.hexdigest(), md5.hexdigest(), size
+
+
+def _mismatch(size: int, sha256: str, md5: str, want_size: int, etag: str, want_sha256: str) -> str:
+    """What is wrong with downloaded bytes, or '' (a multipart ETag, 'md5-N', is not an MD5 and is not compared)."""
+    if size != want_size:
+        return f"{size} bytes read, the store lists {want_size}"
+    if "-" not in etag and len(etag) == 32 and md5 != etag:
+        return f"MD5 {md5} != ETag {etag}"
+    if want_sha256 and sha256 != want_sha256:
+        return f"sha256 {sha256[:16]}… != recorded {want_sha256[:16]}…"
+    return ""
 
 
 def _reason(exc: Exception) -> str:

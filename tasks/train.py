@@ -8,12 +8,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks import data, keys, models
+from tasks import data, keys, models, saved_model
 from tasks.exceptions import TrainingError
-from tasks.results import TrainResult
+from tasks.model_io import source_kind
+from tasks.model_source import check_io
+from tasks.results import SourceModel, TrainResult
 from tasks.step import StepContext, timed
 
 log = logging.getLogger(__name__)
+Imported = tuple[Path, dict[str, list[float]], SourceModel | None]  # best model, history, the imported source
 
 
 def _callbacks(ctx: StepContext, checkpoint: Path) -> list[Any]:
@@ -44,7 +47,7 @@ def check_learned(best_val_accuracy: float, num_classes: int, margin: float) -> 
         )
 
 
-def _fit(ctx: StepContext, splits: data.Splits, out: Path) -> tuple[Path, dict[str, list[float]]]:
+def _fit(ctx: StepContext, splits: data.Splits, out: Path) -> Imported:
     """Train; return the best epoch's checkpoint (by val_accuracy) and the history."""
     import keras
 
@@ -59,18 +62,39 @@ def _fit(ctx: StepContext, splits: data.Splits, out: Path) -> tuple[Path, dict[s
     with timed(f"fit {cfg.train.epochs} epoch(s)"):
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                             callbacks=_callbacks(ctx, out / "best.keras"), verbose=0)
-    return out / "best.keras", {k: [float(v) for v in vals] for k, vals in history.history.items()}
+    return out / "best.keras", {k: [float(v) for v in vals] for k, vals in history.history.items()}, None
 
 
-def _import(ctx: StepContext, splits: data.Splits, out: Path) -> tuple[Path, dict[str, list[float]]]:
+def _import(ctx: StepContext, splits: data.Splits, out: Path) -> Imported:
     """Bring-your-own model (model.source): no training; its val accuracy stands in for the history."""
     cfg = ctx.config
-    model = models.load_source(cfg, splits.num_classes, ctx.store)
     x_val, y_val = data.to_arrays(splits.val)
-    val_acc = float((model.predict(x_val, batch_size=cfg.data.batch_size, verbose=0).argmax(-1) == y_val).mean())
-    model.save(out / "best.keras")
-    log.info("imported model: val accuracy %.4f (no training)", val_acc)
-    return out / "best.keras", {"val_accuracy": [val_acc]}
+    if source_kind(cfg.model.source) == "saved_model":
+        model_dir, source = saved_model.fetch(ctx.store, cfg.model.source, out / "saved_model")
+        check_io(saved_model.io_of(model_dir, cfg.model.source), cfg, splits.num_classes,
+                 f"model.source={cfg.model.source}")
+        val_acc = saved_model.accuracy(model_dir, x_val, y_val, cfg.data.batch_size)
+        best = model_dir
+    else:
+        model, source = models.load_source(cfg, splits.num_classes, ctx.store)
+        val_acc = float((model.predict(x_val, batch_size=cfg.data.batch_size, verbose=0).argmax(-1) == y_val).mean())
+        best = out / "best.keras"
+        model.save(best)
+    log.info("imported model: val accuracy %.4f (no training; %s sha256 %s)", val_acc, source.kind, source.sha256[:12])
+    return best, {"val_accuracy": [val_acc]}, source
+
+
+def _keep(best: Path, source: SourceModel | None, splits: data.Splits, batch: int, out: Path) -> tuple[Path, float]:
+    """The run's model file (model.keras, or saved_model.tar for a SavedModel source) and its test accuracy."""
+    x_test, y_test = data.to_arrays(splits.test)
+    if source is not None and source.kind == "saved_model":
+        return saved_model.pack(best, out / "saved_model.tar"), saved_model.accuracy(best, x_test, y_test, batch)
+    import keras
+
+    model = keras.models.load_model(best, compile=False)  # drops optimizer state
+    test_acc = float((model.predict(x_test, batch_size=batch, verbose=0).argmax(-1) == y_test).mean())
+    model.save(out / "model.keras")  # never compiled after loading: no optimizer state inside
+    return out / "model.keras", test_acc
 
 
 def run(ctx: StepContext) -> TrainResult:
@@ -87,7 +111,7 @@ def run(ctx: StepContext) -> TrainResult:
         data.check_calibration(splits, cfg.quantize.calibration_samples)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        best_path, hist = (_import if cfg.model.source else _fit)(ctx, splits, out)
+        best_path, hist, source = (_import if cfg.model.source else _fit)(ctx, splits, out)
         dataset = splits.describe()
         (out / "history.json").write_text(json.dumps(hist, indent=2))
         (out / "dataset.json").write_text(json.dumps(dataset, indent=2))
@@ -95,13 +119,8 @@ def run(ctx: StepContext) -> TrainResult:
             ctx.store.put_file(keys.model(ctx.run_id, name), out / name)
         best_val = max(hist.get("val_accuracy") or [0.0])
         check_learned(best_val, splits.num_classes, cfg.train.min_accuracy_over_chance)
-        best = keras.models.load_model(best_path, compile=False)  # drops optimizer state
-        x_test, y_test = data.to_arrays(splits.test)
-        probs = best.predict(x_test, batch_size=cfg.data.batch_size, verbose=0)
-        test_acc = float((probs.argmax(-1) == y_test).mean())
-        best.save(out / "model.keras")  # never compiled after loading: no optimizer state inside
-        model_art = ctx.store.put_file(keys.model(ctx.run_id), out / "model.keras")
+        model_file, test_acc = _keep(best_path, source, splits, cfg.data.batch_size, out)
+        model_art = ctx.store.put_file(keys.model(ctx.run_id, model_file.name), model_file)
     tf.keras.backend.clear_session()
-    result = TrainResult(model=ctx.store.ref(model_art), keras_test_accuracy=test_acc, best_val_accuracy=best_val,
-                         epochs_run=len(hist.get("loss", [])), dataset=dataset)
-    return result
+    return TrainResult(model=ctx.store.ref(model_art), keras_test_accuracy=test_acc, best_val_accuracy=best_val,
+                       epochs_run=len(hist.get("loss", [])), dataset=dataset, source=source)

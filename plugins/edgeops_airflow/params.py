@@ -12,7 +12,17 @@ from typing import Any
 from airflow.sdk import Param
 
 from tasks import names
-from tasks.config import BACKBONES, QUANT_MODES, RUNNERS, BenchConfig, load_config, profile_names, run_key
+from tasks.config import (
+    BACKBONES,
+    QUANT_MODES,
+    RUNNERS,
+    BenchConfig,
+    PipelineConfig,
+    load_config,
+    profile_names,
+    run_key,
+)
+from tasks.model_source import check_source
 from tasks.results import RunPlan
 
 DEFAULT_PROFILE = os.environ.get(names.ENV_PROFILE, names.DEFAULT_PROFILE)
@@ -74,8 +84,9 @@ def dag_params() -> dict[str, Param]:
             pattern=r"^(imagenet|none|s3://.+\.keras)$",
         ),
         "alpha": _opt("number", "MobileNetV2 width multiplier (mobilenetv2 only).", exclusiveMinimum=0, maximum=2),
-        "model_source": _opt("string", "Bring your own model: s3://... .keras or .h5; training is skipped.",
-                             pattern=r"^s3://.+\.(keras|h5)$"),
+        "model_source": _opt("string", "Bring your own model: s3://... .keras or .h5, or a SavedModel directory "
+                             "s3://.../ (saved_model.pb + variables/); training is skipped.",
+                             pattern=r"^s3://.+(\.keras|\.h5|/)$"),
         "epochs": _opt("integer", "Training epochs (full passes).", minimum=1, maximum=1000),
         "learning_rate": _opt("number", "Adam learning rate.", exclusiveMinimum=0, exclusiveMaximum=1),
         "modes": _opt("array", "TFLite variants to build (fp32 is required).", items=mode_items, minItems=1),
@@ -100,10 +111,21 @@ def dag_params() -> dict[str, Param]:
     }
 
 
+def check_model_source(config: PipelineConfig) -> None:
+    """A bring-your-own model whose input or classes do not fit the data fails here, before any compute (read
+    through the ``edgeops_minio`` connection, without TensorFlow: tasks/model_source.py)."""
+    if not config.model.source:
+        return
+    from edgeops_airflow.store import artifact_store
+
+    check_source(config, artifact_store(names.MINIO_CONN_ID, names.ARTIFACTS_BUCKET))
+
+
 def resolve(params: dict[str, Any], airflow_run_id: str, clear_number: int = 0) -> RunPlan:
     """Params -> validated config and safe run id; every bad value raises ConfigError here, before compute."""
     overrides = {PARAM_TO_CONFIG[k]: v for k, v in params.items() if k in PARAM_TO_CONFIG and v is not None}
     config = load_config(params.get("profile") or DEFAULT_PROFILE, overrides)
     run_id = run_key(airflow_run_id, clear_number)
+    check_model_source(config)
     return RunPlan(run_id=run_id, airflow_run_id=airflow_run_id, config=config.to_dict(),
                    modes=config.quantize.modes)

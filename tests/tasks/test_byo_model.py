@@ -46,8 +46,11 @@ def test_imported_model_skips_training_and_a_mismatch_is_refused(stack_env, digi
 
 @pytest.mark.parametrize(
     ("overrides", "match"),
-    [({"model.source": "s3://m/saved_model/"}, "SavedModel directories are not supported"),
+    [({"model.source": "s3://m/saved_model"}, "or of a SavedModel directory ending in '/'"),
      ({"model.source": "/tmp/m.keras"}, "s3:// URI of a .keras or .h5"),
+     ({"model.source": "s3://m/saved_model/", "quantize.modes": ["fp32", "pruned"], "quantize.int8_rescue": False},
+      r"pruned/qat_int8 fine-tune Keras layers; a SavedModel source has no Keras layers to prune"),
+     ({"model.source": "s3://m/saved_model/"}, r"\['pruned', 'qat_int8'\] and quantize.int8_rescue: pruned/qat_int8"),
      ({"model.source": "s3://m/a.keras", "model.weights": "s3://m/b.keras"}, "cannot be an s3:// URI"),
      ({"model.source": "s3://m/a.keras", "quantize.modes": ["fp32", "pruned"], "quantize.int8_rescue": False},
       "rebuild the configured")],

@@ -7,8 +7,6 @@ Every bad input is one ``ConfigError`` here, before any device is touched.
 
 from __future__ import annotations
 
-import posixpath
-from shlex import quote
 from typing import Any
 
 from airflow.sdk import Asset, Param
@@ -74,21 +72,17 @@ def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
                           "pinned) or fix the fleet file")
 
 
-def kept_releases(device: str, conn_id: str) -> list[str]:
-    """Release ids kept on the device, newest first (one SSH round trip)."""
-    from edgeops_airflow.device_transport import DeviceTransport
-
-    with DeviceTransport(device, conn_id) as t:
-        _, out, _ = t.run(f"ls -1t {quote(posixpath.join(t.root, 'releases'))} 2>/dev/null", 30, check=False,
-                          what="listing releases")
-    return [line.strip() for line in out.splitlines() if line.strip()]
+def _state_dict(state: Any) -> dict[str, Any] | None:
+    return state.to_xcom() if state is not None else None
 
 
 def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
     """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
     from tasks import runs
+    from tasks.fleet.history import read_state
     from tasks.fleet.inventory import load_inventory
     from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
+    from tasks.fleet.status import read_device
 
     action = params.get("action") or FORWARD
     request = RolloutRequest(
@@ -104,22 +98,17 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         if action == FORWARD:
             manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
             return plan_forward(inventory, request, rollout_id, manifest)
-        states = {d.name: _state(store, d.name) for d in targets}
+        states = {d.name: _state_dict(read_state(store, d.name)) for d in targets}
         to_release = {}
         if request.run_id:
             run = runs.resolve(store, request.run_id)["run_id"]
             for d in targets:
-                kept = kept_releases(d.name, d.connection)
+                kept = read_device(d)[1]  # the one SSH path (pinned host key), releases newest first
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)
         config = load_config(names.DEFAULT_PROFILE).to_dict()
         return plan_rollback(inventory, request, rollout_id, config, states, to_release)
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def _state(store: Any, device: str) -> dict[str, Any] | None:
-    key = keys.device_state(device)
-    return store.get_json(key) if store.exists(key) else None
 
 
 # --- the canary gate and the record, as the DAG's tasks call them -------------------------------------------
@@ -167,7 +156,12 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
                           [s for group in switches for s in _records(SwitchResult, group)],
                           [b for group in benches for b in _records(BenchmarkResult, group)],
                           airflow_run_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    written = _store().put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())
+    from tasks.fleet.report import write_rollout_report
+
+    store = _store()
+    page = write_rollout_report(store, record, plan_.budgets)
+    written = store.put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())  # last
+    logging.getLogger(__name__).info("rollout report s3://%s/%s", names.ARTIFACTS_BUCKET, page.key)
     logging.getLogger(__name__).info("%s -> s3://%s/%s", record.summary(), names.ARTIFACTS_BUCKET, written.key)
     if record.status != "succeeded":
         raise AirflowFailException(f"{record.summary()}: {'; '.join(record.reasons)}")

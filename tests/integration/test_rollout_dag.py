@@ -125,3 +125,29 @@ def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp
     dag_run = rollout(fleet, devices=["nope"])
     states = _states(dag_run)
     assert states["plan"] == {"failed"} and states["canary_deploy"] == {"upstream_failed"}, states
+
+
+def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run, rollout, stack_env, monkeypatch,
+                                                                     artifact_store, tmp_path):
+    """A later-wave device whose sshd is not listening: the wave reports it; max_failed=1 lets the rest proceed."""
+    import socket
+
+    from tasks.fleet.status import fleet_status
+    from tests.helpers import conn_env_var
+
+    with socket.socket() as s:  # a port nothing listens on once this socket is closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conn = {**stack_env["connections"]["edgeops_device_pi2"], "port": port}
+    monkeypatch.setenv(conn_env_var("edgeops_device_ghost"), json.dumps(conn))
+    fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1), ("ghost", 1)])
+    dag_run = rollout(fleet, run_id=blessed_run, max_failed=1)
+    assert "success" in str(dag_run.state).lower(), _states(dag_run)
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    by_device = {d["device"]: d["status"] for d in record["devices"]}
+    assert by_device == {"pi1": "switched", "pi2": "switched", "ghost": "failed"}, record
+    assert any("within max_failed=1" in r and "ghost" in r for r in record["reasons"])
+    from tasks.fleet.inventory import load_inventory
+
+    rows = {r.device: r for r in fleet_status(artifact_store, load_inventory(fleet))}
+    assert rows["ghost"].status in ("stale", "never deployed") and rows["pi2"].status == "ok", rows

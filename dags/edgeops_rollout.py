@@ -11,7 +11,7 @@ from typing import Any
 
 from airflow.sdk import DAG, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
-from edgeops_airflow.fan_out import fan_out
+from edgeops_airflow.fan_out import fan_out, succeeded
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 
 from tasks.config import BenchConfig, DeployConfig
@@ -77,12 +77,12 @@ with DAG(
     common: dict[str, Any] = {"rollout_id": p["rollout_id"], "config": p["config"], "pool": DEVICE_POOL,
                               "map_index_template": "{{ task.target['device'] }}",
                               "execution_timeout": DEVICE_TASK_TIMEOUT}
-    bench_common = {k: v for k, v in common.items() if k != "map_index_template"}
+    bench_common = {**common, "map_index_template": "{{ task.deploy['device'] }}"}
 
     canary = DeviceDeployOperator.partial(task_id="canary_deploy", verdict=p["verdict"], **common).expand(
         target=fan_out.override(task_id="canaries")(p, "canary"))
     canary_bench = DeviceBenchmarkOperator.partial(task_id="canary_benchmark", **bench_common).expand(
-        deploy=canary.output)
+        deploy=succeeded.override(task_id="canaries_deployed")(canary.output))
     verdict = canary_gate(p, canary.output, canary_bench.output)
     promoted = DeviceDeployOperator.partial(task_id="promote", action="promote", verdict=p["verdict"],
                                             **common).expand(target=fan_out.override(task_id="promotions")(
@@ -90,7 +90,7 @@ with DAG(
     waves = DeviceDeployOperator.partial(task_id="wave_deploy", verdict=p["verdict"], **common).expand(
         target=fan_out.override(task_id="later_waves")(verdict, "later"))
     wave_bench = DeviceBenchmarkOperator.partial(task_id="wave_benchmark", **bench_common).expand(
-        deploy=waves.output)
+        deploy=succeeded.override(task_id="waves_deployed")(waves.output))
     switched_back = DeviceSwitchOperator.partial(task_id="switch_back", **common).expand(
         target=fan_out.override(task_id="canary_rollbacks")(verdict, "rollback"))
     rolled_back = DeviceSwitchOperator.partial(task_id="rollback", **common).expand(

@@ -1,4 +1,4 @@
-"""``fan_out(record, field)``: the list a mapped task expands over, as a task of its own.
+"""``fan_out(record, field)`` and ``succeeded(results)``: the lists mapped tasks expand over, as tasks.
 
 Airflow maps only over a task's return value (``expand`` refuses ``xcom["key"]`` with "cannot map over XCom
 with custom key"), while the lists to map over live inside records (the run plan's modes, the gate
@@ -11,6 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import task
+
+
+@task(retries=0, execution_timeout=timedelta(minutes=2), trigger_rule="all_done")
+def succeeded(results: Any) -> list[Any]:
+    """The outputs of a mapped task's instances that succeeded (failed ones pushed nothing). A task expanded
+    directly over a mapped task is upstream_failed as a whole when one instance fails; expanding over this
+    list lets the devices that did deploy still be benchmarked."""
+    return [r for r in list(results or []) if r]
 
 
 @task(retries=0, execution_timeout=timedelta(minutes=2))

@@ -102,8 +102,8 @@ def apply_device_count(cfg: dict, requested: int | None) -> dict:
     return devices.with_devices(cfg, n)
 
 
-def fleet_doc(cfg: dict, waves: int = 2) -> dict:
-    return devices.fleet_inventory(cfg, json.loads(BASE_FLEET.read_text()), waves)
+def fleet_doc(cfg: dict, waves: int = 2, live: set[str] | None = None) -> dict:
+    return devices.fleet_inventory(cfg, json.loads(BASE_FLEET.read_text()), waves, live)
 
 
 def cmd_up(cfg: dict, with_airflow: bool, with_containers: bool = False) -> None:
@@ -115,7 +115,8 @@ def cmd_up(cfg: dict, with_airflow: bool, with_containers: bool = False) -> None
     doc = env_doc(cfg)
     write_private(ENV_JSON, json.dumps(doc, indent=2) + "\n")
     print(f"env: wrote {ENV_JSON}")
-    devices.FLEET_JSON.write_text(json.dumps(fleet_doc(cfg), indent=2) + "\n")
+    live = {d["name"] for d in doc["devices"]}  # a container device that is not up is not in the fleet
+    devices.FLEET_JSON.write_text(json.dumps(fleet_doc(cfg, live=live), indent=2) + "\n")
     print(f"fleet: wrote {devices.FLEET_JSON} ({len(doc['devices'])} devices up)")
     if with_airflow:
         airflow.up(cfg, doc["connections"])

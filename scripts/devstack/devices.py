@@ -282,10 +282,11 @@ def save_count(n: int) -> None:
     DEVICE_COUNT.write_text(f"{n}\n")
 
 
-def fleet_inventory(cfg: dict, base: dict, waves: int = 2) -> dict:
+def fleet_inventory(cfg: dict, base: dict, waves: int = 2, live: set[str] | None = None) -> dict:
     """A fleet inventory (tasks/fleet/inventory.py) for the stack's devices: the first (pi1) is the wave-0 canary,
     the other process devices fill waves 1..waves-1 in order, in the group ``base`` (config/fleet.json) gives it; a
-    container device keeps its ``base`` entry. Validated before it is returned."""
+    container device keeps its ``base`` entry when it is up (``live``: the names of the devices up; None = all).
+    Validated before it is returned."""
     from tasks.exceptions import ConfigError
     from tasks.fleet.inventory import Inventory
 
@@ -299,7 +300,8 @@ def fleet_inventory(cfg: dict, base: dict, waves: int = 2) -> dict:
     per_wave = -(-len(rest) // (waves - 1)) if rest else 1
     devices = [{"name": canary, "group": group, "wave": 0}]
     devices += [{"name": name, "group": group, "wave": 1 + i // per_wave} for i, name in enumerate(rest)]
-    devices += [listed[d["name"]] for d in cfg.get("devices", []) if is_container(d) and d["name"] in listed]
+    devices += [listed[d["name"]] for d in cfg.get("devices", [])
+                if is_container(d) and d["name"] in listed and (live is None or d["name"] in live)]
     try:
         return Inventory.from_dict({"groups": base["groups"], "devices": devices}).to_dict()
     except ConfigError as exc:

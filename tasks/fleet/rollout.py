@@ -10,7 +10,7 @@ Forward rollout of a blessed run:
 2. **Canary gate.** For each group, every variant is checked on each of the group's canaries against the
    group's budgets: p95 latency, peak RSS, and on-device accuracy on the shipped sample no more than
    ``accuracy_tolerance`` below the host-measured accuracy. The group runs the passing variant with the best
-   (worst-canary) accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
+   test-split accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
    benchmark, or a group with no passing variant, fails the gate: the canaries are switched back.
 3. **Later waves** get their group's variant (only that file). A group with no canary in this rollout gets
    the gate's choice, and the record says it was not measured on that hardware.
@@ -163,7 +163,10 @@ def check_variant(plan: RolloutPlan, group: str, variant: str, bench: BenchmarkR
 
 def choose_variant(plan: RolloutPlan, group: str, benches: list[BenchmarkResult],
                    candidates: Iterable[str]) -> GroupChoice:
-    """The passing variant with the best worst-canary accuracy; ties: smaller file, then lower p95."""
+    """Among the variants within the group's budgets on every canary, the most accurate; ties: smaller file,
+    then lower p95. Accuracy is the host-measured one on the whole test split when known (the same file gives
+    the same predictions; the device sample is a few dozen images, too few to rank variants by), else the
+    worst canary's; the on-device accuracy has already been checked against it within the tolerance."""
     health = [check_variant(plan, group, v, b) for v in candidates for b in benches]
     passing = [v for v in candidates if all(h.healthy for h in health if h.variant == v)]
     on = tuple(b.device for b in benches)
@@ -173,12 +176,15 @@ def choose_variant(plan: RolloutPlan, group: str, benches: list[BenchmarkResult]
     def rank(v: str) -> tuple[float, int, float]:
         rows = [h for h in health if h.variant == v]
         size = min(b.models[v].size_bytes for b in benches)
-        return (-min(h.accuracy or 0.0 for h in rows), size, max(h.p95_ms or 0.0 for h in rows))
+        accuracy = plan.host_accuracy.get(v, min(h.accuracy or 0.0 for h in rows))
+        return (-accuracy, size, max(h.p95_ms or 0.0 for h in rows))
 
     best = sorted(passing, key=rank)[0]
     acc, size, p95 = rank(best)
-    why = (f"{best}: accuracy {-acc:.4f} on {', '.join(on)}, p95 {p95:.3f} ms, {size} bytes; best accuracy of "
-           f"{len(passing)} variant(s) within the budgets (ties: smaller, then faster)")
+    device_acc = min(h.accuracy or 0.0 for h in health if h.variant == best)
+    why = (f"{best}: test accuracy {-acc:.4f} (on {', '.join(on)}: {device_acc:.4f} on the sample, p95 {p95:.3f} "
+           f"ms), {size} bytes; the most accurate of {len(passing)} variant(s) within the budgets (ties: smaller, "
+           "then faster)")
     rejected = tuple(r for h in health if h.variant not in passing for r in h.reasons)
     return GroupChoice(group, best, (why, *rejected), on, tuple(health))
 

@@ -40,13 +40,16 @@ def _setup() -> dict:
 
 
 def _one(device: str, run: dict, rollout_id: str, config: dict, variant: str) -> tuple[float, float]:
+    """One device's wave work; the release id is fresh per wave (``<run>-<rollout>.<variant>``) so every wave
+    really uploads, verifies, smoke-tests and switches instead of finding an identical release (reused)."""
     from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 
     from tasks.fleet.records import DeviceTask, release_id
 
     gate = run["gate"]
     target = DeviceTask(device=device, group="bench", wave=1, runtime={"threads": 1},
-                        release=release_id(run["run_id"], variant), run_id=run["run_id"], modes=tuple(gate["deploy"]),
+                        release=release_id(f"{run['run_id']}-{rollout_id}", variant), run_id=run["run_id"],
+                        modes=tuple(gate["deploy"]),
                         current=variant, bench_modes=(variant,)).to_xcom()
     common = {"rollout_id": rollout_id, "config": config}
     t0 = time.perf_counter()
@@ -95,7 +98,8 @@ def main() -> int:
     for r in rows:
         print(f"{r['devices']:>8}{r['wall_s']:>9.1f}{r['wall_s'] / base:>8.2f}{r['deploy_s']:>10.1f}"
               f"{r['bench_s']:>9.1f}")
-    print("deploy s / bench s: the slowest device's deploy and benchmark in that wave")
+    print("deploy s / bench s: the slowest device's deploy and benchmark in that wave. A device's first deploy also "
+          "provisions its runtime venv (once per device): run twice for the steady state.")
     return 0
 
 

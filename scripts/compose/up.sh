@@ -24,7 +24,10 @@ if [ "${free_gb:-0}" -lt "${EDGEOPS_COMPOSE_MIN_FREE_GB:-25}" ]; then
 fi
 t_tools=$SECONDS
 scripts/images.sh compose >&2
-if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then scripts/images/pi_arm64.sh >&2; fi
+if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then
+  scripts/images/pi_arm64.sh >&2
+  scripts/images/pi_arm64_runtime.sh  # + the pinned device runtime (compose networks cannot reach PyPI)
+fi
 t_images=$SECONDS
 say "tools $((t_tools - t0))s, images $((t_images - t_tools))s; starting the stack ($workers workers)"
 

@@ -17,9 +17,13 @@ scripts/engine.sh >/dev/null || { say "no container engine; see the output of sc
 scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
 scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
 # vfs (this engine's storage driver) copies the whole image per container: ~20 GB for the stack with 2 workers
+# (a stack that is already up holds its copies: then only room for rebuilt images and recreated containers)
 free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" | awk 'NR==2 {print $4}')
-if [ "${free_gb:-0}" -lt "${EDGEOPS_COMPOSE_MIN_FREE_GB:-25}" ]; then
-  say "only ${free_gb} GB free for the engine; the stack needs ~${EDGEOPS_COMPOSE_MIN_FREE_GB:-25} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
+need_gb=25
+if [ -n "$(docker compose ps -a -q 2>/dev/null)" ]; then need_gb=15; fi
+need_gb="${EDGEOPS_COMPOSE_MIN_FREE_GB:-$need_gb}"
+if [ "${free_gb:-0}" -lt "$need_gb" ]; then
+  say "only ${free_gb} GB free for the engine; the stack needs ~${need_gb} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
   exit 1
 fi
 t_tools=$SECONDS

@@ -62,4 +62,4 @@ compose-down:              ## stop the compose stack; named volumes (Postgres, M
 
 test-compose: install      ## the containers tier on compose: tiny DAG via REST, 2 workers, pi1 + emulated arm64
 	EDGEOPS_COMPOSE_PROFILES=arm64 scripts/compose/up.sh
-	$(PY) -m pytest -q -m compose tests/containers/test_compose_stack.py
+	$(PY) -m pytest -q -rA -m compose tests/containers/test_compose_stack.py tests/containers/test_compose_worker_kill.py

@@ -80,7 +80,9 @@ def connections(out: str) -> None:
     cfg = stack.compose_stack()
     conns = {cfg["airflow"]["minio_conn_id"]: dm.connection(cfg)}
     for dev in cfg["devices"]:
-        conns[devices.conn_id(dev["name"])] = devices.connection(dev, stack.describe(dev))
+        conn = devices.connection(dev, stack.describe(dev))
+        conn["extra"]["runtime_root"] = stack.RUNTIME_ROOT  # pre-provisioned in the image: no PyPI on compose
+        conns[devices.conn_id(dev["name"])] = conn
     path = Path(out)
     path.write_text(json.dumps(conns, indent=2) + "\n")
     path.chmod(0o600)

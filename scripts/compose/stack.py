@@ -13,6 +13,9 @@ SECRETS = Path(os.environ.get("EDGEOPS_SECRETS_DIR", "/secrets"))  # volume `air
 CLIENT_KEY = KEYS / "id_ed25519"
 DEVICE_LOGIN = {"qemu": "root"}  # the arm64 image has only root; x86 device images have user `pi`
 MINIO_SERVICE = "minio"
+# Where the device images keep the pinned runtime venvs (docker/services.Dockerfile, scripts/images/
+# pi_arm64_runtime.sh bake them in): outside the device's home volume, which would shadow a baked-in path.
+RUNTIME_ROOT = "/opt/edgeops/runtimes"
 
 
 def service_name(device: str) -> str:

@@ -3,7 +3,9 @@
 #   engine (scripts/engine.sh) -> Compose v2 plugin (scripts/build_compose.sh) -> MinIO binary
 #   (scripts/build_minio.sh) -> images (scripts/images.sh compose) -> docker compose up -d --wait
 # Environment: EDGEOPS_COMPOSE_WORKERS (default 2), EDGEOPS_COMPOSE_PROFILES (e.g. arm64), plus the
-# EDGEOPS_* variables of docker-compose.yml (ports, images).
+# EDGEOPS_* variables of docker-compose.yml (ports, images). EDGEOPS_CODE_VERSION (the manifests'
+# code_version) defaults to tasks.version.code_version() of this checkout: the git sha, "-dirty" with
+# uncommitted edits, as the step image gets it; the images were built from this tree just before.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$repo"
@@ -15,18 +17,29 @@ scripts/engine.sh >/dev/null || { say "no container engine; see the output of sc
 scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
 scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
 # vfs (this engine's storage driver) copies the whole image per container: ~20 GB for the stack with 2 workers
+# (a stack that is already up holds its copies: then only room for rebuilt images and recreated containers)
 free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" | awk 'NR==2 {print $4}')
-if [ "${free_gb:-0}" -lt "${EDGEOPS_COMPOSE_MIN_FREE_GB:-25}" ]; then
-  say "only ${free_gb} GB free for the engine; the stack needs ~${EDGEOPS_COMPOSE_MIN_FREE_GB:-25} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
+need_gb=25
+if [ -n "$(docker compose ps -a -q 2>/dev/null)" ]; then need_gb=15; fi
+need_gb="${EDGEOPS_COMPOSE_MIN_FREE_GB:-$need_gb}"
+if [ "${free_gb:-0}" -lt "$need_gb" ]; then
+  say "only ${free_gb} GB free for the engine; the stack needs ~${need_gb} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
   exit 1
 fi
 t_tools=$SECONDS
 scripts/images.sh compose >&2
-if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then scripts/images/pi_arm64.sh >&2; fi
+if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then
+  scripts/images/pi_arm64.sh >&2
+  scripts/images/pi_arm64_runtime.sh  # + the pinned device runtime (compose networks cannot reach PyPI)
+fi
 t_images=$SECONDS
 say "tools $((t_tools - t0))s, images $((t_images - t_tools))s; starting the stack ($workers workers)"
 
 export COMPOSE_PROFILES="${EDGEOPS_COMPOSE_PROFILES:-}"
+py="$repo/.venv/bin/python"; [ -x "$py" ] || py=python3  # tasks/version.py needs only the standard library
+EDGEOPS_CODE_VERSION="${EDGEOPS_CODE_VERSION:-$("$py" -c 'from tasks.version import code_version; print(code_version())')}"
+export EDGEOPS_CODE_VERSION
+say "code_version $EDGEOPS_CODE_VERSION"
 if ! docker compose up -d --wait --wait-timeout "${EDGEOPS_COMPOSE_WAIT_S:-900}" --scale "airflow-worker=$workers"; then
   docker compose ps -a >&2 || true
   say "the stack did not become healthy; logs: docker compose logs <service>"

@@ -1,45 +1,115 @@
 """The compose stack (docker-compose.yml, `make test-compose`): the tiny DAG through Airflow's REST API on
-CeleryExecutor with 2 workers, one x86 device and the emulated arm64 device.
+CeleryExecutor with 2 workers, one x86 device (pi1) and the emulated arm64 device (pi_arm64).
 
-`make test-compose` brings the stack up (arm64 profile) and runs this module (marker ``compose``); every other
-target deselects it, so `make test-containers` (the process dev stack) is unchanged. The test never starts or
-stops the stack.
-Artifacts are read back through MinIO's published port with the root user (test-side only, as in the other
-tiers' clean-up); the pipeline itself used its service account.
+`make test-compose` brings the stack up (arm64 profile) and runs the ``compose`` tests; every other target
+deselects them, so `make test-containers` (the process dev stack) is unchanged. These tests never start or
+stop the stack. Artifacts are read back through MinIO's published port with the root user (test-side only, as
+in the other tiers' clean-up); the pipeline itself used its service account.
+
+The device part (deploy + benchmark) is read through ``wait_for_device_benchmarks`` only: today those are tasks
+of the ``edgeops_nightly`` run; once they move into the asset-scheduled ``edgeops_rollout`` DAG, that one
+helper is pointed at it (``dag_id=ROLLOUT``), and the worker assertions stay on the nightly DAG's tasks.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
+import urllib.parse
 import urllib.request
+from typing import Any
 
 import pytest
 
 from scripts.compose import demo
 from tasks import keys
 from tasks.config import run_key
+from tasks.storage import parse_s3_uri
 
 pytestmark = pytest.mark.compose  # selected only by `make test-compose`; deselected (not skipped) elsewhere
+NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, (deploy, benchmark,) publish
+ROLLOUT = "edgeops_rollout"  # deploy + benchmark, scheduled on the asset nightly's publish emits (in the works)
 MODES = {"fp32", "fp16", "dynamic", "int8"}
+DEVICES = ["pi1", "pi_arm64"]
 MINIO = f"http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_PORT', '19000')}"
+DEVICE_TIMEOUT_S = int(os.environ.get("EDGEOPS_COMPOSE_DEVICE_TIMEOUT", "900"))
 
 
-@pytest.fixture(scope="module")
-def compose_run():
+def require_stack() -> None:
     try:
         urllib.request.urlopen(demo.API + "/api/v2/version", timeout=10).close()
     except OSError:
         pytest.fail(f"the compose stack does not answer at {demo.API}; "
-                    "run: EDGEOPS_COMPOSE_PROFILES=arm64 make compose-up")
+                    "run: EDGEOPS_COMPOSE_PROFILES=arm64 make compose-up", pytrace=False)
+
+
+def trigger(conf: dict[str, Any], prefix: str = "ctest") -> str:
+    """Seed the data, unpause the nightly DAG and start one run of it through the REST API; its run id."""
+    require_stack()
     demo.in_worker("seed")
     demo.wait_for_dag()
-    demo.api("PATCH", f"/dags/{demo.DAG_ID}", {"is_paused": False})
-    run_id = f"ctest__{os.getpid()}_{os.urandom(3).hex()}"
-    conf = {"profile": "tiny", "task_runner": "local", "devices": ["pi1", "pi_arm64"]}
-    demo.api("POST", f"/dags/{demo.DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    demo.api("PATCH", f"/dags/{NIGHTLY}", {"is_paused": False})
+    run_id = f"{prefix}__{os.getpid()}_{os.urandom(3).hex()}"
+    demo.api("POST", f"/dags/{NIGHTLY}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+    return run_id
+
+
+def task_instances(dag_id: str, run_id: str) -> list[dict[str, Any]]:
+    return demo.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances?limit=100")[
+        "task_instances"]
+
+
+def _xcom(dag_id: str, run_id: str, task_id: str, map_index: int) -> Any:
+    entry = demo.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances/{task_id}"
+                            f"/xcomEntries/return_value?map_index={map_index}")
+    value = entry["value"]
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _run_for(dag_id: str, pipeline_run_id: str, deadline: float) -> str:
+    """The run of ``dag_id`` that handles the nightly run ``pipeline_run_id``: that run itself for the nightly
+    DAG; for the rollout DAG, the run whose triggering asset event's extra names it (``run_id``)."""
+    if dag_id == NIGHTLY:
+        return pipeline_run_id
+    while time.time() < deadline:
+        runs = demo.api("GET", f"/dags/{dag_id}/dagRuns?order_by=-start_date&limit=20").get("dag_runs", [])
+        for run in runs:
+            events = demo.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
+                                     "/upstreamAssetEvents").get("asset_events", [])
+            if any((e.get("extra") or {}).get("run_id") == pipeline_run_id for e in events):
+                return run["dag_run_id"]
+        time.sleep(10)
+    raise AssertionError(f"no {dag_id} run for pipeline run {pipeline_run_id} within {DEVICE_TIMEOUT_S}s")
+
+
+def wait_for_device_benchmarks(run_id: str, dag_id: str = NIGHTLY, task_id: str = "benchmark",
+                               timeout_s: int = DEVICE_TIMEOUT_S) -> dict[str, dict[str, Any]]:
+    """The device part of pipeline run ``run_id``: wait until the DAG run that deploys and benchmarks it is done
+    (it must succeed), then return its ``BenchmarkResult`` records (XCom of the mapped ``task_id``) by device.
+
+    Today that is ``edgeops_nightly``'s own run; for ``edgeops_rollout`` pass ``dag_id=ROLLOUT``: its run is
+    found through the asset event that nightly's publish emits (extra ``run_id``).
+    """
+    deadline = time.time() + timeout_s
+    dag_run_id = _run_for(dag_id, run_id, deadline)
+    path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(dag_run_id)}"
+    while (state := demo.api("GET", path)["state"]) not in ("success", "failed"):
+        assert time.time() < deadline, f"{dag_id} run {dag_run_id} still {state} after {timeout_s}s"
+        time.sleep(10)
+    tis = [t for t in task_instances(dag_id, dag_run_id) if t["task_id"] == task_id]
+    assert state == "success", json.dumps([(t["task_id"], t.get("map_index"), t["state"]) for t in tis])
+    assert tis and all(t["state"] == "success" for t in tis), f"{task_id}: {[t['state'] for t in tis]}"
+    benches = [_xcom(dag_id, dag_run_id, task_id, t["map_index"]) for t in tis]
+    return {b["device"]: b for b in benches}
+
+
+@pytest.fixture(scope="module")
+def compose_run() -> tuple[str, str, list[dict[str, Any]]]:
+    run_id = trigger({"profile": "tiny", "task_runner": "local", "devices": DEVICES})
     state = demo.wait_for_run(run_id)
-    return run_id, state, demo.task_instances(run_id)
+    return run_id, state, task_instances(NIGHTLY, run_id)
 
 
 @pytest.fixture(scope="module")
@@ -51,26 +121,45 @@ def compose_store():
     return ArtifactStore(make_client(MINIO, m["access_key"], m["secret_key"]), m["artifacts_bucket"])
 
 
-def test_run_succeeds_on_two_workers(compose_run):
+@pytest.fixture(scope="module")
+def manifest(compose_run, compose_store) -> dict[str, Any]:
+    return compose_store.get_json(keys.manifest(run_key(compose_run[0])))
+
+
+def test_nightly_run_succeeds_on_two_workers(compose_run):
     run_id, state, tis = compose_run
-    assert state == "success", json.dumps([(t["task_id"], t["state"]) for t in tis])
+    assert state == "success", json.dumps([(t["task_id"], t.get("map_index"), t["state"]) for t in tis])
+    ml = [t for t in tis if t["task_id"] in ("train", "quantize", "evaluate", "gate", "publish")]
+    assert ml and all(t["state"] == "success" for t in ml)
     hosts = {t["hostname"] for t in tis if t.get("hostname")}
-    assert len(hosts) >= 2, f"all task instances ran on {hosts}"
+    assert len(hosts) >= 2, f"all task instances of {run_id} ran on {hosts}"
 
 
-def test_manifest_and_verified_artifacts(compose_run, compose_store):
+def test_manifest_code_version_and_verified_artifacts(compose_run, manifest, compose_store):
     from tasks import runs
+    from tasks.version import code_version
 
-    manifest = compose_store.get_json(keys.manifest(run_key(compose_run[0])))
+    assert manifest["run_id"] == run_key(compose_run[0])
+    # up.sh passes the checkout's code_version() into every container (images carry no .git)
+    assert manifest["code_version"] not in ("", "unknown", None)
+    assert manifest["code_version"] == (os.environ.get("EDGEOPS_CODE_VERSION") or code_version())
     assert manifest["config"]["execution"]["runner"] == "local"
     assert set(manifest["variants"]) == MODES
-    assert runs.verify(compose_store, manifest) == []
-    assert sorted(d["device"] for d in manifest["devices"]) == ["pi1", "pi_arm64"]
+    assert runs.verify(compose_store, manifest) == []  # every object re-downloaded: size + sha256 = manifest
 
 
-def test_arm64_device_reports_an_emulated_aarch64_benchmark(compose_run, compose_store):
-    manifest = compose_store.get_json(keys.manifest(run_key(compose_run[0])))
-    arm = next(d for d in manifest["devices"] if d["device"] == "pi_arm64")
+def test_devices_report_benchmarks_with_an_emulated_aarch64(compose_run, manifest, compose_store):
+    benches = wait_for_device_benchmarks(compose_run[0])
+    assert sorted(benches) == DEVICES
+    arm = benches["pi_arm64"]
     assert arm["arch"] == "aarch64" and arm["label"] == "emulated"
-    lat = arm["models"][arm["current_variant"]]["latency_ms"]
-    assert 0 < lat["p50"] <= lat["p99"]
+    assert benches["pi1"]["arch"] == "x86_64"
+    for bench in benches.values():
+        lat = bench["models"][bench["current_variant"]]["latency_ms"]
+        assert 0 < lat["p50"] <= lat["p99"], bench["device"]
+        ref = bench["record"]  # runs/<id>/devices/<device>.json: bench.py's document, pinned by sha256
+        bucket, key = parse_s3_uri(ref["uri"])
+        data = compose_store.get_bytes(key, bucket=bucket)
+        assert len(data) == ref["size_bytes"] and hashlib.sha256(data).hexdigest() == ref["sha256"], ref["uri"]
+    if "devices" in manifest and manifest["devices"]:  # the nightly manifest lists them while deploy lives there
+        assert sorted(d["device"] for d in manifest["devices"]) == DEVICES

@@ -1,4 +1,5 @@
-"""python -m scripts.compose secrets | minio | seed | connections OUT.json | summary RUN_ID (inside the stack)."""
+"""python -m scripts.compose secrets | minio | seed | connections OUT.json | summary RUN_ID | rollout RUN_ID
+(inside the stack)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def main(argv: list[str]) -> int:
             jobs.connections(out)
         case ["summary", run_id]:
             summary.main(run_id)
+        case ["rollout", rollout_run_id]:
+            summary.rollout(rollout_run_id)
         case _:
             print(__doc__, file=sys.stderr)
             return 2

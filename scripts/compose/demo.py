@@ -1,8 +1,10 @@
-"""`make compose-demo`: one run of the nightly DAG on the compose stack, through Airflow's REST API.
+"""`make compose-demo`: one run of the nightly DAG on the compose stack, through Airflow's REST API, then the
+rollout its blessed model starts.
 
 Triggers a run (profile ``demo`` unless EDGEOPS_COMPOSE_PROFILE says otherwise), waits for it, prints the
 same summary as `make demo` (computed inside a worker, with the pipeline's connection) and, per task
-instance, ``hostname=<worker>``: the Celery worker that ran it. Exit 1 when the run fails, 3 when its task
+instance, ``hostname=<worker>``: the Celery worker that ran it; then follows the ``edgeops_rollout`` run the
+asset event started (canary, later waves) and prints its worker per task too. Exit 1 when the run fails, 3 when its task
 instances did not spread over at least EDGEOPS_COMPOSE_MIN_WORKERS workers (default 2).
 Stdlib only: it needs no .venv on the host.
 """
@@ -21,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "edgeops_nightly"
+ROLLOUT_DAG_ID = "edgeops_rollout"
 API = os.environ.get("EDGEOPS_COMPOSE_API", f"http://127.0.0.1:{os.environ.get('EDGEOPS_AIRFLOW_PORT', '18080')}")
 TIMEOUT_S = int(os.environ.get("EDGEOPS_DEMO_TIMEOUT", "1800"))
 
@@ -56,18 +59,30 @@ def _ti_name(ti: dict) -> str:
     return ti["task_id"] + ("" if ti.get("map_index", -1) in (-1, None) else f"[{ti['map_index']}]")
 
 
-def task_instances(run_id: str) -> list[dict]:
-    return api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances?limit=100").get("task_instances", [])
+def task_instances(run_id: str, dag_id: str = DAG_ID) -> list[dict]:
+    return api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=100").get("task_instances", [])
 
 
-def wait_for_run(run_id: str) -> str:
+def rollout_for(run_id: str, timeout_s: int = 300) -> str:
+    """The edgeops_rollout run started by the blessed-model asset event of nightly run ``run_id``."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        for run in api("GET", f"/dags/{ROLLOUT_DAG_ID}/dagRuns?order_by=-start_date&limit=20").get("dag_runs", []):
+            events = api("GET", f"/dags/{ROLLOUT_DAG_ID}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")
+            if any(run_id in str((e.get("extra") or {}).get("run_id", "")) for e in events.get("asset_events", [])):
+                return run["dag_run_id"]
+        time.sleep(10)
+    raise SystemExit(f"compose-demo: no {ROLLOUT_DAG_ID} run for {run_id} within {timeout_s}s")
+
+
+def wait_for_run(run_id: str, dag_id: str = DAG_ID) -> str:
     start, last = time.time(), ""
     while time.time() - start < TIMEOUT_S:
-        summary = ", ".join(f"{_ti_name(t)}={t['state']}" for t in task_instances(run_id))
+        summary = ", ".join(f"{_ti_name(t)}={t['state']}" for t in task_instances(run_id, dag_id))
         if summary != last:
             print(f"[{time.time() - start:5.0f}s] {summary}", flush=True)
             last = summary
-        state = api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}")["state"]
+        state = api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
         if state in ("success", "failed"):
             return state
         time.sleep(10)
@@ -81,10 +96,10 @@ def container_names() -> dict[str, str]:
     return dict(line.split(maxsplit=1) for line in out.splitlines() if " " in line)
 
 
-def print_hosts(run_id: str) -> set[str]:
+def print_hosts(run_id: str, dag_id: str = DAG_ID) -> set[str]:
     names, hosts = container_names(), set()
     print(f"\n{'task':<28}{'state':<10}{'try':>4}  worker")
-    for ti in sorted(task_instances(run_id), key=lambda t: (t.get("start_date") or "", _ti_name(t))):
+    for ti in sorted(task_instances(run_id, dag_id), key=lambda t: (t.get("start_date") or "", _ti_name(t))):
         host = ti.get("hostname") or ""
         if host:
             hosts.add(host)
@@ -103,11 +118,10 @@ def in_worker(*args: str) -> None:
 def main() -> int:
     in_worker("seed")
     wait_for_dag()
-    api("PATCH", f"/dags/{DAG_ID}", {"is_paused": False})
+    for dag_id in (DAG_ID, ROLLOUT_DAG_ID):
+        api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
     run_id = "compose__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     conf = {"profile": os.environ.get("EDGEOPS_COMPOSE_PROFILE", "demo"), "task_runner": "local"}
-    if os.environ.get("EDGEOPS_COMPOSE_DEVICES"):
-        conf["devices"] = os.environ["EDGEOPS_COMPOSE_DEVICES"].split(",")
     api("POST", f"/dags/{DAG_ID}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
     print(f"compose-demo: triggered {run_id} with {json.dumps(conf)}; UI {API}/dags/{DAG_ID}", flush=True)
     state = wait_for_run(run_id)
@@ -117,9 +131,19 @@ def main() -> int:
               file=sys.stderr)
         return 1
     in_worker("summary", run_id)
+    rollout = rollout_for(run_id)
+    print(f"\ncompose-demo: the blessed model started {ROLLOUT_DAG_ID} run {rollout}", flush=True)
+    rollout_state = wait_for_run(rollout, ROLLOUT_DAG_ID)
+    print_hosts(rollout, ROLLOUT_DAG_ID)
+    if rollout_state == "success":
+        in_worker("rollout", rollout)
     print(f"\nAirflow UI     {API}/dags/{DAG_ID}/runs/{run_id}")
+    print(f"Rollout        {API}/dags/{ROLLOUT_DAG_ID}/runs/{rollout} ({rollout_state})")
     print(f"MinIO console  http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_CONSOLE_PORT', '19001')}/browser/artifacts")
     print("Stop           make compose-down   (volumes stay; `docker compose down -v` wipes them)")
+    if rollout_state != "success":
+        print(f"compose-demo: rollout {rollout} {rollout_state}; see its record task log", file=sys.stderr)
+        return 1
     need = int(os.environ.get("EDGEOPS_COMPOSE_MIN_WORKERS", "2"))
     if len(hosts) < need:
         print(f"compose-demo: the run used {len(hosts)} worker(s), expected at least {need}", file=sys.stderr)

@@ -23,7 +23,7 @@ def store_env() -> dict[str, str]:
 
 def main(run_id: str) -> None:
     os.environ.update(store_env())
-    from scripts.demo import _devices, _variants
+    from scripts.demo import _variants
     from tasks import runs
     from tasks.config import run_key
     from tasks.storage import ArtifactStore
@@ -32,4 +32,12 @@ def main(run_id: str) -> None:
     print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
           f"  test images {manifest['evaluation']['test_examples']}")
     _variants(manifest)
-    _devices(manifest)
+
+
+def rollout(rollout_run_id: str) -> None:
+    """The rollout record's summary, as `make demo` prints it (per-group choice, then every device)."""
+    os.environ.update(store_env())
+    from scripts.demo import rollout_summary
+    from tasks.config import run_key
+
+    rollout_summary(run_key(rollout_run_id))

@@ -6,9 +6,9 @@ deselects them, so `make test-containers` (the process dev stack) is unchanged. 
 stop the stack. Artifacts are read back through MinIO's published port with the root user (test-side only, as
 in the other tiers' clean-up); the pipeline itself used its service account.
 
-The device part (deploy + benchmark) is read through ``wait_for_device_benchmarks`` only: today those are tasks
-of the ``edgeops_nightly`` run; once they move into the asset-scheduled ``edgeops_rollout`` DAG, that one
-helper is pointed at it (``dag_id=ROLLOUT``), and the worker assertions stay on the nightly DAG's tasks.
+The device part (deploy + benchmark) is read through ``wait_for_device_benchmarks`` only: the asset-scheduled
+``edgeops_rollout`` run that the nightly run's blessed-model event starts (canary pi1, then pi2 and the
+emulated arm64 Pi, from config/fleet.json); the worker assertions stay on the nightly DAG's tasks.
 """
 
 from __future__ import annotations
@@ -29,10 +29,11 @@ from tasks.config import run_key
 from tasks.storage import parse_s3_uri
 
 pytestmark = pytest.mark.compose  # selected only by `make test-compose`; deselected (not skipped) elsewhere
-NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, (deploy, benchmark,) publish
-ROLLOUT = "edgeops_rollout"  # deploy + benchmark, scheduled on the asset nightly's publish emits (in the works)
+NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, publish, announce
+ROLLOUT = demo.ROLLOUT_DAG_ID  # deploy + benchmark, scheduled on the asset nightly's announce emits
 MODES = {"fp32", "fp16", "dynamic", "int8"}
-DEVICES = ["pi1", "pi_arm64"]
+DEVICES = ["pi1", "pi2", "pi_arm64"]  # config/fleet.json: pi1 the canary, pi2 and pi_arm64 in wave 1
+BENCH_TASKS = ("canary_benchmark", "wave_benchmark")
 MINIO = f"http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_PORT', '19000')}"
 DEVICE_TIMEOUT_S = int(os.environ.get("EDGEOPS_COMPOSE_DEVICE_TIMEOUT", "900"))
 
@@ -50,7 +51,8 @@ def trigger(conf: dict[str, Any], prefix: str = "ctest") -> str:
     require_stack()
     demo.in_worker("seed")
     demo.wait_for_dag()
-    demo.api("PATCH", f"/dags/{NIGHTLY}", {"is_paused": False})
+    for dag_id in (NIGHTLY, ROLLOUT):
+        demo.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
     run_id = f"{prefix}__{os.getpid()}_{os.urandom(3).hex()}"
     demo.api("POST", f"/dags/{NIGHTLY}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
     return run_id
@@ -78,36 +80,33 @@ def _run_for(dag_id: str, pipeline_run_id: str, deadline: float) -> str:
         for run in runs:
             events = demo.api("GET", f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(run['dag_run_id'])}"
                                      "/upstreamAssetEvents").get("asset_events", [])
-            if any((e.get("extra") or {}).get("run_id") == pipeline_run_id for e in events):
+            if any((e.get("extra") or {}).get("run_id") == run_key(pipeline_run_id) for e in events):
                 return run["dag_run_id"]
         time.sleep(10)
     raise AssertionError(f"no {dag_id} run for pipeline run {pipeline_run_id} within {DEVICE_TIMEOUT_S}s")
 
 
-def wait_for_device_benchmarks(run_id: str, dag_id: str = NIGHTLY, task_id: str = "benchmark",
+def wait_for_device_benchmarks(run_id: str, dag_id: str = ROLLOUT, task_ids: tuple[str, ...] = BENCH_TASKS,
                                timeout_s: int = DEVICE_TIMEOUT_S) -> dict[str, dict[str, Any]]:
-    """The device part of pipeline run ``run_id``: wait until the DAG run that deploys and benchmarks it is done
-    (it must succeed), then return its ``BenchmarkResult`` records (XCom of the mapped ``task_id``) by device.
-
-    Today that is ``edgeops_nightly``'s own run; for ``edgeops_rollout`` pass ``dag_id=ROLLOUT``: its run is
-    found through the asset event that nightly's publish emits (extra ``run_id``).
-    """
+    """The device part of pipeline run ``run_id``: wait until the rollout run that deploys and benchmarks it is
+    done (it must succeed), then return its ``BenchmarkResult`` records (XComs of the mapped ``task_ids``) by
+    device. The rollout run is found through the asset event nightly's announce emits (extra ``run_id``)."""
     deadline = time.time() + timeout_s
     dag_run_id = _run_for(dag_id, run_id, deadline)
     path = f"/dags/{dag_id}/dagRuns/{urllib.parse.quote(dag_run_id)}"
     while (state := demo.api("GET", path)["state"]) not in ("success", "failed"):
         assert time.time() < deadline, f"{dag_id} run {dag_run_id} still {state} after {timeout_s}s"
         time.sleep(10)
-    tis = [t for t in task_instances(dag_id, dag_run_id) if t["task_id"] == task_id]
+    tis = [t for t in task_instances(dag_id, dag_run_id) if t["task_id"] in task_ids]
     assert state == "success", json.dumps([(t["task_id"], t.get("map_index"), t["state"]) for t in tis])
-    assert tis and all(t["state"] == "success" for t in tis), f"{task_id}: {[t['state'] for t in tis]}"
-    benches = [_xcom(dag_id, dag_run_id, task_id, t["map_index"]) for t in tis]
+    assert tis and all(t["state"] == "success" for t in tis), f"{task_ids}: {[t['state'] for t in tis]}"
+    benches = [_xcom(dag_id, dag_run_id, t["task_id"], t["map_index"]) for t in tis]
     return {b["device"]: b for b in benches}
 
 
 @pytest.fixture(scope="module")
 def compose_run() -> tuple[str, str, list[dict[str, Any]]]:
-    run_id = trigger({"profile": "tiny", "task_runner": "local", "devices": DEVICES})
+    run_id = trigger({"profile": "tiny", "task_runner": "local"})
     state = demo.wait_for_run(run_id)
     return run_id, state, task_instances(NIGHTLY, run_id)
 
@@ -129,7 +128,7 @@ def manifest(compose_run, compose_store) -> dict[str, Any]:
 def test_nightly_run_succeeds_on_two_workers(compose_run):
     run_id, state, tis = compose_run
     assert state == "success", json.dumps([(t["task_id"], t.get("map_index"), t["state"]) for t in tis])
-    ml = [t for t in tis if t["task_id"] in ("train", "quantize", "evaluate", "gate", "publish")]
+    ml = [t for t in tis if t["task_id"] in ("train", "quantize", "evaluate", "gate", "publish", "announce")]
     assert ml and all(t["state"] == "success" for t in ml)
     hosts = {t["hostname"] for t in tis if t.get("hostname")}
     assert len(hosts) >= 2, f"all task instances of {run_id} ran on {hosts}"
@@ -157,9 +156,7 @@ def test_devices_report_benchmarks_with_an_emulated_aarch64(compose_run, manifes
     for bench in benches.values():
         lat = bench["models"][bench["current_variant"]]["latency_ms"]
         assert 0 < lat["p50"] <= lat["p99"], bench["device"]
-        ref = bench["record"]  # runs/<id>/devices/<device>.json: bench.py's document, pinned by sha256
+        ref = bench["record"]  # rollouts/<id>/devices/<device>.json: bench.py's document, pinned by sha256
         bucket, key = parse_s3_uri(ref["uri"])
         data = compose_store.get_bytes(key, bucket=bucket)
         assert len(data) == ref["size_bytes"] and hashlib.sha256(data).hexdigest() == ref["sha256"], ref["uri"]
-    if "devices" in manifest and manifest["devices"]:  # the nightly manifest lists them while deploy lives there
-        assert sorted(d["device"] for d in manifest["devices"]) == DEVICES

@@ -1,9 +1,10 @@
 """The nightly DAG then the rollout DAG through dag.test(), on the real MinIO and sshd devices, tiny profile.
 
-* a blessed nightly run rolls out: canary wave first (every variant benchmarked on the device), per-group
-  variant chosen from the canary's figures, then the later wave; device states and the record are written;
-* a canary that misses its latency budget stops the rollout: the canary is switched back to what it ran
-  before, the later wave is never touched, and the record says why;
+* a blessed nightly run rolls out to 4 devices in 2 waves: canary first (every variant benchmarked on the
+  device), per-group variant chosen from the canary's figures, then the later wave; device states and the
+  record are written;
+* a canary that misses its latency budget (0.001 ms) stops the rollout: the canary is switched back to what
+  it ran before, the later wave is never touched, and the record says why;
 * a rollback to the previous release, through the same DAG.
 """
 
@@ -39,8 +40,9 @@ def _fleet(tmp: Path, devices: list[tuple[str, int]], p95_ms: float = 5000.0) ->
     return path
 
 
-def _current(stack_env, device: str) -> str | None:
-    root = Path(next(d["deploy_root"] for d in stack_env["devices"] if d["name"] == device))
+def _current(stack_env, device: str, extra: dict | None = None) -> str | None:
+    roots = {d["name"]: d["deploy_root"] for d in stack_env["devices"]} | (extra or {}).get("roots", {})
+    root = Path(roots[device])
     link = root / "current"
     return os.path.basename(os.path.realpath(link)) if link.is_symlink() else None
 
@@ -59,6 +61,39 @@ def blessed_run(nightly_run) -> str:
     return safe_run_id(nightly_run.run_id)
 
 
+@pytest.fixture(scope="module")
+def extra_devices(tmp_path_factory):
+    """pi3 and pi4: two more sshd devices for this module, in a private state dir on free ports (the shared
+    stack's devices and state are not touched), stopped at the end."""
+    import socket
+
+    from scripts.devstack import common, devices
+
+    state = tmp_path_factory.mktemp("extra-devices")
+    mp = pytest.MonkeyPatch()
+    for module, name, value in ((devices, "STATE", state), (devices, "LOGS", state / "logs"),
+                                (common, "LOGS", state / "logs"), (common, "RUN", state / "run"),
+                                (devices, "CLIENT_KEY", state / "keys" / "id_ed25519"),
+                                (devices, "KNOWN_HOSTS", state / "keys" / "known_hosts")):
+        mp.setattr(module, name, value)
+    socks = [socket.socket() for _ in range(2)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    cfg = {"devices": [{"name": f"pi{3 + i}", "host": "127.0.0.1", "port": p} for i, p in enumerate(ports)]}
+    try:
+        devices.up(cfg)
+        described = {d["name"]: devices.describe(d) for d in cfg["devices"]}
+        yield {"roots": {n: d["deploy_root"] for n, d in described.items()},
+               "connections": {devices.conn_id(d["name"]): devices.connection(d, described[d["name"]])
+                               for d in cfg["devices"]}}
+    finally:
+        devices.down(cfg)
+        mp.undo()
+
+
 @pytest.fixture
 def rollout(stack_env, airflow_db, monkeypatch, tmp_path):
     export_connections(monkeypatch, stack_env["connections"])
@@ -70,8 +105,13 @@ def rollout(stack_env, airflow_db, monkeypatch, tmp_path):
     return run
 
 
-def test_canary_then_later_wave(blessed_run, rollout, stack_env, artifact_store, tmp_path):
-    dag_run = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)]), run_id=blessed_run)
+FOUR = [("pi1", 0), ("pi2", 1), ("pi3", 1), ("pi4", 1)]
+
+
+def test_canary_then_later_wave(blessed_run, rollout, stack_env, extra_devices, monkeypatch, artifact_store,
+                                tmp_path):
+    export_connections(monkeypatch, extra_devices["connections"])
+    dag_run = rollout(_fleet(tmp_path, FOUR), run_id=blessed_run)
     states = _states(dag_run)
     assert "success" in str(dag_run.state).lower(), states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
@@ -79,10 +119,11 @@ def test_canary_then_later_wave(blessed_run, rollout, stack_env, artifact_store,
     choice = record["choices"]["sim"]
     assert choice["variant"] and choice["measured_on"] == ["pi1"], choice
     by_device = {d["device"]: d for d in record["devices"]}
-    for name in ("pi1", "pi2"):
+    assert states["wave_deploy"] == {"success"} and len(by_device) == 4
+    for name in ("pi1", "pi2", "pi3", "pi4"):
         assert by_device[name]["status"] == "switched"
         assert by_device[name]["release"] == f"{blessed_run}.{choice['variant']}"
-        assert _current(stack_env, name) == by_device[name]["release"]
+        assert _current(stack_env, name, extra_devices) == by_device[name]["release"]
         state = artifact_store.get_json(keys.device_state(name))
         assert state["release"] == by_device[name]["release"] and state["variant"] == choice["variant"]
     manifest = artifact_store.get_json(keys.manifest(blessed_run))
@@ -91,18 +132,21 @@ def test_canary_then_later_wave(blessed_run, rollout, stack_env, artifact_store,
 
 
 def test_a_canary_over_budget_stops_the_rollout_and_is_switched_back(blessed_run, rollout, stack_env,
-                                                                     artifact_store, tmp_path):
-    before = {n: _current(stack_env, n) for n in ("pi1", "pi2")}
-    dag_run = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)], p95_ms=0.001), run_id=blessed_run,
-                      variant="fp32")
+                                                                     extra_devices, monkeypatch, artifact_store,
+                                                                     tmp_path):
+    export_connections(monkeypatch, extra_devices["connections"])
+    names = [n for n, _ in FOUR]
+    before = {n: _current(stack_env, n, extra_devices) for n in names}
+    dag_run = rollout(_fleet(tmp_path, FOUR, p95_ms=0.001), run_id=blessed_run, variant="fp32")
     states = _states(dag_run)
     assert "failed" in str(dag_run.state).lower(), states
     assert states["switch_back"] == {"success"} and states["wave_deploy"] <= {"skipped", "None"}, states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
     assert record["status"] == "canary_failed"
     assert any("p95" in r and "budget 0.001" in r for r in record["choices"]["sim"]["reasons"]), record
-    assert {n: _current(stack_env, n) for n in ("pi1", "pi2")} == before  # pi1 back, pi2 never touched
-    assert {d["device"]: d["status"] for d in record["devices"]} == {"pi1": "rolled_back", "pi2": "not_reached"}
+    assert {n: _current(stack_env, n, extra_devices) for n in names} == before  # pi1 back, the rest untouched
+    assert {d["device"]: d["status"] for d in record["devices"]} == {
+        "pi1": "rolled_back", "pi2": "not_reached", "pi3": "not_reached", "pi4": "not_reached"}
 
 
 def test_rollback_to_the_previous_release(blessed_run, rollout, stack_env, artifact_store, tmp_path):

@@ -229,12 +229,16 @@ class DeviceTransport:
         command = (f"mkdir -p {quote(directory)} && if command -v flock >/dev/null 2>&1; then exec flock -w {wait} "
                    f"{lock} sh -c 'echo locked $$; exec cat >/dev/null'; else exec {quote(self.python)} -c "
                    f"{quote(_PY_LOCK)} {lock} {wait}; fi")
+        from paramiko import SSHException
+
         chan = self.open_command(command)
         try:
             yield self._await_lock(chan, directory, wait)
         finally:
             try:
                 chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
+            except (EOFError, OSError, SSHException) as exc:  # the connection is gone: so is the holder, and with it the lock
+                log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
             finally:
                 chan.close()
 

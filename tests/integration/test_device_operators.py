@@ -49,9 +49,10 @@ def _verdict(store: Any, run_id: str, payload: dict[str, Path], overwrite_sample
     return GateVerdict(True, ("fp32", "int8"), "int8", (), verdicts, refs, sample, 1.0).to_xcom()
 
 
-def _target(name: str, run_id: str, release: str | None = None, runtime: dict | None = None) -> dict[str, Any]:
+def _target(name: str, run_id: str, release: str | None = "", runtime: dict | None = None) -> dict[str, Any]:
+    """A DeviceTask; ``release`` "" = this run's int8 release, None = no release (switch ``current`` off)."""
     return DeviceTask(device=name, group="sim", wave=0, runtime=runtime or {"threads": 1},
-                      release=release or f"{run_id}.int8", run_id=run_id, modes=("fp32", "int8"),
+                      release=f"{run_id}.int8" if release == "" else release, run_id=run_id, modes=("fp32", "int8"),
                       current="int8").to_xcom()
 
 

@@ -237,7 +237,7 @@ class DeviceTransport:
         finally:
             try:
                 chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
-            except (EOFError, OSError, SSHException) as exc:  # the connection is gone: so is the holder, and with it the lock
+            except (EOFError, OSError, SSHException) as exc:  # connection gone: so is the holder, and the lock
                 log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
             finally:
                 chan.close()

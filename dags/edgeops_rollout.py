@@ -26,9 +26,9 @@ hand with **Trigger DAG w/ config**.
 
 * **Canary first.** The lowest wave asked for (wave 0 for the fleet) gets every blessed variant and is
   benchmarked on the device. The **canary gate** checks each variant against the group's budgets (p95 latency,
-  peak RSS, on-device accuracy within a tolerance of the host accuracy) and picks per group the passing variant
-  with the best accuracy. A failed canary stops the rollout and switches the canaries back; the run fails
-  and says why.
+  peak RSS, on-device accuracy within a tolerance of the host's on the same images) and picks per group the
+  passing variant with the best test accuracy. A failed canary stops the rollout and switches the canaries
+  back; the run fails and says why.
 * **Later waves** then get their group's variant, in parallel (mapped tasks in the `edgeops_devices` pool);
   `max_failed` of them may fail or be offline (they are marked stale in `edgeops fleet status`).
 * **Rollback**: `action=rollback`, devices or groups, `run_id` of a release they keep (empty: previous).

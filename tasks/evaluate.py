@@ -160,6 +160,8 @@ def run(ctx: StepContext) -> EvaluateResult:
         variants, preds = evaluate_variants(blobs, x, y, cfg.evaluate)
         champion = evaluate_champion(ctx, classes, Path(tmp))
     n = min(cfg.bench.sample_size, len(x))
+    for mode in variants:  # the host's accuracy on exactly the images shipped to devices (the canary compares)
+        variants[mode]["sample_accuracy"] = float((np.asarray(preds[mode][:n]) == y[:n]).mean())
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x[:n].astype(np.float32), y=y[:n].astype(np.int64))
     sample = ctx.store.put_bytes(keys.evaluation(ctx.run_id, "sample.npz"), buf.getvalue())
@@ -173,6 +175,7 @@ def run(ctx: StepContext) -> EvaluateResult:
         metrics=ctx.store.ref(art), sample=ctx.store.ref(sample), test_examples=len(x),
         keras_accuracy=keras_result["accuracy"],
         variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
-                                       m["latency_ms"]["p50"], m["latency_ms"]["p90"]) for mode, m in variants.items()},
+                                       m["latency_ms"]["p50"], m["latency_ms"]["p90"],
+                                       sample_accuracy=m["sample_accuracy"]) for mode, m in variants.items()},
         tflite=refs, champion_run=(champion or {}).get("run_id"), champion_accuracy=(champion or {}).get("accuracy"))
     return result

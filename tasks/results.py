@@ -115,6 +115,7 @@ class VariantMetrics(Record):
     latency_p50_ms: float
     latency_p90_ms: float
     latency_label: str = "host"
+    sample_accuracy: float | None = None  # on the device sample (the first bench.sample_size test images)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,8 @@ class RolloutPlan(Record):
     later: tuple[DeviceTask, ...] = ()  # forward: the later waves, before the canary picks their variant
     switches: tuple[DeviceTask, ...] = ()  # rollback: every device switched back
     budgets: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> Budgets as a dict
-    host_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> accuracy on the host test split
+    host_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the device sample
+    test_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the test split
     verdict: GateVerdict | None = None  # forward: the run's gate verdict (artifact refs, sample)
     forced_variant: str = ""  # the form's `variant`: ship this one everywhere (still checked on the canary)
     max_failed: int = 0  # later-wave devices that may fail or be offline without failing the rollout

@@ -9,7 +9,8 @@ Forward rollout of a blessed run:
    blessed variant, with the gate's choice (or the form's ``variant``) behind ``model.tflite``.
 2. **Canary gate.** For each group, every variant is checked on each of the group's canaries against the
    group's budgets: p95 latency, peak RSS, and on-device accuracy on the shipped sample no more than
-   ``accuracy_tolerance`` below the host-measured accuracy. The group runs the passing variant with the best
+   ``accuracy_tolerance`` below the host's accuracy on the same images (evaluate records it per variant; the
+   test-split accuracy only for manifests written before that). The group runs the passing variant with the best
    test-split accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
    benchmark, or a group with no passing variant, fails the gate: the canaries are switched back.
 3. **Later waves** get their group's variant (only that file). A group with no canary in this rollout gets
@@ -111,7 +112,9 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
         canary=tuple(task(d, default, candidates) for d in targets if d.wave == first),
         later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
         budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
-        host_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
+        host_accuracy={m: float(v.get("sample_accuracy") or v["accuracy"])
+                       for m, v in (manifest.get("variants") or {}).items()},
+        test_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
         forced_variant=request.variant, max_failed=request.max_failed,
     )
 
@@ -176,7 +179,7 @@ def choose_variant(plan: RolloutPlan, group: str, benches: list[BenchmarkResult]
     def rank(v: str) -> tuple[float, int, float]:
         rows = [h for h in health if h.variant == v]
         size = min(b.models[v].size_bytes for b in benches)
-        accuracy = plan.host_accuracy.get(v, min(h.accuracy or 0.0 for h in rows))
+        accuracy = plan.test_accuracy.get(v, min(h.accuracy or 0.0 for h in rows))
         return (-accuracy, size, max(h.p95_ms or 0.0 for h in rows))
 
     best = sorted(passing, key=rank)[0]

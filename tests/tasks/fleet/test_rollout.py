@@ -44,6 +44,14 @@ def _deployed(device: str, variant: str = "int8", previous: str | None = "old") 
     return DeployResult(device, "x86_64", release_id(RUN, variant), variant, previous, (variant,), (), {})
 
 
+def test_the_canary_compares_with_the_host_on_the_same_sample_images():
+    manifest = _manifest()
+    manifest["variants"]["int8"]["sample_accuracy"] = 0.8125  # 32 images: far from the test split's 0.94
+    plan = plan_forward(_inventory(), RolloutRequest(), "r0", manifest)
+    assert plan.host_accuracy["int8"] == 0.8125 and plan.test_accuracy["int8"] == 0.94
+    assert plan.host_accuracy["fp32"] == 0.95  # an older manifest: the test-split accuracy
+
+
 def test_plan_puts_the_lowest_wave_first_with_every_blessed_variant():
     plan = plan_forward(_inventory(), RolloutRequest(), "r1", _manifest())
     assert [t.device for t in plan.canary] == ["a"] and plan.canary[0].modes == ("fp16", "fp32", "int8")

@@ -127,8 +127,11 @@ def rollout_summary(rollout_key: str) -> None:
 
 
 def fleet_status() -> None:
+    """`edgeops fleet status` for the running devices' inventory (the one Airflow's rollout used)."""
+    fleet = REPO / ".devstack" / "fleet.json"
+    env = {**os.environ, **({"EDGEOPS_FLEET": str(fleet)} if fleet.exists() else {})}
     out = subprocess.run([sys.executable, "-m", "tasks.cli", "fleet", "status"], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, env=env)
     print("\n$ edgeops fleet status\n" + (out.stdout or out.stderr).rstrip())
 
 

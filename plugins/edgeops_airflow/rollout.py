@@ -72,10 +72,6 @@ def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
                           "pinned) or fix the fleet file")
 
 
-def _state_dict(state: Any) -> dict[str, Any] | None:
-    return state.to_xcom() if state is not None else None
-
-
 def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
     """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
     from tasks import runs
@@ -98,7 +94,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         if action == FORWARD:
             manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
             return plan_forward(inventory, request, rollout_id, manifest)
-        states = {d.name: _state_dict(read_state(store, d.name)) for d in targets}
+        previous = {d.name: getattr(read_state(store, d.name), "previous", None) for d in targets}
         to_release = {}
         if request.run_id:
             run = runs.resolve(store, request.run_id)["run_id"]
@@ -106,7 +102,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
                 kept = read_device(d)[1]  # the one SSH path (pinned host key), releases newest first
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)
         config = load_config(names.DEFAULT_PROFILE).to_dict()
-        return plan_rollback(inventory, request, rollout_id, config, states, to_release)
+        return plan_rollback(inventory, request, rollout_id, config, previous, to_release)
     except StorageError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -146,23 +142,22 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
     from airflow.sdk.exceptions import AirflowFailException
 
     from tasks.fleet.records import CanaryVerdict, SwitchResult
+    from tasks.fleet.report import write_rollout_report
     from tasks.fleet.rollout import build_record
     from tasks.results import BenchmarkResult, DeployResult
 
     plan_ = RolloutPlan.from_xcom(plan_raw)
     verdict = CanaryVerdict.from_xcom(verdict_raw) if verdict_raw else None
-    record = build_record(plan_, verdict if plan_.action == FORWARD else None,
+    record = build_record(plan_, verdict,
                           [d for group in deploys for d in _records(DeployResult, group)],
                           [s for group in switches for s in _records(SwitchResult, group)],
                           [b for group in benches for b in _records(BenchmarkResult, group)],
                           airflow_run_id, dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-    from tasks.fleet.report import write_rollout_report
-
     store = _store()
     page = write_rollout_report(store, record, plan_.budgets)
     written = store.put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())  # last
-    logging.getLogger(__name__).info("rollout report s3://%s/%s", names.ARTIFACTS_BUCKET, page.key)
-    logging.getLogger(__name__).info("%s -> s3://%s/%s", record.summary(), names.ARTIFACTS_BUCKET, written.key)
+    logging.getLogger(__name__).info("%s -> %s (report %s)", record.summary(), store.uri(written.key),
+                                     store.uri(page.key))
     if record.status != "succeeded":
         raise AirflowFailException(f"{record.summary()}: {'; '.join(record.reasons)}")
     return record.to_xcom()

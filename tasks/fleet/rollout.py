@@ -120,7 +120,7 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
 
 
 def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str, config: dict[str, Any],
-                  states: dict[str, dict[str, Any] | None], to_release: dict[str, str | None]) -> RolloutPlan:
+                  previous: dict[str, str | None], to_release: dict[str, str | None]) -> RolloutPlan:
     """Plan switching each device back: to ``to_release[device]`` (found on the device by the caller for
     ``--to RUN_ID``) or, without a target run, to the previous release its state record names."""
     tasks = []
@@ -131,8 +131,7 @@ def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str
                 raise ConfigError(f"device {d.name} keeps no release of run {request.run_id}: pick a run it "
                                   "still has (`edgeops fleet status --check` lists them)")
         else:
-            state = states.get(d.name) or {}
-            target = state.get("previous")
+            target = previous.get(d.name)
             if not target:
                 raise ConfigError(f"device {d.name} has no previous release recorded to roll back to; "
                                   "name one with run_id")

@@ -136,7 +136,7 @@ def test_later_wave_failures_within_max_failed_still_succeed():
 def test_rollback_needs_a_known_previous_release():
     inv = _inventory()
     plan = plan_rollback(inv, RolloutRequest(action="rollback", devices=("b",)), "r", {},
-                         {"b": {"previous": "older"}}, {})
+                         {"b": "older"}, {})
     assert [(t.device, t.release) for t in plan.switches] == [("b", "older")]
     with pytest.raises(ConfigError, match="no previous release recorded"):
         plan_rollback(inv, RolloutRequest(action="rollback", devices=("b",)), "r", {}, {"b": None}, {})

@@ -5,7 +5,7 @@ DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-containers test-unit up up-core down status lint images \
-	compose-up compose-down compose-demo compose-images test-compose
+	compose-up compose-down compose-demo compose-images test-compose test-docker-runner
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -29,10 +29,16 @@ demo: install              ## start the stack, run the nightly DAG once through 
 test: install              ## unit + integration tests; starts/stops the services it needs
 	scripts/run_tests.sh -m "not containers and not compose"
 
-test-containers: install   ## DAG with task_runner=docker, x86 + emulated arm64 devices (starts the engine)
+test-containers: install   ## the containers tier (.ci/run): step image + arm64 Pi, then the compose stack
 	scripts/engine.sh
 	$(MAKE) images
-	scripts/run_tests.sh --with-containers -m containers
+	scripts/run_tests.sh --with-containers -m "containers and not slow"
+	$(MAKE) test-compose; rc=$$?; $(MAKE) compose-down; exit $$rc
+
+test-docker-runner: install  ## the nightly DAG with task_runner=docker on the dev stack (~12 min; not in .ci/run)
+	scripts/engine.sh
+	$(MAKE) images
+	scripts/run_tests.sh --with-containers -m "containers and slow"
 
 images:                    ## step image (edgeops/tasks:<code hash>) + emulated Pi image; cached in the engine
 	scripts/images.sh all

@@ -1,9 +1,9 @@
 """The compose stack (docker-compose.yml, `make test-compose`): the tiny DAG through Airflow's REST API on
 CeleryExecutor with 2 workers, one x86 device (pi1) and the emulated arm64 device (pi_arm64).
 
-`make test-compose` brings the stack up (arm64 profile) and runs the ``compose`` tests; every other target
-deselects them, so `make test-containers` (the process dev stack) is unchanged. These tests never start or
-stop the stack. Artifacts are read back through MinIO's published port with the root user (test-side only, as
+`make test-compose` brings the stack up (arm64 profile) and runs the ``compose`` tests; `make test-containers`
+(the containers tier of .ci/run) calls it, then `make compose-down`. These tests never start or stop the
+stack. Artifacts are read back through MinIO's published port with the root user (test-side only, as
 in the other tiers' clean-up); the pipeline itself used its service account.
 
 The device part (deploy + benchmark) is read through ``wait_for_device_benchmarks`` only: the asset-scheduled

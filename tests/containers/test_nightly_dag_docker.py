@@ -1,5 +1,9 @@
 """The nightly DAG with task_runner=docker (ML steps in the step image), then its rollout to one x86 and one
-emulated arm64 device, each a canary of its own device class."""
+emulated arm64 device, each a canary of its own device class.
+
+`make test-docker-runner` (~12 min: each step container costs 30-90 s to create on vfs). Marked ``slow``, so
+`.ci/run`'s containers tier, which runs the DAG on the compose stack instead, leaves it out; the step image
+itself stays in CI through test_tasks_image.py."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from tasks import keys
 from tasks.config import safe_run_id
 from tests.helpers import export_connections
 
-pytestmark = pytest.mark.containers
+pytestmark = [pytest.mark.containers, pytest.mark.slow]
 MODES = {"fp32", "fp16", "dynamic", "int8"}
 
 
@@ -36,7 +40,7 @@ def docker_run(request, tmp_path_factory):
     request.getfixturevalue("digits")
     arm = [d["name"] for d in stack_env["devices"] if d.get("arch") == "arm64"]
     if not arm:
-        pytest.fail("no arm64 device is up; run: make test-containers (or devstack up --with-containers)")
+        pytest.fail("no arm64 device is up; run: make test-docker-runner (or devstack up --with-containers)")
     bag = DagBag(dag_folder=str(REPO / "dags"))
     mp = pytest.MonkeyPatch()
     export_connections(mp, stack_env["connections"])

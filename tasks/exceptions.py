@@ -37,6 +37,10 @@ class DeviceError(EdgeOpsError):
     """A device could not be reached, verified or provisioned."""
 
 
+class DeviceUnreachableError(DeviceError):
+    """No SSH connection after the transport's own retries: the device is off, or its sshd is down."""
+
+
 class ReleaseConflictError(FatalError, DeviceError):
     """A device already holds a different release under the same id: retrying cannot make them equal."""
 

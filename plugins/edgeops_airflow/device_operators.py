@@ -114,6 +114,21 @@ class DeviceDeployOperator(_DeviceOperator):
         super().__init__(**kwargs)
         self.target, self.verdict, self.action = target, verdict, action
 
+    def _connect(self, target: Any) -> DeviceTransport:
+        """The connected transport; an optional device that does not answer skips this deploy (no retry): it
+        keeps its release, and the rollout records it ``skipped`` without counting it against max_failed."""
+        from tasks.exceptions import DeviceUnreachableError
+
+        self._transport = DeviceTransport(target.device)
+        try:
+            return self._transport.connect()
+        except DeviceUnreachableError as exc:
+            if not target.optional:
+                raise
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            raise AirflowSkipException(f"{target.device} is optional and offline, skipped: {exc}") from exc
+
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
@@ -133,8 +148,7 @@ class DeviceDeployOperator(_DeviceOperator):
                 files[name] = self._fatal(store.fetch, ref, Path(tmp) / name)
             files["bench.py"] = Path(tmp) / "bench.py"  # the standalone script shipped with every release
             files["bench.py"].write_bytes(resources.files("tasks.device").joinpath("bench.py").read_bytes())
-            self._transport = DeviceTransport(target.device)
-            with self._transport as transport:
+            with self._connect(target) as transport:
                 runtime_ops = DeviceRuntime(transport, cfg.deploy)
                 facts = runtime_ops.facts()
                 self.log.info("%s: %s", target.device, facts)

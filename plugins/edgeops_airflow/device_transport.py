@@ -21,7 +21,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from tasks.exceptions import DeviceError
+from tasks.exceptions import DeviceError, DeviceUnreachableError
 from tasks.names import device_conn_id
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class DeviceTransport:
 
     def _retry_or_fail(self, attempt: int, exc: Exception) -> None:
         if attempt == self.connect_attempts:
-            raise DeviceError(f"{self.who}: cannot connect after {attempt} attempt(s): {exc}; "
+            raise DeviceUnreachableError(f"{self.who}: cannot connect after {attempt} attempt(s): {exc}; "
                               "is the device up and sshd listening?") from exc
         log.warning("%s: connect attempt %d failed (%s); retrying", self.who, attempt, exc)
         time.sleep(2 * attempt)

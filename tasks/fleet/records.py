@@ -134,7 +134,7 @@ class DeviceOutcome(Record):
     device: str
     group: str
     wave: int
-    status: str  # switched | rolled_back | failed | not_reached
+    status: str  # switched | rolled_back | failed | skipped (an optional device not deployed) | not_reached
     release: str | None = None
     variant: str | None = None
     bench: dict[str, ModelBench] = field(default_factory=dict)

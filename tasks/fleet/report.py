@@ -27,7 +27,8 @@ from tasks.report_charts import (
 )
 from tasks.storage import Artifact, ArtifactStore
 
-OUTCOMES = {"switched": "switched", "rolled_back": "rolled back", "failed": "failed", "not_reached": "not reached"}
+OUTCOMES = {"switched": "switched", "rolled_back": "rolled back", "failed": "failed", "skipped": "skipped (optional)",
+            "not_reached": "not reached"}
 Budgets = Mapping[str, Mapping[str, float]]  # group -> {p95_latency_ms, peak_rss_mb, accuracy_tolerance}
 
 

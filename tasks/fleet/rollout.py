@@ -224,6 +224,15 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
 
 
 # --- the record -----------------------------------------------------------------------------------------------
+def _not_switched(t: DeviceTask, plan: RolloutPlan, later_planned: set[str]) -> tuple[str, str]:
+    """(status, note) of a device the rollout did not switch: failed, skipped (optional) or not reached."""
+    if not (t in plan.canary or t in plan.switches or t.device in later_planned):
+        return "not_reached", ""
+    if t.optional:
+        return "skipped", "optional device not deployed (offline, or see its task log); not counted as failed"
+    return "failed", "deploy/switch failed or device unreachable: state is stale"
+
+
 def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list[DeployResult],
                  rollbacks: list[SwitchResult], benches: list[BenchmarkResult], airflow_run_id: str,
                  created_at: str) -> RolloutRecord:
@@ -243,10 +252,8 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
         elif t.device in last:
             s, status, note = last[t.device], "switched", ""
         else:
-            planned = t in plan.canary or t in plan.switches or t.device in later_planned
-            s, status = None, "failed" if planned else "not_reached"
-            note = "deploy/switch failed or device unreachable: state is stale" if status == "failed" else ""
-            if status == "failed" and not t.optional:
+            s, status, note = None, *_not_switched(t, plan, later_planned)
+            if status == "failed":
                 failed.append(t.device)
         b = benched.get(t.device)
         outcomes.append(DeviceOutcome(

@@ -4,8 +4,8 @@ For each device: its state record (``devices/<name>/state.json``, written at eve
 the newest finished rollout that targeted it (``rollouts/<id>/record.json``, newest by LastModified). Status:
 
 * ``ok``: the device runs what the newest rollout that targeted it switched it to;
-* ``stale``: that rollout marked it ``failed`` or ``not_reached``, or its state release differs from what the
-  rollout switched it to (the device was not where the rollout wanted it);
+* ``stale``: that rollout marked it ``failed``, ``skipped`` or ``not_reached``, or its state release differs from
+  what the rollout switched it to (the device was not where the rollout wanted it);
 * ``never deployed``: no rollout ever switched it.
 
 A state written by a rollout newer than every record (still running, or it died before its record) counts as
@@ -52,7 +52,7 @@ class DeviceStatus(Record):
     by: str = ""  # "<rollout id> (<action>)" of that switch
     reason: str = ""
     last_rollout: str = ""  # the newest finished rollout that targeted the device
-    last_outcome: str = ""  # what that rollout recorded for it: switched | rolled_back | failed | not_reached
+    last_outcome: str = ""  # what that rollout recorded for it: switched | rolled_back | failed | skipped | not_reached
     on_device: str | None = None  # --check: the release ``current`` points at on the device
     kept: tuple[str, ...] = ()  # --check: releases kept on the device, newest first
 
@@ -76,7 +76,7 @@ def judge(state: DeviceState | None, last: tuple[RolloutRecord, DeviceOutcome] |
     if state.rollout_id != record.rollout_id and state.switched_at > record.created_at:
         return OK, (f"switched by rollout {state.rollout_id} after {record.rollout_id} ended; it has no record yet "
                     "(running, or it did not finish)")
-    if outcome.status in ("failed", "not_reached"):
+    if outcome.status in ("failed", "skipped", "not_reached"):
         note = f": {outcome.note}" if outcome.note else ""
         return STALE, f"rollout {record.rollout_id} ({record.status}) marked it {outcome.status}{note}"
     if outcome.release != state.release:

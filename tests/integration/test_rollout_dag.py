@@ -30,11 +30,11 @@ def _dag(dag_id: str):
     return DagBag(dag_folder=str(DAGS / f"{dag_id}.py")).dags[dag_id]
 
 
-def _fleet(tmp: Path, devices: list[tuple[str, int]], p95_ms: float = 5000.0) -> Path:
+def _fleet(tmp: Path, devices: list[tuple[str, int]], p95_ms: float = 5000.0, optional: tuple[str, ...] = ()) -> Path:
     """A fleet file: the named sshd devices in the given waves, one group with the given p95 budget."""
     doc = {"groups": {"sim": {"threads": 1, "budgets": {"p95_latency_ms": p95_ms, "peak_rss_mb": 4000.0,
                                                            "accuracy_tolerance": 0.5}}},
-           "devices": [{"name": n, "group": "sim", "wave": w} for n, w in devices]}
+           "devices": [{"name": n, "group": "sim", "wave": w, "optional": n in optional} for n, w in devices]}
     path = tmp / f"fleet-{p95_ms}.json"
     path.write_text(json.dumps(doc))
     return path
@@ -173,7 +173,8 @@ def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp
 
 def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run, rollout, stack_env, monkeypatch,
                                                                      artifact_store, tmp_path):
-    """A later-wave device whose sshd is not listening: the wave reports it; max_failed=1 lets the rest proceed."""
+    """Later-wave devices whose sshd is not listening: ``ghost`` fails (max_failed=1 lets the rest proceed);
+    ``spare``, optional, is skipped at once (no retry) and not counted as failed."""
     import socket
 
     from tasks.fleet.status import fleet_status
@@ -183,14 +184,19 @@ def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conn = {**stack_env["connections"]["edgeops_device_pi2"], "port": port}
-    monkeypatch.setenv(conn_env_var("edgeops_device_ghost"), json.dumps(conn))
-    fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1), ("ghost", 1)])
+    for name in ("ghost", "spare"):
+        monkeypatch.setenv(conn_env_var(f"edgeops_device_{name}"), json.dumps(conn))
+    fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1), ("ghost", 1), ("spare", 1)], optional=("spare",))
     dag_run = rollout(fleet, run_id=blessed_run, max_failed=1)
     assert "success" in str(dag_run.state).lower(), _states(dag_run)
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
     by_device = {d["device"]: d["status"] for d in record["devices"]}
-    assert by_device == {"pi1": "switched", "pi2": "switched", "ghost": "failed"}, record
-    assert any("within max_failed=1" in r and "ghost" in r for r in record["reasons"])
+    assert by_device == {"pi1": "switched", "pi2": "switched", "ghost": "failed", "spare": "skipped"}, record
+    assert any("within max_failed=1" in r and "ghost" in r and "spare" not in r for r in record["reasons"])
+    tries = {ti.map_index: (str(ti.state), ti.try_number) for ti in dag_run.get_task_instances()
+             if ti.task_id == "wave_deploy"}
+    assert sorted(s for s, _ in tries.values()) == ["failed", "skipped", "success"], tries
+    assert [n for s, n in tries.values() if s == "skipped"] == [1], tries  # skipped on its first try
     pi2 = next(d for d in record["devices"] if d["device"] == "pi2")
     assert pi2["bench"] and pi2["label"] == "host"  # benchmarked although another device of its wave failed
     from tasks.fleet.inventory import load_inventory

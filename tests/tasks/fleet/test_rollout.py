@@ -133,6 +133,19 @@ def test_later_wave_failures_within_max_failed_still_succeed():
                         "n").status == "failed"
 
 
+def test_an_optional_device_not_deployed_is_skipped_not_failed():
+    inv = Inventory.from_dict({
+        "groups": {"fast": {"budgets": {"p95_latency_ms": 10, "peak_rss_mb": 100, "accuracy_tolerance": 0.02}}},
+        "devices": [{"name": "a", "group": "fast", "wave": 0},
+                    {"name": "e", "group": "fast", "wave": 1, "optional": True}]})
+    plan = plan_forward(inv, RolloutRequest(), "r", _manifest())
+    bench = _bench("a", {m: (3.0, 0.95) for m in SIZES})
+    record = build_record(plan, canary_gate(plan, [_deployed("a")], [bench]), [_deployed("a")], [], [bench], "a", "n")
+    assert record.status == "succeeded" and not any("failed" in r for r in record.reasons)
+    outcome = {d.device: d for d in record.devices}["e"]
+    assert outcome.status == "skipped" and "optional" in outcome.note
+
+
 def test_rollback_needs_a_known_previous_release():
     inv = _inventory()
     plan = plan_rollback(inv, RolloutRequest(action="rollback", devices=("b",)), "r", {},

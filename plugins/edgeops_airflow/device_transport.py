@@ -160,7 +160,7 @@ class DeviceTransport:
     def _retry_or_fail(self, attempt: int, exc: Exception) -> None:
         if attempt == self.connect_attempts:
             raise DeviceUnreachableError(f"{self.who}: cannot connect after {attempt} attempt(s): {exc}; "
-                              "is the device up and sshd listening?") from exc
+                                         "is the device up and sshd listening?") from exc
         log.warning("%s: connect attempt %d failed (%s); retrying", self.who, attempt, exc)
         time.sleep(2 * attempt)
 

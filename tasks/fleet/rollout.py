@@ -225,10 +225,11 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
 
 # --- the record -----------------------------------------------------------------------------------------------
 def _not_switched(t: DeviceTask, plan: RolloutPlan, later_planned: set[str]) -> tuple[str, str]:
-    """(status, note) of a device the rollout did not switch: failed, skipped (optional) or not reached."""
+    """(status, note) of a device the rollout did not switch: failed, skipped or not reached. Only a deploy
+    skips an optional device; a rollback asked for by name fails like any other."""
     if not (t in plan.canary or t in plan.switches or t.device in later_planned):
         return "not_reached", ""
-    if t.optional:
+    if t.optional and t not in plan.switches:
         return "skipped", "optional device not deployed (offline, or see its task log); not counted as failed"
     return "failed", "deploy/switch failed or device unreachable: state is stale"
 

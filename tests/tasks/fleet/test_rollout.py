@@ -144,6 +144,9 @@ def test_an_optional_device_not_deployed_is_skipped_not_failed():
     assert record.status == "succeeded" and not any("failed" in r for r in record.reasons)
     outcome = {d.device: d for d in record.devices}["e"]
     assert outcome.status == "skipped" and "optional" in outcome.note
+    back = plan_rollback(inv, RolloutRequest(action="rollback", devices=("e",)), "r", {}, {"e": "older"}, {})
+    failed = build_record(back, None, [], [], [], "a", "n")  # its rollback did not happen
+    assert failed.status == "failed" and [d.status for d in failed.devices] == ["failed"]
 
 
 def test_rollback_needs_a_known_previous_release():

@@ -16,22 +16,33 @@ t0=$SECONDS
 scripts/engine.sh >/dev/null || { say "no container engine; see the output of scripts/engine.sh"; exit 1; }
 scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
 scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
-# vfs (this engine's storage driver) copies the whole image per container: ~20 GB for the stack with 2 workers
-# (a stack that is already up holds its copies: then only room for rebuilt images and recreated containers)
-free_gb=$(df -P --block-size=1G "$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)" | awk 'NR==2 {print $4}')
-need_gb=25
-if [ -n "$(docker compose ps -a -q 2>/dev/null)" ]; then need_gb=15; fi
-need_gb="${EDGEOPS_COMPOSE_MIN_FREE_GB:-$need_gb}"
-if [ "${free_gb:-0}" -lt "$need_gb" ]; then
-  say "only ${free_gb} GB free for the engine; the stack needs ~${need_gb} GB on vfs (free space, or set EDGEOPS_COMPOSE_MIN_FREE_GB)"
-  exit 1
-fi
+# vfs (this engine's storage driver) copies the whole image per container: ~20-30 GB for the stack with 2 workers
+# while it runs (a stack that is already up holds its copies: then only room for rebuilt images and recreated
+# containers). BuildKit's cache is also full copies on vfs and grows by GBs with every rebuild of the Airflow
+# images, so when space is short it is pruned first (the images stay; the next rebuild downloads wheels again).
+engine_root="$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)"
+free_gb() { df -P --block-size=1G "$engine_root" | awk 'NR==2 {print $4}'; }
+ensure_free() {  # ensure_free <GB> <for what>
+  local need="${EDGEOPS_COMPOSE_MIN_FREE_GB:-$1}"
+  if [ "$(free_gb)" -lt "$need" ]; then
+    say "$(free_gb) GB free, $2 needs ~${need} GB: pruning the engine's build cache (docker builder prune -af)"
+    docker builder prune -af >/dev/null 2>&1 || true
+  fi
+  if [ "$(free_gb)" -lt "$need" ]; then
+    say "only $(free_gb) GB free for the engine ($engine_root); $2 needs ~${need} GB on vfs: free space (e.g." \
+        "docker image prune -a, once the stack is down) or set EDGEOPS_COMPOSE_MIN_FREE_GB"
+    exit 1
+  fi
+}
+running=0; [ -n "$(docker compose ps -a -q 2>/dev/null)" ] && running=1
+ensure_free 12 "building the images"
 t_tools=$SECONDS
 scripts/images.sh compose >&2
 if [[ ",${EDGEOPS_COMPOSE_PROFILES:-}," == *",arm64,"* ]]; then
   scripts/images/pi_arm64.sh >&2
   scripts/images/pi_arm64_runtime.sh  # + the pinned device runtime (compose networks cannot reach PyPI)
 fi
+if [ "$running" = 1 ]; then ensure_free 15 "recreating the stack"; else ensure_free 25 "the stack"; fi
 t_images=$SECONDS
 say "tools $((t_tools - t0))s, images $((t_images - t_tools))s; starting the stack ($workers workers)"
 

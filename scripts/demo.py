@@ -19,6 +19,8 @@ sys.path.insert(0, str(REPO))
 
 from scripts.devstack import airflow as af  # noqa: E402
 from scripts.devstack.common import load_stack  # noqa: E402
+from scripts.devstack.devices import FLEET_JSON  # noqa: E402
+from tasks.names import ENV_FLEET  # noqa: E402
 
 DAG_ID = "edgeops_nightly"
 ROLLOUT_DAG_ID = "edgeops_rollout"
@@ -128,8 +130,7 @@ def rollout_summary(rollout_key: str) -> None:
 
 def fleet_status() -> None:
     """`edgeops fleet status` for the running devices' inventory (the one Airflow's rollout used)."""
-    fleet = REPO / ".devstack" / "fleet.json"
-    env = {**os.environ, **({"EDGEOPS_FLEET": str(fleet)} if fleet.exists() else {})}
+    env = {**os.environ, **({ENV_FLEET: str(FLEET_JSON)} if FLEET_JSON.exists() else {})}
     out = subprocess.run([sys.executable, "-m", "tasks.cli", "fleet", "status"], cwd=REPO, capture_output=True,
                          text=True, timeout=120, env=env)
     print("\n$ edgeops fleet status\n" + (out.stdout or out.stderr).rstrip())

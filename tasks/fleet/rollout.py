@@ -112,7 +112,7 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
         canary=tuple(task(d, default, candidates) for d in targets if d.wave == first),
         later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
         budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
-        host_accuracy={m: float(v.get("sample_accuracy") or v["accuracy"])
+        host_accuracy={m: float(v["accuracy"] if v.get("sample_accuracy") is None else v["sample_accuracy"])
                        for m, v in (manifest.get("variants") or {}).items()},
         test_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
         forced_variant=request.variant, max_failed=request.max_failed,

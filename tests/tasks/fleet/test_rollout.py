@@ -50,6 +50,8 @@ def test_the_canary_compares_with_the_host_on_the_same_sample_images():
     plan = plan_forward(_inventory(), RolloutRequest(), "r0", manifest)
     assert plan.host_accuracy["int8"] == 0.8125 and plan.test_accuracy["int8"] == 0.94
     assert plan.host_accuracy["fp32"] == 0.95  # an older manifest: the test-split accuracy
+    manifest["variants"]["fp16"]["sample_accuracy"] = 0.0  # measured, even if zero: not the test split's
+    assert plan_forward(_inventory(), RolloutRequest(), "r0", manifest).host_accuracy["fp16"] == 0.0
 
 
 def test_plan_puts_the_lowest_wave_first_with_every_blessed_variant():

@@ -76,9 +76,9 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=100, help="timed invokes per device (bench.runs)")
     args = ap.parse_args()
     env = _setup()
-    from tasks import runs
-    from tasks.config import PipelineConfig
-    from tasks.storage import ArtifactStore
+    from tasks.core.config import PipelineConfig
+    from tasks.core.storage import ArtifactStore
+    from tasks.registry import runs
 
     store = ArtifactStore.from_env()
     run = runs.resolve(store, args.run) if args.run else runs.newest_blessed(store)

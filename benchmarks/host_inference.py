@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     import numpy as np
 
-    from tasks import keys, runs
-    from tasks.evaluate import TFLiteModel
-    from tasks.storage import ArtifactStore
+    from tasks.core import keys
+    from tasks.core.storage import ArtifactStore
+    from tasks.registry import runs
+    from tasks.steps.evaluate import TFLiteModel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default="latest")

@@ -48,7 +48,7 @@ async def one_burst(trigger, upload, n: int, quiet: float) -> tuple[int, int, fl
 def main() -> int:
     from edgeops_airflow.triggers import MinioNewObjectsTrigger
 
-    from tasks.storage import make_client
+    from tasks.core.storage import make_client
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bursts", default="1,10,50", help="burst sizes, comma-separated")

@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> int:
-    from tasks import keys
-    from tasks.config import safe_run_id
-    from tasks.stats import paired
-    from tasks.storage import ArtifactStore
+    from tasks.core import keys
+    from tasks.core.config import safe_run_id
+    from tasks.core.storage import ArtifactStore
+    from tasks.ml.stats import paired
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_id")

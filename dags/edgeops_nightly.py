@@ -1,7 +1,7 @@
 """Nightly TFLite pipeline: train, quantize x mode, evaluate, gate, publish, announce a blessed model.
 
 This file only wires tasks. ML code and decisions live in ``tasks/`` (run by a runner); every arrow carries a
-declared record from ``tasks/results.py``. Devices are the rollout DAG's (``edgeops_rollout.py``), which the
+declared record from ``tasks/core/results.py``. Devices are the rollout DAG's (``edgeops_rollout.py``), which the
 ``announce`` task's asset event starts.
 """
 

@@ -14,8 +14,8 @@ from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDepl
 from edgeops_airflow.fan_out import fan_out, succeeded
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 
-from tasks.config import BenchConfig, DeployConfig
-from tasks.names import DEVICE_POOL
+from tasks.core.config import BenchConfig, DeployConfig
+from tasks.core.names import DEVICE_POOL
 
 DOC = """
 ### edgeops rollout

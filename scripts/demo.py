@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 from scripts.devstack import airflow as af  # noqa: E402
 from scripts.devstack.common import load_stack  # noqa: E402
 from scripts.devstack.devices import FLEET_JSON  # noqa: E402
-from tasks.names import ENV_FLEET  # noqa: E402
+from tasks.core.names import ENV_FLEET  # noqa: E402
 
 DAG_ID = "edgeops_nightly"
 ROLLOUT_DAG_ID = "edgeops_rollout"
@@ -108,9 +108,9 @@ def _variants(manifest: dict) -> None:
 
 def rollout_summary(rollout_key: str) -> None:
     """The rollout record: per-group choice with its reasons, then every device's outcome and figures."""
-    from tasks import keys
+    from tasks.core import keys
+    from tasks.core.storage import ArtifactStore
     from tasks.fleet.records import RolloutRecord
-    from tasks.storage import ArtifactStore
 
     record = RolloutRecord.from_xcom(ArtifactStore.from_env().get_json(keys.rollout_record(rollout_key)))
     print(f"\n{record.summary()}")
@@ -137,8 +137,9 @@ def fleet_status() -> None:
 
 
 def summary(run_key: str, cfg: dict) -> None:
-    from tasks import keys, runs
-    from tasks.storage import ArtifactStore
+    from tasks.core import keys
+    from tasks.core.storage import ArtifactStore
+    from tasks.registry import runs
 
     store = ArtifactStore.from_env()
     manifest = runs.resolve(store, run_key)
@@ -177,7 +178,7 @@ def main() -> int:
     if state != "success":
         print(f"demo: run {run_id} {state}; see the Airflow UI or .devstack/airflow/logs", file=sys.stderr)
         return 1
-    from tasks.config import run_key
+    from tasks.core.config import run_key
 
     summary(run_key(run_id), cfg)
     rollout_id = rollout_started_after(env, known)

@@ -6,7 +6,7 @@
 #                                 edgeops/base:bookworm-amd64. The rootfs tarball is cached under
 #                                 ${EDGEOPS_CACHE:-$HOME/.cache/edgeops}/images/; skipped when the image exists.
 #   scripts/images.sh tasks       docker build docker/tasks.Dockerfile on that base, tagged
-#                                 edgeops/tasks:<tasks.version.source_hash()>; skipped when the tag exists.
+#                                 edgeops/tasks:<tasks.core.version.source_hash()>; skipped when the tag exists.
 #   scripts/images.sh all         base, then tasks.
 #   scripts/images.sh prune       untag edgeops/tasks images other than the current tag (vfs keeps a full
 #                                 copy of the filesystem per layer, so stale images cost GBs each; the
@@ -163,7 +163,7 @@ cmd_base() {
 
 tag_and_hash() {
   [ -x "$PY" ] || die "$PY missing; run make install"
-  (cd "$repo" && "$PY" -c 'from tasks.version import image_tag, source_hash, code_version
+  (cd "$repo" && "$PY" -c 'from tasks.core.version import image_tag, source_hash, code_version
 print(image_tag(), source_hash(), code_version())')
 }
 
@@ -171,7 +171,7 @@ cmd_tasks() {
   need_engine
   local tag hash version log
   read -r tag hash version < <(tag_and_hash)
-  [ -n "${hash:-}" ] || die "could not compute the source hash (tasks.version)"
+  [ -n "${hash:-}" ] || die "could not compute the source hash (tasks.core.version)"
   if image_exists "$tag"; then say "$tag present; skipping"; echo "$tag"; return; fi
   image_exists "$BASE_IMAGE" || die "$BASE_IMAGE missing; run: scripts/images.sh base (or all)"
   mkdir -p "$logs"

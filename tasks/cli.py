@@ -13,18 +13,18 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from tasks.config import PipelineConfig, load_config, profile_names
-from tasks.exceptions import ConfigError, EdgeOpsError, FatalError
-from tasks.names import DATASETS_BUCKET, DEFAULT_PROFILE, EXIT_FAILED, EXIT_NO_RETRY, EXIT_OK
+from tasks.core.config import PipelineConfig, load_config, profile_names
+from tasks.core.exceptions import ConfigError, EdgeOpsError, FatalError
+from tasks.core.names import DATASETS_BUCKET, DEFAULT_PROFILE, EXIT_FAILED, EXIT_NO_RETRY, EXIT_OK
 
 STEPS = ("train", "quantize", "evaluate", "gate", "publish")
 
 
 def _step_fn(name: str) -> Callable[[Any], Any]:
-    """``tasks.<step>.run(ctx)``, which returns its declared record (tasks.results)."""
+    """``tasks.steps.<step>.run(ctx)``, which returns its declared record (tasks.core.results)."""
     import importlib
 
-    return importlib.import_module(f"tasks.{name}").run
+    return importlib.import_module(f"tasks.steps.{name}").run
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -60,8 +60,8 @@ def _json_arg(text: str | None, what: str) -> dict[str, Any]:
 
 
 def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
-    from tasks.step import StepContext
-    from tasks.storage import ArtifactStore
+    from tasks.core.step import StepContext
+    from tasks.core.storage import ArtifactStore
 
     ctx = StepContext(_config(args), args.run_id, ArtifactStore.from_env(), _json_arg(args.inputs, "--inputs"))
     logging.getLogger("edgeops").info("step %s run=%s profile=%s", args.step, ctx.run_id, ctx.config.profile)
@@ -78,8 +78,8 @@ def cmd_step(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_runs(args: argparse.Namespace) -> Any:
-    from tasks import runs
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
+    from tasks.registry import runs
 
     store = ArtifactStore.from_env()
     if args.action == "list":
@@ -99,8 +99,8 @@ def cmd_runs(args: argparse.Namespace) -> Any:
 
 
 def cmd_seed(args: argparse.Namespace) -> dict[str, Any]:
-    from tasks.seed_data import seed_digits
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
+    from tasks.ml.seed_data import seed_digits
 
     return seed_digits(ArtifactStore.from_env(), args.uri)
 

@@ -31,7 +31,7 @@ def stack_env() -> dict:
 
 @pytest.fixture(scope="session")
 def artifact_store(stack_env):
-    from tasks.storage import ArtifactStore, make_client
+    from tasks.core.storage import ArtifactStore, make_client
 
     s3 = stack_env["s3"]
     return ArtifactStore(make_client(s3["endpoint"], s3["access_key"], s3["secret_key"]), s3["artifacts_bucket"])
@@ -40,7 +40,7 @@ def artifact_store(stack_env):
 @pytest.fixture(scope="session")
 def admin_s3(stack_env):
     """MinIO's root user: for test set-up and clean-up the pipeline's service account may not do."""
-    from tasks.storage import make_client
+    from tasks.core.storage import make_client
 
     admin = stack_env["s3_admin"]
     return make_client(stack_env["s3"]["endpoint"], admin["access_key"], admin["secret_key"])
@@ -58,7 +58,7 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def digits(stack_env, artifact_store) -> str:
-    from tasks.seed_data import seed_digits
+    from tasks.ml.seed_data import seed_digits
 
     uri = f"s3://{stack_env['s3']['datasets_bucket']}/digits"
     seed_digits(artifact_store, uri)
@@ -71,8 +71,8 @@ def shuffled_digits(stack_env, artifact_store) -> str:
     the datasets bucket refuses deletes, so nothing is removed afterwards)."""
     import numpy as np
 
-    from tasks.seed_data import digit_pngs
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
+    from tasks.ml.seed_data import digit_pngs
 
     bucket = stack_env["s3"]["datasets_bucket"]
     prefix = "test-shuffled-digits"

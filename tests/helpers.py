@@ -19,12 +19,12 @@ def export_connections(mp: Any, connections: dict[str, Any]) -> None:
 
 
 def tiny_tflite_release(tmp: Path, samples: int = 64) -> dict[str, Path]:
-    """fp32 and full-int8 TFLite files of an 8x8x3 three-class model, converted through tasks.quantize,
+    """fp32 and full-int8 TFLite files of an 8x8x3 three-class model, converted through tasks.steps.quantize,
     plus ``sample.npz`` labelled by the Keras model itself (so fp32 accuracy on it is 1.0)."""
     import keras
     import numpy as np
 
-    from tasks.quantize import convert, converter_settings
+    from tasks.steps.quantize import convert, converter_settings
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

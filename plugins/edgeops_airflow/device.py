@@ -16,7 +16,7 @@ from typing import Any
 from edgeops_airflow.device_release import DeviceReleases
 from edgeops_airflow.device_runtime import DeviceRuntime
 from edgeops_airflow.device_transport import DeviceTransport, label_for
-from tasks.config import BenchConfig, DeployConfig
+from tasks.core.config import BenchConfig, DeployConfig
 from tasks.device.runtime import RuntimeOptions
 
 __all__ = ["DeviceClient", "label_for"]

@@ -2,7 +2,7 @@
 
 Both follow the SSH provider's pattern: connection-driven, clients built in ``execute`` (never at DAG parse
 time), the SSH session closed in ``on_kill``. Their inputs and outputs are the declared records of
-``tasks.results`` / ``tasks.fleet.records`` and every knob comes from the shipped run's resolved
+``tasks.core.results`` / ``tasks.fleet.records`` and every knob comes from the shipped run's resolved
 ``PipelineConfig`` (no defaults here). Every switch of ``current`` writes the device's state record
 (``devices/<name>/state.json``) at once, so ``edgeops fleet status`` stays right even if the rollout fails later.
 Fatal errors (a corrupt artifact, a conflicting release, a missing rollback target, a delegate that does not
@@ -21,8 +21,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from edgeops_airflow.device_transport import DeviceTransport, label_for
-from tasks import keys
-from tasks.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
+from tasks.core import keys
+from tasks.core.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 
 
 def _fail(message: str) -> None:
@@ -53,8 +53,8 @@ class _DeviceOperator(BaseOperator):
         return artifact_store(self.artifacts_conn_id, self.bucket)
 
     def _pipeline_config(self) -> Any:
-        from tasks.config import PipelineConfig
-        from tasks.exceptions import ConfigError
+        from tasks.core.config import PipelineConfig
+        from tasks.core.exceptions import ConfigError
 
         try:
             return PipelineConfig.from_dict(dict(self.config or {}))
@@ -63,8 +63,8 @@ class _DeviceOperator(BaseOperator):
 
     def _runtime_options(self, raw: Any) -> Any:
         """The group's runtime options as RuntimeOptions; empty keeps the defaults (XNNPACK, config threads)."""
+        from tasks.core.exceptions import ConfigError
         from tasks.device.runtime import RuntimeOptions
-        from tasks.exceptions import ConfigError
 
         if not raw:
             return None
@@ -75,7 +75,7 @@ class _DeviceOperator(BaseOperator):
 
     def _fatal(self, fn: Any, *args: Any) -> Any:
         """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
-        from tasks.exceptions import FatalError
+        from tasks.core.exceptions import FatalError
 
         try:
             return fn(*args)
@@ -117,7 +117,7 @@ class DeviceDeployOperator(_DeviceOperator):
     def _connect(self, target: Any) -> DeviceTransport:
         """The connected transport; an optional device that does not answer skips this deploy (no retry): it
         keeps its release, and the rollout records it ``skipped`` without counting it against max_failed."""
-        from tasks.exceptions import DeviceUnreachableError
+        from tasks.core.exceptions import DeviceUnreachableError
 
         self._transport = DeviceTransport(target.device)
         try:
@@ -132,8 +132,8 @@ class DeviceDeployOperator(_DeviceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
+        from tasks.core.results import DeployResult, FileEntry, GateVerdict
         from tasks.fleet.records import DeviceTask
-        from tasks.results import DeployResult, FileEntry, GateVerdict
 
         target, verdict = DeviceTask.from_xcom(self.target), GateVerdict.from_xcom(self.verdict)
         cfg = self._pipeline_config()
@@ -214,7 +214,7 @@ class DeviceBenchmarkOperator(_DeviceOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
-        from tasks.results import BenchmarkResult, DeployResult, ModelBench
+        from tasks.core.results import BenchmarkResult, DeployResult, ModelBench
 
         deployed = DeployResult.from_xcom(self.deploy)
         cfg, options = self._pipeline_config(), self._runtime_options(deployed.options)

@@ -42,10 +42,10 @@ from shlex import quote
 from typing import Any
 
 from edgeops_airflow.device_transport import DeviceTransport
-from tasks.config import BenchConfig, DeployConfig
+from tasks.core.config import BenchConfig, DeployConfig
+from tasks.core.exceptions import DelegateError, DeviceError, ReleaseConflictError
+from tasks.core.storage import sha256_file
 from tasks.device.runtime import SMOKE_THREADS, RuntimeOptions, runtime_key
-from tasks.exceptions import DelegateError, DeviceError, ReleaseConflictError
-from tasks.storage import sha256_file
 
 log = logging.getLogger(__name__)
 

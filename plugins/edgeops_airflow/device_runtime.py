@@ -15,9 +15,9 @@ from shlex import quote
 from typing import Any
 
 from edgeops_airflow.device_transport import DeviceTransport
-from tasks.config import DeployConfig
+from tasks.core.config import DeployConfig
+from tasks.core.exceptions import DeviceError
 from tasks.device.runtime import FALLBACK_PACKAGES, READY_MARKER, RUNTIME_PACKAGES, runtime_key
-from tasks.exceptions import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from tasks.exceptions import DeviceError, DeviceUnreachableError
-from tasks.names import device_conn_id
+from tasks.core.exceptions import DeviceError, DeviceUnreachableError
+from tasks.core.names import device_conn_id
 
 log = logging.getLogger(__name__)
 _PY_LOCK = (  # flock(1) stand-in: take the lock within argv[2] seconds, say so, hold it until stdin closes

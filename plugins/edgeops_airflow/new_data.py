@@ -1,5 +1,5 @@
 """The nightly DAG's dataset asset: the default profile's ``data.source``, watched for uploads by
-``triggers.MinioNewObjectsTrigger`` (debounce settings from the environment, see ``tasks/names.py``)."""
+``triggers.MinioNewObjectsTrigger`` (debounce settings from the environment, see ``tasks/core/names.py``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import os
 from airflow.sdk import Asset, AssetWatcher
 
 from edgeops_airflow.triggers import MinioNewObjectsTrigger
-from tasks import names
-from tasks.exceptions import ConfigError
+from tasks.core import names
+from tasks.core.exceptions import ConfigError
 
 
 def watched_location(source: str) -> tuple[str, str] | None:
@@ -40,7 +40,7 @@ def dataset_asset(profile: str | None = None) -> Asset:
     ``$EDGEOPS_NEW_DATA_SOURCE``), watched for uploads. A source outside the store (``tfds:``) gets no watcher:
     the DAG then runs on its time schedule only."""
     from edgeops_airflow.params import DEFAULT_PROFILE
-    from tasks.config import DataConfig, load_config
+    from tasks.core.config import DataConfig, load_config
 
     if override := os.environ.get(names.ENV_NEW_DATA_SOURCE, "").strip():
         if not override.startswith("s3://"):

@@ -11,8 +11,8 @@ from typing import Any
 
 from airflow.sdk import Param
 
-from tasks import names
-from tasks.config import (
+from tasks.core import names
+from tasks.core.config import (
     BACKBONES,
     QUANT_MODES,
     RUNNERS,
@@ -22,8 +22,8 @@ from tasks.config import (
     profile_names,
     run_key,
 )
-from tasks.model_source import check_source
-from tasks.results import RunPlan
+from tasks.core.results import RunPlan
+from tasks.ml.model_source import check_source
 
 DEFAULT_PROFILE = os.environ.get(names.ENV_PROFILE, names.DEFAULT_PROFILE)
 
@@ -113,7 +113,7 @@ def dag_params() -> dict[str, Param]:
 
 def check_model_source(config: PipelineConfig) -> None:
     """A bring-your-own model whose input or classes do not fit the data fails here, before any compute (read
-    through the ``edgeops_minio`` connection, without TensorFlow: tasks/model_source.py)."""
+    through the ``edgeops_minio`` connection, without TensorFlow: tasks/ml/model_source.py)."""
     if not config.model.source:
         return
     from edgeops_airflow.store import artifact_store

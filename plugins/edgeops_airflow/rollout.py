@@ -12,9 +12,9 @@ from typing import Any
 from airflow.sdk import Asset, Param
 
 from edgeops_airflow.new_data import asset_uri
-from tasks import keys, names
-from tasks.config import QUANT_MODES, load_config, run_key
-from tasks.exceptions import ConfigError, StorageError
+from tasks.core import keys, names
+from tasks.core.config import QUANT_MODES, load_config, run_key
+from tasks.core.exceptions import ConfigError, StorageError
 from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, split_release
 
 
@@ -74,11 +74,11 @@ def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
 
 def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
     """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
-    from tasks import runs
     from tasks.fleet.history import read_state
     from tasks.fleet.inventory import load_inventory
     from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
     from tasks.fleet.status import read_device
+    from tasks.registry import runs
 
     action = params.get("action") or FORWARD
     request = RolloutRequest(
@@ -117,9 +117,9 @@ def judge_canary(plan_raw: dict[str, Any], deploys: Any, benches: Any) -> dict[s
     """The canary gate (``tasks.fleet.rollout.canary_gate``); a rollback has no canary and passes."""
     import logging
 
+    from tasks.core.results import BenchmarkResult, DeployResult
     from tasks.fleet.records import CanaryVerdict
     from tasks.fleet.rollout import canary_gate
-    from tasks.results import BenchmarkResult, DeployResult
 
     plan_ = RolloutPlan.from_xcom(plan_raw)
     if plan_.action == ROLLBACK:
@@ -141,10 +141,10 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
 
     from airflow.sdk.exceptions import AirflowFailException
 
+    from tasks.core.results import BenchmarkResult, DeployResult
     from tasks.fleet.records import CanaryVerdict, SwitchResult
     from tasks.fleet.report import write_rollout_report
     from tasks.fleet.rollout import build_record
-    from tasks.results import BenchmarkResult, DeployResult
 
     plan_ = RolloutPlan.from_xcom(plan_raw)
     verdict = CanaryVerdict.from_xcom(verdict_raw) if verdict_raw else None
@@ -169,7 +169,7 @@ def announce_blessed(run_id: str, verdict_raw: dict[str, Any], published_raw: di
     when nothing was blessed, so an unblessed run never starts a rollout."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from tasks.results import GateVerdict, PublishResult
+    from tasks.core.results import GateVerdict, PublishResult
 
     verdict, published = GateVerdict.from_xcom(verdict_raw), PublishResult.from_xcom(published_raw)
     if not verdict.blessed:

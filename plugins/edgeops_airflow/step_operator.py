@@ -1,4 +1,4 @@
-"""Run one ``edgeops step`` somewhere and hand its JSON result (a ``tasks.results`` record) to XCom.
+"""Run one ``edgeops step`` somewhere and hand its JSON result (a ``tasks.core.results`` record) to XCom.
 
 ``StepOperator`` owns what every backend shares: it parses the resolved config once into the typed
 ``PipelineConfig``, builds the command line and the step's environment (store credentials from the Airflow
@@ -16,7 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from tasks.names import ARTIFACTS_BUCKET, ENV_CODE_VERSION, MINIO_CONN_ID
+from tasks.core.names import ARTIFACTS_BUCKET, ENV_CODE_VERSION, MINIO_CONN_ID
 
 
 def plain(value: Any) -> Any:
@@ -47,8 +47,8 @@ class StepOperator(BaseOperator):
         self._runner: Any = None
 
     def typed_config(self) -> Any:
-        from tasks.config import PipelineConfig
-        from tasks.exceptions import ConfigError
+        from tasks.core.config import PipelineConfig
+        from tasks.core.exceptions import ConfigError
 
         try:
             return PipelineConfig.from_dict(plain(self.config))
@@ -61,7 +61,7 @@ class StepOperator(BaseOperator):
     def step_env(self) -> dict[str, str]:
         """Store endpoint + credentials from the Airflow connection, and the code version for the manifest."""
         from edgeops_airflow.store import step_env
-        from tasks.version import code_version
+        from tasks.core.version import code_version
 
         return {**step_env(self.artifacts_conn_id, self.bucket), ENV_CODE_VERSION: code_version()}
 

@@ -1,6 +1,6 @@
 """The Airflow side of object storage: endpoint and credentials come from an Airflow ``aws`` connection.
 
-Object I/O itself stays in ``tasks.storage`` (one module, one client library): this only turns a
+Object I/O itself stays in ``tasks.core.storage`` (one module, one client library): this only turns a
 connection into either a store (for in-process tasks) or environment variables (for step processes).
 """
 
@@ -18,14 +18,14 @@ def _hook(conn_id: str) -> Any:
 
 
 def artifact_store(conn_id: str, bucket: str) -> Any:
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
 
     return ArtifactStore(_hook(conn_id).get_conn(), bucket)
 
 
 def step_env(conn_id: str, bucket: str) -> dict[str, str]:
     """Environment a step process needs to reach the store (never logged: it holds the secret)."""
-    from tasks.names import ENV_BUCKET, ENV_ENDPOINT
+    from tasks.core.names import ENV_BUCKET, ENV_ENDPOINT
 
     hook = _hook(conn_id)
     creds = hook.get_credentials()

@@ -35,9 +35,9 @@ from urllib.parse import unquote_plus, urlsplit
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from tasks import names
-from tasks.exceptions import ConfigError, StorageError
-from tasks.results import NewDataEvent
+from tasks.core import names
+from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.results import NewDataEvent
 
 log = logging.getLogger(__name__)
 

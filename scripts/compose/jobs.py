@@ -65,7 +65,7 @@ def minio() -> None:
 def seed() -> None:
     """The digits dataset, uploaded by a worker (scikit-learn lives there) with the pipeline's connection."""
     from scripts.compose.summary import store_env
-    from tasks.names import DATASETS_BUCKET
+    from tasks.core.names import DATASETS_BUCKET
 
     uri = f"s3://{DATASETS_BUCKET}/digits"
     subprocess.run([sys.executable, "-m", "tasks.cli", "seed-digits", "--uri", uri], env={**os.environ, **store_env()},

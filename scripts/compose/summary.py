@@ -9,7 +9,7 @@ import subprocess
 
 
 def store_env() -> dict[str, str]:
-    from tasks.names import ENV_ENDPOINT, MINIO_CONN_ID
+    from tasks.core.names import ENV_ENDPOINT, MINIO_CONN_ID
 
     out = subprocess.run(["airflow", "connections", "get", MINIO_CONN_ID, "-o", "json"], capture_output=True,
                          text=True, check=True).stdout
@@ -24,9 +24,9 @@ def store_env() -> dict[str, str]:
 def main(run_id: str) -> None:
     os.environ.update(store_env())
     from scripts.demo import _variants
-    from tasks import runs
-    from tasks.config import run_key
-    from tasks.storage import ArtifactStore
+    from tasks.core.config import run_key
+    from tasks.core.storage import ArtifactStore
+    from tasks.registry import runs
 
     manifest = runs.resolve(ArtifactStore.from_env(), run_key(run_id))
     print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
@@ -38,6 +38,6 @@ def rollout(rollout_run_id: str) -> None:
     """The rollout record's summary, as `make demo` prints it (per-group choice, then every device)."""
     os.environ.update(store_env())
     from scripts.demo import rollout_summary
-    from tasks.config import run_key
+    from tasks.core.config import run_key
 
     rollout_summary(run_key(rollout_run_id))

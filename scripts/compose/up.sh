@@ -4,7 +4,7 @@
 #   (scripts/build_minio.sh) -> images (scripts/images.sh compose) -> docker compose up -d --wait
 # Environment: EDGEOPS_COMPOSE_WORKERS (default 2), EDGEOPS_COMPOSE_PROFILES (e.g. arm64), plus the
 # EDGEOPS_* variables of docker-compose.yml (ports, images). EDGEOPS_CODE_VERSION (the manifests'
-# code_version) defaults to tasks.version.code_version() of this checkout: the git sha, "-dirty" with
+# code_version) defaults to tasks.core.version.code_version() of this checkout: the git sha, "-dirty" with
 # uncommitted edits, as the step image gets it; the images were built from this tree just before.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -47,8 +47,8 @@ t_images=$SECONDS
 say "tools $((t_tools - t0))s, images $((t_images - t_tools))s; starting the stack ($workers workers)"
 
 export COMPOSE_PROFILES="${EDGEOPS_COMPOSE_PROFILES:-}"
-py="$repo/.venv/bin/python"; [ -x "$py" ] || py=python3  # tasks/version.py needs only the standard library
-EDGEOPS_CODE_VERSION="${EDGEOPS_CODE_VERSION:-$("$py" -c 'from tasks.version import code_version; print(code_version())')}"
+py="$repo/.venv/bin/python"; [ -x "$py" ] || py=python3  # tasks/core/version.py needs only the standard library
+EDGEOPS_CODE_VERSION="${EDGEOPS_CODE_VERSION:-$("$py" -c 'from tasks.core.version import code_version; print(code_version())')}"
 export EDGEOPS_CODE_VERSION
 say "code_version $EDGEOPS_CODE_VERSION"
 if ! docker compose up -d --wait --wait-timeout "${EDGEOPS_COMPOSE_WAIT_S:-900}" --scale "airflow-worker=$workers"; then

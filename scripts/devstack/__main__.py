@@ -24,7 +24,7 @@ from scripts.devstack.common import (  # noqa: E402
     load_stack,
     write_private,
 )
-from tasks import names  # noqa: E402
+from tasks.core import names
 
 BASE_FLEET = REPO / "config" / "fleet.json"
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks import names
+from tasks.core import names
 
 from .common import (
     LOGS,

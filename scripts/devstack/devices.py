@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tasks import names
+from tasks.core import names
 
 from .common import LOGS, STATE, DevstackError, ensure_port_free, port_open, running, spawn, stop, wait_for
 
@@ -287,7 +287,7 @@ def fleet_inventory(cfg: dict, base: dict, waves: int = 2, live: set[str] | None
     the other process devices fill waves 1..waves-1 in order, in the group ``base`` (config/fleet.json) gives it; a
     container device keeps its ``base`` entry when it is up (``live``: the names of the devices up; None = all).
     Validated before it is returned."""
-    from tasks.exceptions import ConfigError
+    from tasks.core.exceptions import ConfigError
     from tasks.fleet.inventory import Inventory
 
     if waves < 2:

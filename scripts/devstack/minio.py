@@ -86,7 +86,7 @@ def up(cfg: dict) -> None:
 def client(cfg: dict):
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    from tasks.storage import make_client
+    from tasks.core.storage import make_client
 
     return make_client(endpoint(cfg), cfg["minio"]["access_key"], cfg["minio"]["secret_key"])
 

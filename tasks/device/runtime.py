@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.exceptions import ConfigError
+from tasks.core.exceptions import ConfigError
 from tasks.fleet.inventory import MAX_THREADS, XNNPACK, Group
 
 RUNTIME_PACKAGES: tuple[str, ...] = (

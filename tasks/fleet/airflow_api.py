@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tasks import names
-from tasks.exceptions import AirflowApiError
+from tasks.core import names
+from tasks.core.exceptions import AirflowApiError
 
 DEVSTACK_ENV = Path(__file__).resolve().parents[2] / ".devstack" / "env.json"
 DEFAULT_URL = "http://127.0.0.1:8080"

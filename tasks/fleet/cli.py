@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from tasks import names
-from tasks.config import QUANT_MODES
+from tasks.core import names
+from tasks.core.config import QUANT_MODES
 from tasks.fleet.inventory import Inventory, load_inventory
 
 FLEET_FILE_HELP = f"fleet JSON (default: ${names.ENV_FLEET} or config/fleet.json)"
@@ -54,10 +54,10 @@ def cmd_inventory(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from tasks import runs
+    from tasks.core.storage import ArtifactStore
     from tasks.fleet import status
     from tasks.fleet.history import recent_records
-    from tasks.storage import ArtifactStore
+    from tasks.registry import runs
 
     inventory, store = load_inventory(args.file), ArtifactStore.from_env()
     records = recent_records(store)

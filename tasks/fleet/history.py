@@ -11,11 +11,11 @@ import statistics
 from collections.abc import Iterable
 from typing import Any
 
-from tasks import keys
-from tasks.exceptions import StorageError
+from tasks.core import keys
+from tasks.core.exceptions import StorageError
+from tasks.core.results import RecordError
+from tasks.core.storage import ArtifactStore
 from tasks.fleet.records import FORWARD, DeviceState, RolloutRecord
-from tasks.results import RecordError
-from tasks.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 RECENT_ROLLOUTS = 50  # how many records status and the history trend read, newest first

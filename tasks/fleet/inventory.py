@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks import names
-from tasks.exceptions import ConfigError
+from tasks.core import names
+from tasks.core.exceptions import ConfigError
 
 XNNPACK = "xnnpack"  # LiteRT's default CPU delegate; anything else is an external delegate library
 MAX_THREADS = 64

@@ -1,6 +1,6 @@
 """The rollout's declared hand-offs: plan -> device tasks -> canary verdict -> rollout record, device state.
 
-Same contract as ``tasks/results.py``: frozen dataclasses, ``to_xcom()`` on the producer side and
+Same contract as ``tasks/core/results.py``: frozen dataclasses, ``to_xcom()`` on the producer side and
 ``Type.from_xcom()`` on the consumer side. The two records written to the store:
 
 * ``rollouts/<rollout_id>/record.json`` (``RolloutRecord``), written last by the rollout run;
@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.results import ArtifactRef, GateVerdict, ModelBench, Record, RecordError
+from tasks.core.results import ArtifactRef, GateVerdict, ModelBench, Record, RecordError
 
 FORWARD, ROLLBACK = "forward", "rollback"
 ACTIONS = (FORWARD, ROLLBACK)
@@ -183,7 +183,7 @@ class DeviceState(Record):
 
 def split_release(release: str | None) -> tuple[str | None, str | None]:
     """(run id, variant) of a release id made by ``release_id``; (release, None) for older release ids."""
-    from tasks.config import QUANT_MODES
+    from tasks.core.config import QUANT_MODES
 
     if not release:
         return None, None

@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from tasks import keys
+from tasks.core import keys
+from tasks.core.storage import Artifact, ArtifactStore
 from tasks.fleet.records import DeviceHealth, DeviceOutcome, GroupChoice, RolloutRecord
-from tasks.report_charts import (
+from tasks.report.charts import (
     CONTENT_TYPE,
     LABEL_NOTE,
     device_table,
@@ -25,7 +26,6 @@ from tasks.report_charts import (
     reasons_list,
     table,
 )
-from tasks.storage import Artifact, ArtifactStore
 
 OUTCOMES = {"switched": "switched", "rolled_back": "rolled back", "failed": "failed", "skipped": "skipped (optional)",
             "not_reached": "not reached"}

@@ -24,9 +24,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.config import QUANT_MODES
+from tasks.core.config import QUANT_MODES
+from tasks.core.exceptions import ConfigError
+from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict
 from tasks.device.runtime import RuntimeOptions
-from tasks.exceptions import ConfigError
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
     ACTIONS,
@@ -42,7 +43,6 @@ from tasks.fleet.records import (
     SwitchResult,
     release_id,
 )
-from tasks.results import BenchmarkResult, DeployResult, GateVerdict
 
 
 @dataclass(frozen=True)

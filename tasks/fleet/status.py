@@ -25,12 +25,12 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
-from tasks.exceptions import ConfigError, EdgeOpsError
+from tasks.core.exceptions import ConfigError, EdgeOpsError
+from tasks.core.results import Record
+from tasks.core.storage import ArtifactStore
 from tasks.fleet.history import read_state, recent_records
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import DeviceOutcome, DeviceState, RolloutRecord
-from tasks.results import Record
-from tasks.storage import ArtifactStore
 
 OK, STALE, NEVER, DRIFT, UNREACHABLE = "ok", "stale", "never deployed", "drift", "unreachable"
 COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "status")

@@ -12,14 +12,14 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from tasks import keys, names
-from tasks.config import run_key
-from tasks.exceptions import EdgeOpsError
+from tasks.core import keys, names
+from tasks.core.config import run_key
+from tasks.core.exceptions import EdgeOpsError
+from tasks.core.storage import ArtifactStore
 from tasks.fleet.airflow_api import AirflowApi
 from tasks.fleet.inventory import Inventory
 from tasks.fleet.records import RolloutRecord
 from tasks.fleet.rollout import RolloutRequest, select_targets
-from tasks.storage import ArtifactStore
 
 
 def split_names(text: str | None) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient, label_for
 
-from tasks.exceptions import DeviceError
+from tasks.core.exceptions import DeviceError
 from tests.helpers import conn_env_var
 
 pytestmark = pytest.mark.containers
@@ -62,7 +62,7 @@ def client(arm: dict[str, Any]) -> Iterator[DeviceClient]:
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four variants of the tests' tiny model (converted by TF on this host), its sample and bench.py."""
-    from tasks.quantize import convert, converter_settings
+    from tasks.steps.quantize import convert, converter_settings
     from tests.helpers import tiny_tflite_release
 
     tmp = tmp_path_factory.mktemp("arm64")

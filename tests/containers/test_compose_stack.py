@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 
 from scripts.compose import demo
-from tasks import keys
-from tasks.config import run_key
-from tasks.storage import parse_s3_uri
+from tasks.core import keys
+from tasks.core.config import run_key
+from tasks.core.storage import parse_s3_uri
 
 pytestmark = pytest.mark.compose  # selected only by `make test-compose`; deselected (not skipped) elsewhere
 NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, publish, announce
@@ -114,7 +114,7 @@ def compose_run() -> tuple[str, str, list[dict[str, Any]]]:
 @pytest.fixture(scope="module")
 def compose_store():
     from scripts.devstack.common import load_stack
-    from tasks.storage import ArtifactStore, make_client
+    from tasks.core.storage import ArtifactStore, make_client
 
     m = load_stack()["minio"]
     return ArtifactStore(make_client(MINIO, m["access_key"], m["secret_key"]), m["artifacts_bucket"])
@@ -135,8 +135,8 @@ def test_nightly_run_succeeds_on_two_workers(compose_run):
 
 
 def test_manifest_code_version_and_verified_artifacts(compose_run, manifest, compose_store):
-    from tasks import runs
-    from tasks.version import code_version
+    from tasks.core.version import code_version
+    from tasks.registry import runs
 
     assert manifest["run_id"] == run_key(compose_run[0])
     # up.sh passes the checkout's code_version() into every container (images carry no .git)

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from tasks import keys
-from tasks.config import safe_run_id
+from tasks.core import keys
+from tasks.core.config import safe_run_id
 from tests.helpers import export_connections
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]
@@ -54,7 +54,7 @@ def docker_run(request, tmp_path_factory):
 
 
 def test_docker_run_succeeds_and_verifies(docker_run, artifact_store):
-    from tasks import runs
+    from tasks.registry import runs
 
     nightly, _, _ = docker_run
     assert "success" in str(nightly.state).lower()

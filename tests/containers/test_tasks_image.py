@@ -14,8 +14,8 @@ import subprocess
 
 import pytest
 
-from tasks.config import load_config
-from tasks.version import image_tag, source_hash
+from tasks.core.config import load_config
+from tasks.core.version import image_tag, source_hash
 
 pytestmark = pytest.mark.containers
 
@@ -63,7 +63,7 @@ def image() -> str:
         pytest.fail(f"container engine unreachable ({info.stderr.strip()}); run scripts/engine.sh, then {BUILD_HINT}")
     tag = image_tag()
     if _run("image", "inspect", tag, timeout=60).returncode != 0:
-        pytest.fail(f"image {tag} (the current tasks.version.image_tag()) is missing; {BUILD_HINT}")
+        pytest.fail(f"image {tag} (the current tasks.core.version.image_tag()) is missing; {BUILD_HINT}")
     return tag
 
 

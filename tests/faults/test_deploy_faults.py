@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks.config import DeployConfig
-from tasks.exceptions import DeviceError
+from tasks.core.config import DeployConfig
+from tasks.core.exceptions import DeviceError
 from tests.faults.conftest import device_state, sha_ok
 from tests.faults.payloads import garbage_tflite, nan_tflite
 from tests.faults.procs import CutProxy

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks.exceptions import DeviceError
+from tasks.core.exceptions import DeviceError
 
 REPS = 5
 

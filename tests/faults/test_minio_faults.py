@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tasks.exceptions import StorageError
-from tasks.storage import ArtifactStore, make_client, sha256_file
+from tasks.core.exceptions import StorageError
+from tasks.core.storage import ArtifactStore, make_client, sha256_file
 from tests.faults.procs import Minio
 
 SIZE_MB = 16  # over boto3's 8 MiB multipart threshold: three parts in flight

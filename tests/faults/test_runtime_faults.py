@@ -12,8 +12,8 @@ from typing import Any
 
 from edgeops_airflow.device import DeviceClient
 
+from tasks.core.exceptions import DeviceError
 from tasks.device.runtime import READY_MARKER, runtime_key
-from tasks.exceptions import DeviceError
 
 
 def _pids_under(path: Path) -> list[int]:

@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tasks import keys
+from tasks.core import keys
 
 REPO = Path(__file__).resolve().parents[2]
 REPETITIONS = 10
@@ -22,7 +22,7 @@ TASK_PROCESS = """
 import json, logging, sys
 from edgeops_airflow.runners.common import StepRequest
 from edgeops_airflow.runners.local_runner import LocalRunner
-from tasks.config import load_config
+from tasks.core.config import load_config
 run_id, env = sys.argv[1], json.loads(sys.argv[2])
 config = load_config("tiny")
 argv = ("step", "train", "--run-id", run_id, "--config-json", config.to_json(), "--inputs", "{}")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from tasks import keys, saved_model
-from tasks.config import load_config, safe_run_id
-from tasks.exceptions import ConfigError
-from tasks.storage import ArtifactStore, sha256_file
+from tasks.core import keys
+from tasks.core.config import load_config, safe_run_id
+from tasks.core.exceptions import ConfigError
+from tasks.core.storage import ArtifactStore, sha256_file
+from tasks.ml import saved_model
 from tests.helpers import export_connections
 from tests.integration.test_nightly_dag import _dag
 
@@ -31,7 +32,7 @@ def sources(digits, artifact_store, tmp_path_factory) -> dict[str, object]:
     a 5-class SavedModel and a 24-pixel .keras."""
     import keras
 
-    from tasks import data, models
+    from tasks.ml import data, models
 
     tmp, tag = tmp_path_factory.mktemp("byo"), f"test-byo-sm/{uuid.uuid4().hex[:8]}"
     cfg = load_config("tiny", {"data.source": digits})

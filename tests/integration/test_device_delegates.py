@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
+from tasks.core.exceptions import DelegateError, FatalError
 from tasks.device.runtime import RuntimeOptions
-from tasks.exceptions import DelegateError, FatalError
 from tests.helpers import conn_env_var, null_delegate_library, tiny_tflite_release
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks.exceptions import DeviceError, FatalError, ReleaseConflictError
+from tasks.core.exceptions import DeviceError, FatalError, ReleaseConflictError
 from tests.helpers import conn_env_var, tiny_tflite_release
 
 pytestmark = pytest.mark.integration

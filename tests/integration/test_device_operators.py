@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks import keys
-from tasks.config import load_config
+from tasks.core import keys
+from tasks.core.config import load_config
+from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
 from tasks.fleet.records import DeviceTask, SwitchResult
-from tasks.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
 from tests.helpers import export_connections, tiny_tflite_release
 
 pytestmark = pytest.mark.integration

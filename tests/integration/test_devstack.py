@@ -43,7 +43,7 @@ def stack() -> dict:
 
 @pytest.fixture(scope="module")
 def s3(stack: dict):
-    from tasks.storage import make_client
+    from tasks.core.storage import make_client
 
     cfg = stack["s3"]
     return make_client(cfg["endpoint"], cfg["access_key"], cfg["secret_key"])
@@ -105,7 +105,7 @@ def test_buckets_exist_and_artifacts_is_versioned(stack: dict, s3) -> None:
 
 
 def test_artifact_store_round_trip(stack: dict, s3, admin_s3) -> None:
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
 
     store = ArtifactStore(s3, stack["s3"]["artifacts_bucket"])
     key = f"devstack-selftest/{uuid.uuid4().hex}.json"

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 
-from tasks import data
-from tasks.config import DataConfig
-from tasks.exceptions import DatasetError, StorageError
-from tasks.storage import ArtifactStore
+from tasks.core.config import DataConfig
+from tasks.core.exceptions import DatasetError, StorageError
+from tasks.core.storage import ArtifactStore
+from tasks.ml import data
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def test_single_class_is_refused(datasets, artifact_store):
 
 
 def test_minio_down_is_one_clear_error():
-    from tasks.storage import make_client
+    from tasks.core.storage import make_client
 
     dead = ArtifactStore(make_client("http://127.0.0.1:9", "k", "s"), "datasets")
     with pytest.raises(StorageError, match="object store unreachable at .*is MinIO running"):

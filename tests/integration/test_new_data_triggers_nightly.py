@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks import names
+from tasks.core import names
 from tests.helpers import conn_env_var
 from tests.integration.minio_accounts import service_account
 

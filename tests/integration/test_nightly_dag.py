@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import keys
-from tasks.config import safe_run_id
+from tasks.core import keys
+from tasks.core.config import safe_run_id
 
 pytestmark = pytest.mark.integration
 MODES = {"fp32", "fp16", "dynamic", "int8"}
@@ -33,7 +33,7 @@ def test_run_succeeds_and_announces_the_blessed_model(finished_run):
 
 
 def test_manifest_lists_four_verified_variants(finished_run, artifact_store):
-    from tasks import runs
+    from tasks.registry import runs
 
     run_id = safe_run_id(finished_run.run_id)
     manifest = artifact_store.get_json(keys.manifest(run_id))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import keys
-from tasks.config import safe_run_id
+from tasks.core import keys
+from tasks.core.config import safe_run_id
 from tests.helpers import export_connections
 from tests.integration.test_nightly_dag import _dag
 
@@ -70,8 +70,8 @@ def test_an_unblessed_run_skips_deploys_and_publishes_why(stack_env, airflow_db,
 @pytest.fixture
 def own_digits(stack_env, artifact_store) -> str:
     """600 correctly labelled digits under a prefix of this test's own, so no other run can be its champion."""
-    from tasks.seed_data import digit_pngs
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
+    from tasks.ml.seed_data import digit_pngs
 
     bucket, prefix = stack_env["s3"]["datasets_bucket"], f"test-champion-digits-{uuid.uuid4().hex[:8]}"
     target = ArtifactStore(artifact_store.client, bucket)

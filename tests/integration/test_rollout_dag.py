@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks import keys
-from tasks.config import safe_run_id
+from tasks.core import keys
+from tasks.core.config import safe_run_id
 from tests.helpers import export_connections
 
 pytestmark = pytest.mark.integration

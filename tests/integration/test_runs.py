@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tasks import keys, runs
-from tasks.exceptions import StorageError
-from tasks.storage import ArtifactStore
+from tasks.core import keys
+from tasks.core.exceptions import StorageError
+from tasks.core.storage import ArtifactStore
+from tasks.registry import runs
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tasks.exceptions import FatalError, IntegrityError
+from tasks.core.exceptions import FatalError, IntegrityError
 
 pytestmark = pytest.mark.integration
 

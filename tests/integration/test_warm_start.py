@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from tasks import keys
-from tasks.exceptions import ConfigError, IntegrityError
-from tasks.models import warm_start_ref
+from tasks.core import keys
+from tasks.core.exceptions import ConfigError, IntegrityError
+from tasks.ml.models import warm_start_ref
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ import pytest
 from edgeops_airflow.device_release import safe_name
 from edgeops_airflow.device_transport import DeviceTransport, label_for
 
-from tasks.exceptions import DeviceError, FatalError, ReleaseConflictError
+from tasks.core.exceptions import DeviceError, FatalError, ReleaseConflictError
 from tests.helpers import conn_env_var
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImGrZRi+vNBRfjq+hztyptwRN3aiv/GwL4XRpBU0Wwb"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import PipelineConfig, load_config, load_profile
-from tasks.exceptions import ConfigError
-from tasks.names import device_conn_id
+from tasks.core.config import PipelineConfig, load_config, load_profile
+from tasks.core.exceptions import ConfigError
+from tasks.core.names import device_conn_id
 
 
 def test_every_param_maps_to_a_config_field():
@@ -90,7 +90,7 @@ def test_malformed_params_give_one_clear_error(params, match):
 def test_a_cleared_run_gets_fresh_keys_never_the_first_attempts():
     from edgeops_airflow.params import resolve
 
-    from tasks.config import run_key
+    from tasks.core.config import run_key
 
     first, again = run_key("manual__2026-11-23T02:00:00+00:00"), run_key("manual__2026-11-23T02:00:00+00:00", 1)
     assert first != again and run_key("nightly", 2) not in {run_key("nightly"), run_key("nightly", 1)}

@@ -13,9 +13,9 @@ import pytest
 from edgeops_airflow.new_data import dataset_asset, watched_location
 from edgeops_airflow.triggers import MinioNewObjectsTrigger
 
-from tasks import names
-from tasks.exceptions import ConfigError, StorageError
-from tasks.results import NewDataEvent
+from tasks.core import names
+from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.results import NewDataEvent
 from tests.helpers import conn_env_var
 from tests.integration.minio_accounts import service_account
 

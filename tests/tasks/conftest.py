@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load_config
+from tasks.core.config import load_config
 
 
 def make_splits(size: int = 16, per_split: tuple[int, int, int] = (40, 12, 12), classes: int = 3):
@@ -12,7 +12,7 @@ def make_splits(size: int = 16, per_split: tuple[int, int, int] = (40, 12, 12), 
     import numpy as np
     import tensorflow as tf
 
-    from tasks.data import Splits
+    from tasks.ml.data import Splits
 
     rng = np.random.RandomState(0)
     parts = []
@@ -34,8 +34,8 @@ def tiny_saved_model(tmp_path_factory, tiny_cfg):
     """A trained-for-one-step tiny model exported as SavedModel (the converter's input)."""
     import numpy as np
 
-    from tasks.models import build_model
-    from tasks.quantize import export_saved_model
+    from tasks.ml.models import build_model
+    from tasks.steps.quantize import export_saved_model
 
     model = build_model(tiny_cfg, num_classes=3)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from tasks.config import load_config
-from tasks.exceptions import ConfigError
-from tasks.names import EXIT_NO_RETRY
+from tasks.core.config import load_config
+from tasks.core.exceptions import ConfigError
+from tasks.core.names import EXIT_NO_RETRY
 from tests.conftest import REPO
 
 

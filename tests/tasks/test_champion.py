@@ -8,10 +8,10 @@ import uuid
 
 import pytest
 
-from tasks import champion
-from tasks.exceptions import IntegrityError
-from tasks.results import ArtifactRef
-from tasks.storage import ArtifactStore
+from tasks.core.exceptions import IntegrityError
+from tasks.core.results import ArtifactRef
+from tasks.core.storage import ArtifactStore
+from tasks.registry import champion
 
 pytestmark = pytest.mark.integration
 SOURCE = "s3://datasets/digits"

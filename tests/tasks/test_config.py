@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from tasks.config import PipelineConfig, load_config, profile_names, safe_run_id
-from tasks.exceptions import ConfigError
+from tasks.core.config import PipelineConfig, load_config, profile_names, safe_run_id
+from tasks.core.exceptions import ConfigError
 
 
 def test_seed_profile_is_the_original_setup():

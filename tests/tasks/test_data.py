@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks import data
-from tasks.config import DataConfig
-from tasks.exceptions import DatasetError
+from tasks.core.config import DataConfig
+from tasks.core.exceptions import DatasetError
+from tasks.ml import data
 
 
 def test_split_sizes_are_seed_fractions():
@@ -41,8 +41,8 @@ def test_batched_keeps_every_example():
 
 
 def test_more_calibration_samples_than_train_images_is_refused_before_training():
-    from tasks.data import check_calibration
-    from tasks.exceptions import ConfigError
+    from tasks.core.exceptions import ConfigError
+    from tasks.ml.data import check_calibration
     from tests.tasks.conftest import make_splits
 
     splits = make_splits(per_split=(40, 12, 12))

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tasks.config import GateConfig
-from tasks.gate import EvalTable, decide
-from tasks.results import ArtifactRef, GateVerdict
-from tasks.stats import mcnemar_exact, paired
+from tasks.core.config import GateConfig
+from tasks.core.results import ArtifactRef, GateVerdict
+from tasks.ml.stats import mcnemar_exact, paired
+from tasks.steps.gate import EvalTable, decide
 
 REF = ArtifactRef("s3://artifacts/runs/r/x", "ab" * 32, 1, "v1")
 SIZES = {"fp32": 400, "fp16": 200, "dynamic": 120, "int8": 100, "qat_int8": 98}
@@ -123,8 +123,8 @@ def test_int8_rescue_ships_qat_int8_in_place_of_a_failed_int8():
 
 
 def test_int8_rescue_needs_qat_int8_in_the_modes():
-    from tasks.config import load_config
-    from tasks.exceptions import ConfigError
+    from tasks.core.config import load_config
+    from tasks.core.exceptions import ConfigError
 
     with pytest.raises(ConfigError, match="int8_rescue needs both"):
         load_config("demo", {"quantize.modes": ["fp32", "int8"], "quantize.int8_rescue": True})

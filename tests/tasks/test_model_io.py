@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from tasks.config import load_config
-from tasks.exceptions import ConfigError
-from tasks.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
-from tasks.model_source import check_io
+from tasks.core.config import load_config
+from tasks.core.exceptions import ConfigError
+from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
+from tasks.ml.model_source import check_io
 from tests.conftest import REPO
 
 
@@ -82,10 +82,10 @@ def test_saved_models_match_what_tensorflow_loads(model_files, name):
 
 def test_reading_them_imports_no_tensorflow(model_files):
     out, _ = model_files
-    code = (f"import sys; from tasks.model_io import keras_file_io, saved_model_io; from pathlib import Path; "
+    code = (f"import sys; from tasks.ml.model_io import keras_file_io, saved_model_io; from pathlib import Path; "
             f"p = Path({str(out)!r}); keras_file_io(str(p / 'func.keras'), 'k'); keras_file_io(str(p / 'seq.h5'), 'h');"
             f"saved_model_io((p / 'module' / 'saved_model.pb').read_bytes(), 's'); "
-            f"import tasks.model_source, tasks.config; "
+            f"import tasks.ml.model_source, tasks.core.config; "
             f"bad = [m for m in ('tensorflow', 'keras', 'tf_keras') if m in sys.modules]; assert not bad, bad")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import load_config
-from tasks.exceptions import ConfigError
-from tasks.models import build_model
+from tasks.core.config import load_config
+from tasks.core.exceptions import ConfigError
+from tasks.ml.models import build_model
 
 
 @pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv2", "tiny"])
@@ -77,8 +77,8 @@ def test_model_config_errors(overrides, match):
 
 
 def test_did_not_learn_is_a_fatal_training_error():
-    from tasks.exceptions import FatalError, TrainingError
-    from tasks.train import check_learned
+    from tasks.core.exceptions import FatalError, TrainingError
+    from tasks.steps.train import check_learned
 
     check_learned(0.5, num_classes=10, margin=0.1)
     with pytest.raises(TrainingError, match=r"did not learn: best val accuracy 0.1100 vs chance 0.1000") as err:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks import data
-from tasks.quantize import convert, converter_settings
+from tasks.ml import data
+from tasks.steps.quantize import convert, converter_settings
 from tests.tasks.conftest import make_splits
 
 

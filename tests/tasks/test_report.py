@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tasks import report
+from tasks.report import run_report
 
 IMG = re.compile(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
 
@@ -53,7 +53,7 @@ def manifest() -> dict:
 
 
 def test_full_manifest_has_charts_tables_and_device_rows(manifest: dict) -> None:
-    page = report.render_html(manifest)
+    page = run_report.render_html(manifest)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert len(IMG.findall(page)) == 3
     assert page.count("<img") == 3
@@ -78,7 +78,7 @@ def test_no_devices_and_missing_variants(manifest: dict) -> None:
     m["devices"] = []
     del m["variants"]["fp16"], m["variants"]["int8"]
     del m["variants"]["dynamic"]["latency_p50_ms"], m["variants"]["dynamic"]["latency_p90_ms"]
-    page = report.render_html(m)
+    page = run_report.render_html(m)
     assert page.count("<img") == 3
     assert "No device results" in page and "<h2>Devices</h2>" in page
     assert '<td class="l">fp16' not in page and '<td class="l">int8' not in page
@@ -87,7 +87,7 @@ def test_no_devices_and_missing_variants(manifest: dict) -> None:
 
 
 def test_minimal_manifest_renders() -> None:
-    page = report.render_html({"run_id": "r0"})
+    page = run_report.render_html({"run_id": "r0"})
     assert "No variants were evaluated" in page and "No device results" in page
     assert "<img" not in page
 
@@ -97,7 +97,7 @@ def test_text_is_escaped(manifest: dict) -> None:
     m["run_id"] = '<script>alert("x")</script>'
     m["devices"][0]["device"] = "<b>evil</b>"
     m["dataset"]["classes"] = ["<img src=x onerror=alert(1)>"]
-    page = report.render_html(m)
+    page = run_report.render_html(m)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page
     assert "onerror=alert(1)>" not in page
@@ -111,22 +111,22 @@ def test_run_uploads_html(manifest: dict) -> None:
 
         def put_bytes(self, key, data, name=None, content_type=""):
             self.calls.append((key, data, name, content_type))
-            return report.Artifact(name or "index.html", key, "0" * 64, len(data))
+            return run_report.Artifact(name or "index.html", key, "0" * 64, len(data))
 
     store = FakeStore()
-    art = report.run(store, "r42", manifest)  # type: ignore[arg-type]
+    art = run_report.run(store, "r42", manifest)  # type: ignore[arg-type]
     (key, data, _, ctype), = store.calls
     assert key == "runs/r42/report/index.html" == art.key
     assert ctype.startswith("text/html")
-    assert data.decode("utf-8") == report.render_html(manifest)
+    assert data.decode("utf-8") == run_report.render_html(manifest)
 
 
 def test_gate_reasons_and_history_trend(manifest: dict) -> None:
-    from tasks.report_history import history_rows
+    from tasks.report.history import history_rows
 
     older = copy.deepcopy(manifest)
     older["run_id"], older["created_at"] = "r-older", "2025-12-31T02:41:00+00:00"
-    page = report.render_html(manifest, history_rows([older], manifest))
+    page = run_report.render_html(manifest, history_rows([older], manifest))
     assert "BLESSED" in page and "within 1.0 pp of fp32" in page
     assert "<h2>History</h2>" in page and "r-older (champion)" in page
     assert page.count("<img") == 5  # three variant charts + two trend charts
@@ -136,12 +136,12 @@ def test_unblessed_run_says_nothing_was_deployed(manifest: dict) -> None:
     m = copy.deepcopy(manifest)
     m["gate"].update(blessed=False, deploy=[], current=None, reasons=["fp32 accuracy 0.33 < floor 0.90"])
     m["devices"] = []
-    page = report.render_html(m)
+    page = run_report.render_html(m)
     assert "NOT BLESSED" in page and "devices keep their release" in page and "floor 0.90" in page
 
 
 def test_history_compares_only_runs_on_the_same_data(manifest: dict) -> None:
-    from tasks.report_history import history_rows
+    from tasks.report.history import history_rows
 
     other = copy.deepcopy(manifest)
     other["run_id"], other["dataset"]["source"] = "r-other-data", "s3://datasets/digits"
@@ -154,7 +154,7 @@ def test_device_rows_show_the_delegate_and_threads(manifest: dict) -> None:
     models = m["devices"][0]["models"]
     models["dynamic"].update(threads=4, delegate={"name": "xnnpack", "builtin": True, "partitions": 1})
     models["fp16"].update(threads=1, delegate={"name": "libedgetpu.so.1", "builtin": False, "partitions": 0})
-    page = report.render_html(m)
+    page = run_report.render_html(m)
     assert "delegate × threads" in page and "xnnpack × 4" in page
     assert "libedgetpu.so.1 × 1 (0 partitions: CPU ran it)" in page
     assert page.count('<td class="l">—</td>') >= 1  # pi-real's record predates delegates

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tasks.results import (
+from tasks.core.results import (
     ArtifactRef,
     BenchmarkResult,
     DelegateRun,

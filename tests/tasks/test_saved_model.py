@@ -7,10 +7,10 @@ import uuid
 import numpy as np
 import pytest
 
-from tasks import saved_model
-from tasks.exceptions import IntegrityError
-from tasks.quantize import convert, converter_settings
-from tasks.storage import _mismatch
+from tasks.core.exceptions import IntegrityError
+from tasks.core.storage import _mismatch
+from tasks.ml import saved_model
+from tasks.steps.quantize import convert, converter_settings
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def test_tree_sha256_depends_on_paths_and_contents_not_order():
 
 def test_predict_and_every_ptq_mode_convert_from_the_serving_signature(module_dir):
     """fp32/dynamic/int8 straight from the SavedModel (no Keras), and they agree with its own outputs."""
-    from tasks.evaluate import TFLiteModel
+    from tasks.steps.evaluate import TFLiteModel
 
     x = np.random.default_rng(0).uniform(0, 255, size=(40, 8, 8, 3)).astype(np.float32)
     probs = saved_model.predict(module_dir, x, batch_size=16)
@@ -83,7 +83,7 @@ def test_fetch_is_verified_and_keeps_the_directory_layout(module_dir, artifact_s
     got, source = saved_model.fetch(artifact_store, artifact_store.uri(prefix), tmp_path / "got")
     assert source.kind == "saved_model" and source.files == len(files)
     assert source.size_bytes == sum(p.stat().st_size for p in files)
-    from tasks.storage import sha256_file
+    from tasks.core.storage import sha256_file
 
     expected = saved_model.tree_sha256([(p.relative_to(module_dir).as_posix(), sha256_file(p)) for p in files])
     assert source.sha256 == expected

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
-from tasks.exceptions import ConfigError
+from tasks.core.config import load_config
+from tasks.core.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = """
 import json, sys
 from pathlib import Path
 from tests.tasks.conftest import make_splits
-from tasks import data
-from tasks.config import load_config
-from tasks.tfmot_variants import build_variant
+from tasks.ml import data
+from tasks.core.config import load_config
+from tasks.ml.tfmot_variants import build_variant
 from ai_edge_litert.interpreter import Interpreter
 
 mode, keras_path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
@@ -43,7 +43,7 @@ def trained_keras(tmp_path_factory) -> Path:
     import keras
     import numpy as np
 
-    from tasks.models import build_model
+    from tasks.ml.models import build_model
     from tests.tasks.conftest import make_splits
 
     keras.utils.set_random_seed(0)

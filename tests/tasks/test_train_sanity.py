@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from tasks import keys
-from tasks.names import EXIT_NO_RETRY
+from tasks.core import keys
+from tasks.core.names import EXIT_NO_RETRY
 from tests.conftest import REPO
 
 

@@ -2,7 +2,7 @@
 
 Each backend lives in ``<name>_runner.py`` (named so none shadows a real package such as ``docker``) and is
 imported only when chosen, so a worker without the docker or kubernetes provider can still run ``local``.
-The registry's names are exactly ``tasks.config.RUNNERS`` (a test checks it).
+The registry's names are exactly ``tasks.core.config.RUNNERS`` (a test checks it).
 """
 
 from __future__ import annotations

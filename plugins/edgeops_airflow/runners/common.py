@@ -12,8 +12,8 @@ from typing import Any
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-from tasks.config import PipelineConfig
-from tasks.names import EXIT_KILLED, EXIT_NO_RETRY
+from tasks.core.config import PipelineConfig
+from tasks.core.names import EXIT_KILLED, EXIT_NO_RETRY
 
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -37,7 +37,7 @@ class StepRequest:
 
     def image(self) -> str:
         """The step image: configured, or the content-hash tag of this checkout's step code."""
-        from tasks.version import image_tag
+        from tasks.core.version import image_tag
 
         return self.config.execution.image or image_tag()
 

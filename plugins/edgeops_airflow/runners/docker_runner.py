@@ -1,7 +1,7 @@
 """``docker`` runner: the docker provider's DockerOperator runs the step on the step image (host network).
 
 Credentials travel as ``private_environment`` (never rendered or logged); artifacts go only through MinIO.
-The image tag is the content hash of the step code (tasks.version), so a worker refuses a stale image.
+The image tag is the content hash of the step code (tasks.core.version), so a worker refuses a stale image.
 Containers are always removed, failed ones too: they would keep the store secret in their environment.
 """
 

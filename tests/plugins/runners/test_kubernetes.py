@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from tasks.config import load_config
-from tasks.version import image_tag
+from tasks.core.config import load_config
+from tasks.core.version import image_tag
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.config import load_config
+from tasks.core.config import load_config
 
 REPO = Path(__file__).resolve().parents[3]
 

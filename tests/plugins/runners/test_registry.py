@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tasks import names
-from tasks.config import RUNNERS
+from tasks.core import names
+from tasks.core.config import RUNNERS
 
 REPO = Path(__file__).resolve().parents[3]
 

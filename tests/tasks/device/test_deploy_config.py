@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.config import DeployConfig, load_config
+from tasks.core.config import DeployConfig, load_config
+from tasks.core.exceptions import ConfigError
 from tasks.device.runtime import FALLBACK_PACKAGES, RUNTIME_PACKAGES, runtime_key
-from tasks.exceptions import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tasks.core.exceptions import ConfigError
 from tasks.device.runtime import RuntimeOptions
-from tasks.exceptions import ConfigError
 from tasks.fleet.inventory import Budgets, Group, load_inventory
 
 BUDGETS = Budgets(p95_latency_ms=50, peak_rss_mb=300, accuracy_tolerance=0.02)

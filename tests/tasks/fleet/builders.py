@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from tasks.core.results import ModelBench
 from tasks.fleet.records import DeviceOutcome, DeviceState, RolloutRecord, split_release
-from tasks.results import ModelBench
 
 
 def bench(p50: float, p95: float, accuracy: float = 0.97, rss: float = 60.0, size: int = 50_000) -> ModelBench:

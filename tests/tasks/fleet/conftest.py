@@ -26,7 +26,7 @@ def fleet_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def fleet_store(admin_s3):
     """An ArtifactStore on a fresh versioned bucket (MinIO root user), removed with every version after."""
-    from tasks.storage import ArtifactStore
+    from tasks.core.storage import ArtifactStore
 
     bucket = f"test-fleet-{uuid.uuid4().hex[:12]}"
     admin_s3.create_bucket(Bucket=bucket)

@@ -6,9 +6,9 @@ import copy
 
 import pytest
 
-from tasks import keys
+from tasks.core import keys
 from tasks.fleet.history import device_trend, read_state, recent_records
-from tasks.report_history import history_rows
+from tasks.report.history import history_rows
 from tests.tasks.fleet.builders import outcome, record, state
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tasks import names
 from tasks.cli import main
-from tasks.exceptions import ConfigError
+from tasks.core import names
+from tasks.core.exceptions import ConfigError
 from tasks.fleet.inventory import DEFAULT_FILE, XNNPACK, Inventory, load_inventory
 
 BUDGETS = {"p95_latency_ms": 20.0, "peak_rss_mb": 200.0, "accuracy_tolerance": 0.02}

@@ -6,7 +6,7 @@ from html import escape
 
 import pytest
 
-from tasks import keys
+from tasks.core import keys
 from tasks.fleet.records import DeviceHealth, GroupChoice
 from tasks.fleet.report import render_rollout_html, write_rollout_report
 from tests.tasks.fleet.builders import outcome, record

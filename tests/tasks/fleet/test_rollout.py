@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.exceptions import ConfigError
+from tasks.core.exceptions import ConfigError
+from tasks.core.results import ArtifactRef, BenchmarkResult, DeployResult, GateVerdict, ModelBench, VariantVerdict
 from tasks.fleet.inventory import Inventory
 from tasks.fleet.records import SwitchResult, release_id
 from tasks.fleet.rollout import RolloutRequest, build_record, canary_gate, plan_forward, plan_rollback
-from tasks.results import ArtifactRef, BenchmarkResult, DeployResult, GateVerdict, ModelBench, VariantVerdict
 
 RUN = "run1"
 REF = ArtifactRef("s3://artifacts/x", "0" * 64, 1)

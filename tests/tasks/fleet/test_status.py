@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tasks import keys
 from tasks.cli import main
+from tasks.core import keys
 from tasks.fleet import status
 from tasks.fleet.history import recent_records
 from tasks.fleet.inventory import Inventory

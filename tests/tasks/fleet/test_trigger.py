@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from tasks import keys
 from tasks.cli import main
-from tasks.config import run_key
-from tasks.exceptions import AirflowApiError
+from tasks.core import keys
+from tasks.core.config import run_key
+from tasks.core.exceptions import AirflowApiError
 from tasks.fleet.airflow_api import AirflowApi
 from tasks.fleet.inventory import load_inventory
 from tasks.fleet.trigger import new_run_id, rollout_conf, split_names, trigger
@@ -120,7 +120,7 @@ def test_rollback_needs_devices_or_group(fleet_file) -> None:
 
 
 def test_conf_matches_the_dag_params(fleet_file) -> None:
-    from tasks.exceptions import ConfigError
+    from tasks.core.exceptions import ConfigError
 
     inv = load_inventory(fleet_file)
     assert rollout_conf(inv, "rollback", "run-a", ("kitchen", "garage")) == {

@@ -11,10 +11,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks.config import PipelineConfig
-from tasks.exceptions import ConfigError
-from tasks.results import ArtifactRef, SourceModel
-from tasks.storage import ArtifactStore
+from tasks.core.config import PipelineConfig
+from tasks.core.exceptions import ConfigError
+from tasks.core.results import ArtifactRef, SourceModel
+from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +99,8 @@ def build_model(cfg: PipelineConfig, num_classes: int) -> Any:
 
 
 def _check_io(model: Any, cfg: PipelineConfig, num_classes: int, what: str) -> None:
-    from tasks.model_io import ModelIO
-    from tasks.model_source import check_io
+    from tasks.ml.model_io import ModelIO
+    from tasks.ml.model_source import check_io
 
     check_io(ModelIO(tuple(model.input_shape), model.output_shape[-1]), cfg, num_classes, what)
 
@@ -144,9 +144,10 @@ def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | 
 def warm_start_ref(store: ArtifactStore, uri: str) -> ArtifactRef:
     """The pinned reference of a warm start: only the ``model.keras`` of a finished run (one with a manifest),
     checked against the sha256 its manifest recorded."""
-    from tasks import keys, runs
-    from tasks.exceptions import StorageError
-    from tasks.storage import parse_s3_uri
+    from tasks.core import keys
+    from tasks.core.exceptions import StorageError
+    from tasks.core.storage import parse_s3_uri
+    from tasks.registry import runs
 
     bucket, key = parse_s3_uri(uri)
     parts = key.split("/")

@@ -8,12 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tasks import data, keys, models, saved_model
-from tasks.exceptions import TrainingError
-from tasks.model_io import source_kind
-from tasks.model_source import check_io
-from tasks.results import SourceModel, TrainResult
-from tasks.step import StepContext, timed
+from tasks.core import keys
+from tasks.core.exceptions import TrainingError
+from tasks.core.results import SourceModel, TrainResult
+from tasks.core.step import StepContext, timed
+from tasks.ml import data, models, saved_model
+from tasks.ml.model_io import source_kind
+from tasks.ml.model_source import check_io
 
 log = logging.getLogger(__name__)
 Imported = tuple[Path, dict[str, list[float]], SourceModel | None]  # best model, history, the imported source

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.exceptions import IntegrityError, StorageError
-from tasks.names import ARTIFACTS_BUCKET, ENV_BUCKET, ENV_ENDPOINT
+from tasks.core.exceptions import IntegrityError, StorageError
+from tasks.core.names import ARTIFACTS_BUCKET, ENV_BUCKET, ENV_ENDPOINT
 
 if TYPE_CHECKING:
-    from tasks.results import ArtifactRef
+    from tasks.core.results import ArtifactRef
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class ArtifactStore:
 
     def ref(self, artifact: Artifact) -> ArtifactRef:
         """The hand-off form of an artifact this store just wrote."""
-        from tasks.results import ArtifactRef
+        from tasks.core.results import ArtifactRef
 
         return ArtifactRef(self.uri(artifact.key), artifact.sha256, artifact.size_bytes, artifact.version_id)
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks.exceptions import StorageError
-from tasks.results import ArtifactRef
-from tasks.storage import ArtifactStore
+from tasks.core.exceptions import StorageError
+from tasks.core.results import ArtifactRef
+from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 RUNS_PREFIX = "runs/"

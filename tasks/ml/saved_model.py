@@ -13,10 +13,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tasks.exceptions import ConfigError
-from tasks.model_io import SERVING_SIGNATURE, ModelIO, saved_model_io
-from tasks.results import SourceModel
-from tasks.storage import ArtifactStore, LocalObject
+from tasks.core.exceptions import ConfigError
+from tasks.core.results import SourceModel
+from tasks.core.storage import ArtifactStore, LocalObject
+from tasks.ml.model_io import SERVING_SIGNATURE, ModelIO, saved_model_io
 
 PB = "saved_model.pb"
 

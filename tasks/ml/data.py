@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.config import DataConfig
-from tasks.exceptions import ConfigError, DatasetError
-from tasks.storage import ArtifactStore, parse_s3_uri
+from tasks.core.config import DataConfig
+from tasks.core.exceptions import ConfigError, DatasetError
+from tasks.core.storage import ArtifactStore, parse_s3_uri
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

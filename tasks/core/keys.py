@@ -1,5 +1,5 @@
 """Artifact key layout: the one place that spells a key. Everything of a run is under ``runs/<run_id>/``;
-nothing is ever "latest". ``run_id`` is always the safe form (``tasks.config.safe_run_id``)."""
+nothing is ever "latest". ``run_id`` is always the safe form (``tasks.core.config.safe_run_id``)."""
 
 from __future__ import annotations
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import keys
-from tasks.config import GateConfig
-from tasks.results import ArtifactRef, ChampionVerdict, EvaluateResult, GateVerdict, VariantVerdict
-from tasks.stats import paired
-from tasks.step import StepContext
+from tasks.core import keys
+from tasks.core.config import GateConfig
+from tasks.core.results import ArtifactRef, ChampionVerdict, EvaluateResult, GateVerdict, VariantVerdict
+from tasks.core.step import StepContext
+from tasks.ml.stats import paired
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from tasks import keys
-from tasks.config import safe_run_id
-from tasks.exceptions import ConfigError, StorageError
-from tasks.storage import ArtifactStore
+from tasks.core import keys
+from tasks.core.config import safe_run_id
+from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 

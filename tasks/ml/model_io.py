@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from tasks.exceptions import ConfigError
+from tasks.core.exceptions import ConfigError
 
 SERVING_TAG, SERVING_SIGNATURE = "serve", "serving_default"
 _SAME_WIDTH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dropout", "AlphaDropout",

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tasks.config import TFMOT_BACKBONES, TFMOT_MODES, PipelineConfig
-from tasks.exceptions import TrainingError
-from tasks.models import HEAD_LAYERS, RESCALE, TINY_LAYERS
+from tasks.core.config import TFMOT_BACKBONES, TFMOT_MODES, PipelineConfig
+from tasks.core.exceptions import TrainingError
+from tasks.ml.models import HEAD_LAYERS, RESCALE, TINY_LAYERS
 
 log = logging.getLogger(__name__)
 PRUNABLE = ("Conv2D", "Dense")  # tfmot registers DepthwiseConv2D with no prunable weights
@@ -165,8 +165,8 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
     import numpy as np
     import tensorflow as tf
 
-    from tasks import data
-    from tasks.quantize import convert, converter_settings
+    from tasks.ml import data
+    from tasks.steps.quantize import convert, converter_settings
 
     if mode not in TFMOT_MODES or cfg.model.backbone not in TFMOT_BACKBONES:  # PipelineConfig refuses these
         raise TrainingError(f"tfmot mode {mode!r} with backbone {cfg.model.backbone!r} is not supported")

@@ -11,7 +11,7 @@ import os
 import subprocess
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGE_REPO = "edgeops/tasks"
 IMAGE_INPUTS = ("docker/tasks.Dockerfile", "pyproject.toml", "constraints.txt")
 

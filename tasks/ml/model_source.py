@@ -1,5 +1,5 @@
 """Bring your own model (``model.source``): which kind a source is, and the check against the data that
-``resolve_config`` runs before any compute (no TensorFlow: see tasks/model_io.py).
+``resolve_config`` runs before any compute (no TensorFlow: see tasks/ml/model_io.py).
 
 A source is ``s3://…/model.keras``, ``s3://…/model.h5`` or a SavedModel directory ``s3://…/<prefix>/`` holding
 ``saved_model.pb`` (and ``variables/``). Its one input must be ``(batch, data.image_size, data.image_size,
@@ -12,10 +12,10 @@ import logging
 import tempfile
 from pathlib import Path
 
-from tasks.config import PipelineConfig
-from tasks.exceptions import ConfigError
-from tasks.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
-from tasks.storage import ArtifactStore, parse_s3_uri
+from tasks.core.config import PipelineConfig
+from tasks.core.exceptions import ConfigError
+from tasks.core.storage import ArtifactStore, parse_s3_uri
+from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
 
 log = logging.getLogger(__name__)
 SAVED_MODEL_PB = "saved_model.pb"
@@ -60,14 +60,14 @@ def read_io(store: ArtifactStore, uri: str) -> ModelIO:
 
 
 def dataset_classes(cfg: PipelineConfig, store: ArtifactStore) -> list[str] | None:
-    """The classes the train step will see, from a listing of an s3:// image folder (as tasks.data derives them).
+    """The classes the train step will see, from a listing of an s3:// image folder (as tasks.ml.data derives them).
 
     A ``tfds:`` source is not read here (its metadata needs TFDS and TensorFlow): None, and the train step checks
     the class count when it loads the data.
     """
     if not cfg.data.source.startswith("s3://"):
         return None
-    from tasks.data import list_image_folder
+    from tasks.ml.data import list_image_folder
 
     return list_image_folder(store, cfg.data.source)[1]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
-from tasks.report_charts import chart, figures, fmt, size
+from tasks.report.charts import chart, figures, fmt, size
 
 HISTORY_RUNS = 10
 DeviceTrend = Mapping[str, tuple[float | None, str | None]]  # run id -> (median device p50 ms, "host/native")

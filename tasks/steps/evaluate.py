@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks import data, keys
-from tasks.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
-from tasks.step import StepContext, timed
+from tasks.core import keys
+from tasks.core.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
+from tasks.core.step import StepContext, timed
+from tasks.ml import data
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class TFLiteModel:
 def _reference_accuracy(trained: TrainResult, path: Path, x: Any, y: Any, batch_size: int) -> float:
     """The run's model before conversion: the .keras file, or a SavedModel source's serving signature."""
     if trained.model_format == "saved_model":
-        from tasks import saved_model
+        from tasks.ml import saved_model
 
         return saved_model.accuracy(saved_model.unpack(path, path.parent / "saved_model"), x, y, batch_size)
     import keras
@@ -100,7 +101,7 @@ def _reference_accuracy(trained: TrainResult, path: Path, x: Any, y: Any, batch_
 def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
                       ecfg: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:
     """Accuracy, size, gzip size, host latency and agreement with fp32 per variant, plus per-image predictions."""
-    from tasks.quantize import gzip_size
+    from tasks.steps.quantize import gzip_size
 
     results, preds = {}, {}
     for mode, blob in blobs.items():
@@ -123,7 +124,7 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
 
 def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[str, Any] | None:
     """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
-    from tasks import champion as champ
+    from tasks.registry import champion as champ
 
     if not ctx.config.gate.compare_champion:
         log.info("gate.compare_champion is off: the candidate is not compared with the blessed model")

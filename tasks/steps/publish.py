@@ -11,12 +11,14 @@ import datetime as dt
 import logging
 from typing import Any
 
-from tasks import keys, report, runs
-from tasks.exceptions import StorageError
-from tasks.report_history import HISTORY_RUNS, history_rows
-from tasks.results import EvaluateResult, GateVerdict, PublishResult, TrainResult
-from tasks.step import StepContext
-from tasks.version import code_version
+from tasks.core import keys
+from tasks.core.exceptions import StorageError
+from tasks.core.results import EvaluateResult, GateVerdict, PublishResult, TrainResult
+from tasks.core.step import StepContext
+from tasks.core.version import code_version
+from tasks.registry import runs
+from tasks.report import run_report
+from tasks.report.history import HISTORY_RUNS, history_rows
 
 log = logging.getLogger(__name__)
 SCHEMA = 3  # 3: device results moved to the rollout records
@@ -51,7 +53,7 @@ def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
             continue
         art = ctx.store.head(obj["Key"])
         if not art.sha256:
-            raise StorageError(f"{obj['Key']} has no sha256 metadata: it was not written through tasks.storage")
+            raise StorageError(f"{obj['Key']} has no sha256 metadata: it was not written through tasks.core.storage")
         out.append({**art.as_dict(), "name": obj["Key"][len(keys.run_prefix(ctx.run_id)):]})
     return out
 
@@ -72,7 +74,7 @@ def run(ctx: StepContext) -> PublishResult:
     manifest = build_manifest(ctx, TrainResult.from_xcom(ctx.need("train")),
                               EvaluateResult.from_xcom(ctx.need("evaluation")), verdict)
     history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest, _device_trend(ctx))
-    page = report.run(ctx.store, ctx.run_id, manifest, history)
+    page = run_report.run(ctx.store, ctx.run_id, manifest, history)
     manifest["artifacts"] = list_artifacts(ctx)
     manifest["report_key"] = page.key
     art = ctx.store.put_json(keys.manifest(ctx.run_id), manifest)  # last write of the run

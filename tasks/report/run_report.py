@@ -10,9 +10,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tasks import keys
-from tasks.config import QUANT_MODES
-from tasks.report_charts import (
+from tasks.core import keys
+from tasks.core.config import QUANT_MODES
+from tasks.core.storage import Artifact, ArtifactStore
+from tasks.report.charts import (
     CONTENT_TYPE,
     LABEL_NOTE,
     chart,
@@ -26,8 +27,7 @@ from tasks.report_charts import (
     reasons_list,
     size,
 )
-from tasks.report_history import history_section
-from tasks.storage import Artifact, ArtifactStore
+from tasks.report.history import history_section
 
 __all__ = ["CONTENT_TYPE", "Artifact", "render_html", "run"]
 

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tasks import data, keys
-from tasks.config import PTQ_MODES, TFMOT_MODES
-from tasks.results import QuantizeResult, TrainResult
-from tasks.step import StepContext, timed
+from tasks.core import keys
+from tasks.core.config import PTQ_MODES, TFMOT_MODES
+from tasks.core.results import QuantizeResult, TrainResult
+from tasks.core.step import StepContext, timed
+from tasks.ml import data
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class ConverterSettings:
 def converter_settings(mode: str, io_dtype: str | None = None) -> ConverterSettings:
     """Map a quantization mode to converter settings; unknown modes or invalid combinations raise ValueError."""
     if mode in TFMOT_MODES:
-        raise ValueError(f"mode {mode!r} is built by tasks.tfmot_variants (fine-tuning), not by a converter setting")
+        raise ValueError(f"mode {mode!r} is built by tasks.ml.tfmot_variants (fine-tuning), not by a converter setting")
     if mode not in PTQ_MODES:
         raise ValueError(f"unknown quantization mode {mode!r}; choose from {PTQ_MODES}")
     if io_dtype is not None and mode != "int8":
@@ -85,7 +86,7 @@ def export_saved_model(keras_path: str | Path, out_dir: str | Path) -> Path:
 def saved_model_dir(trained: TrainResult, model_path: Path, tmp: Path) -> Path:
     """The converter's input: the run's SavedModel (a SavedModel source, unpacked) or one exported from Keras."""
     if trained.model_format == "saved_model":
-        from tasks import saved_model
+        from tasks.ml import saved_model
 
         return saved_model.unpack(model_path, tmp / "saved_model")
     return export_saved_model(model_path, tmp)
@@ -99,7 +100,7 @@ def gzip_size(blob: bytes) -> int:
 def run(ctx: StepContext) -> QuantizeResult:
     """Inputs: ``{"mode": <mode>, "train": TrainResult}``; returns a QuantizeResult.
 
-    One mode per process: the tfmot modes switch this process to tf-keras (see tasks/tfmot_variants.py).
+    One mode per process: the tfmot modes switch this process to tf-keras (see tasks/ml/tfmot_variants.py).
     """
     mode = ctx.need("mode")
     trained = TrainResult.from_xcom(ctx.need("train"))
@@ -121,7 +122,7 @@ def run(ctx: StepContext) -> QuantizeResult:
         model_path = ctx.store.fetch(trained.model, Path(tmp) / trained.model.name)
         with timed(f"build {mode}"):
             if tfmot:  # PipelineConfig refuses tfmot modes for imported models: model_path is a .keras
-                from tasks import tfmot_variants
+                from tasks.ml import tfmot_variants
 
                 blob, facts = tfmot_variants.build_variant(ctx.config, mode, model_path, splits, Path(tmp),
                                                            representative)

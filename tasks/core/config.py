@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
 
-from tasks.exceptions import ConfigError
-from tasks.model_io import source_kind
-from tasks.names import DEFAULT_PROFILE
+from tasks.core.exceptions import ConfigError
+from tasks.core.names import DEFAULT_PROFILE
+from tasks.ml.model_io import source_kind
 
 PTQ_MODES = ("fp32", "fp16", "dynamic", "int8")  # post-training conversions
-TFMOT_MODES = ("pruned", "qat_int8")  # fine-tuned with tfmot in tf-keras (tasks/tfmot_variants.py)
+TFMOT_MODES = ("pruned", "qat_int8")  # fine-tuned with tfmot in tf-keras (tasks/ml/tfmot_variants.py)
 QUANT_MODES = PTQ_MODES + TFMOT_MODES
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/tfmot_variants.py)
+TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/ml/tfmot_variants.py)
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 

@@ -11,7 +11,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tasks.storage import ArtifactStore, parse_s3_uri
+from tasks.core.storage import ArtifactStore, parse_s3_uri
 
 log = logging.getLogger(__name__)
 

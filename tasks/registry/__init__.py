@@ -1,0 +1,1 @@
+"""What the store knows about runs: manifests, listings, verification, the champion."""

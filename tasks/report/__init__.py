@@ -1,0 +1,1 @@
+"""HTML reports of a run (run_report), shared chart helpers and the history section."""

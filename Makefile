@@ -48,8 +48,9 @@ images:                    ## step image (edgeops/tasks:<code hash>) + emulated 
 test-unit: install
 	$(PY) -m pytest -m "not integration and not containers and not compose and not faults" -q
 
-lint: install
+lint: install              ## ruff, and the layer contracts in pyproject.toml (import-linter)
 	.venv/bin/ruff check dags plugins tasks tests scripts benchmarks
+	.venv/bin/lint-imports
 
 # --- the platform as containers (docker-compose.yml); never touches the process dev stack -------------------
 compose-images:            ## every image docker-compose.yml uses, built locally from the debootstrap base

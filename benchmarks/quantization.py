@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main() -> int:
     from tasks.core import keys
-    from tasks.core.config import safe_run_id
+    from tasks.core.keys import safe_run_id
     from tasks.core.storage import ArtifactStore
     from tasks.ml.stats import paired
 

@@ -45,7 +45,7 @@ default_args = {
 
 with DAG(
     dag_id="edgeops_nightly",
-    description="Nightly retrain, quantize, evaluate, gate, deploy to Pis and benchmark on them",
+    description="Nightly retrain, quantize, evaluate and gate; a blessed run announces its release to the rollout",
     # No start_date: with catchup=False the first run is the next 02:00 UTC after the DAG is unpaused,
     # not an immediate run for the tick already past (which a start_date in the past would cause).
     # ... or when the dataset asset gets an event: its AssetWatcher's trigger debounces MinIO's notifications.

@@ -12,13 +12,17 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "bootstrap: Python 3.11 not found; install python3.11 (apt-get install python3.11-venv)" >&2; exit 1; }
 
+# plugins/ on the venv's path, so `lint-imports`, a REPL or a script finds edgeops_airflow as Airflow does
+plugins_pth() { printf '%s\n' "$PWD/plugins" > "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/edgeops-plugins.pth"; }
+
 want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 stamp=.venv/.edgeops-installed
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then plugins_pth; exit 0; fi
 
 echo "bootstrap: creating .venv with $PY (pip uses its cache; first install downloads ~2 GB)"
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -c constraints.txt -e ".[airflow,dev]"
+plugins_pth
 echo "$want" > "$stamp"
 echo "bootstrap: .venv ready"

@@ -178,7 +178,7 @@ def main() -> int:
     if state != "success":
         print(f"demo: run {run_id} {state}; see the Airflow UI or .devstack/airflow/logs", file=sys.stderr)
         return 1
-    from tasks.core.config import run_key
+    from tasks.core.keys import run_key
 
     summary(run_key(run_id), cfg)
     rollout_id = rollout_started_after(env, known)

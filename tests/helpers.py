@@ -24,7 +24,8 @@ def tiny_tflite_release(tmp: Path, samples: int = 64) -> dict[str, Path]:
     import keras
     import numpy as np
 
-    from tasks.steps.quantize import convert, converter_settings
+    from tasks.core.modes import converter_settings
+    from tasks.ml.convert import convert
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

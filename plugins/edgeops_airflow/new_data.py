@@ -10,13 +10,14 @@ from airflow.sdk import Asset, AssetWatcher
 from edgeops_airflow.triggers import MinioNewObjectsTrigger
 from tasks.core import names
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import S3_SCHEME, parse_s3_uri
 
 
 def watched_location(source: str) -> tuple[str, str] | None:
     """(bucket, prefix) that an ``s3://`` data source reads; None for sources outside the store (``tfds:``)."""
-    if not source.startswith("s3://"):
+    if not source.startswith(S3_SCHEME):
         return None
-    bucket, _, prefix = source.removeprefix("s3://").partition("/")
+    bucket, prefix = parse_s3_uri(source)
     prefix = prefix.strip("/")
     return bucket, f"{prefix}/" if prefix else ""
 
@@ -43,7 +44,7 @@ def dataset_asset(profile: str | None = None) -> Asset:
     from tasks.core.config import DataConfig, load_config
 
     if override := os.environ.get(names.ENV_NEW_DATA_SOURCE, "").strip():
-        if not override.startswith("s3://"):
+        if not override.startswith(S3_SCHEME):
             raise ConfigError(f"{names.ENV_NEW_DATA_SOURCE}={override!r}: give s3://<bucket>/<prefix>")
         source = DataConfig(source=override).source
     else:

@@ -14,14 +14,14 @@ from airflow.sdk import Param
 from tasks.core import names
 from tasks.core.config import (
     BACKBONES,
-    QUANT_MODES,
     RUNNERS,
     BenchConfig,
     PipelineConfig,
     load_config,
     profile_names,
-    run_key,
 )
+from tasks.core.keys import run_key
+from tasks.core.modes import INT8_IO_DTYPES, MODES, QUANT_MODES
 from tasks.core.results import RunPlan
 from tasks.ml.model_source import check_source
 
@@ -89,9 +89,11 @@ def dag_params() -> dict[str, Param]:
                              pattern=r"^s3://.+(\.keras|\.h5|/)$"),
         "epochs": _opt("integer", "Training epochs (full passes).", minimum=1, maximum=1000),
         "learning_rate": _opt("number", "Adam learning rate.", exclusiveMinimum=0, exclusiveMaximum=1),
-        "modes": _opt("array", "TFLite variants to build (fp32 is required).", items=mode_items, minItems=1),
+        "modes": _opt("array", "TFLite variants to build (fp32 is required): "
+                      + "; ".join(f"{m.name}: {m.summary}" for m in MODES.values()) + ".", items=mode_items,
+                      minItems=1),
         "int8_io_dtype": _opt(
-            "string", "Integer input/output type of the int8 model.", enum=[None, "int8", "uint8"]
+            "string", "Integer input/output type of the int8 and qat_int8 models.", enum=[None, *INT8_IO_DTYPES]
         ),
         "calibration_samples": _opt("integer", "Train images used to calibrate int8.", minimum=1),
         "prune_sparsity": _opt("number", "Final sparsity of the 'pruned' variant.", exclusiveMinimum=0,

@@ -13,8 +13,10 @@ from airflow.sdk import Asset, Param
 
 from edgeops_airflow.new_data import asset_uri
 from tasks.core import keys, names
-from tasks.core.config import QUANT_MODES, load_config, run_key
+from tasks.core.config import load_config
 from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.keys import run_key
+from tasks.core.modes import QUANT_MODES
 from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, split_release
 
 

@@ -24,7 +24,7 @@ def store_env() -> dict[str, str]:
 def main(run_id: str) -> None:
     os.environ.update(store_env())
     from scripts.demo import _variants
-    from tasks.core.config import run_key
+    from tasks.core.keys import run_key
     from tasks.core.storage import ArtifactStore
     from tasks.registry import runs
 
@@ -38,6 +38,6 @@ def rollout(rollout_run_id: str) -> None:
     """The rollout record's summary, as `make demo` prints it (per-group choice, then every device)."""
     os.environ.update(store_env())
     from scripts.demo import rollout_summary
-    from tasks.core.config import run_key
+    from tasks.core.keys import run_key
 
     rollout_summary(run_key(rollout_run_id))

@@ -7,24 +7,21 @@ The resolved object is serialised into the manifest, so any run can be reproduce
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
 
+from tasks.core import modes
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import S3_SCHEME, source_kind
+from tasks.core.modes import INT8_IO_DTYPES, PTQ_MODES, QUANT_MODES, TFMOT_MODES
 from tasks.core.names import DEFAULT_PROFILE
-from tasks.ml.model_io import source_kind
 
-PTQ_MODES = ("fp32", "fp16", "dynamic", "int8")  # post-training conversions
-TFMOT_MODES = ("pruned", "qat_int8")  # fine-tuned with tfmot in tf-keras (tasks/ml/tfmot_variants.py)
-QUANT_MODES = PTQ_MODES + TFMOT_MODES
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/ml/tfmot_variants.py)
-_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -46,7 +43,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _require(
-            self.source.startswith(("tfds:", "s3://")) and len(self.source.split(":", 1)[1].strip("/")) > 0,
+            self.source.startswith(("tfds:", S3_SCHEME)) and len(self.source.split(":", 1)[1].strip("/")) > 0,
             f"data.source={self.source!r}: use 'tfds:<name>' or 's3://<bucket>/<prefix>'",
         )
         _require(16 <= self.image_size <= 1024, f"data.image_size={self.image_size}: must be 16..1024")
@@ -76,7 +73,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _require(self.backbone in BACKBONES, f"model.backbone={self.backbone!r}: choose one of {BACKBONES}")
         _require(
-            self.weights in ("imagenet", "none") or self.weights.startswith("s3://"),
+            self.weights in ("imagenet", "none") or self.weights.startswith(S3_SCHEME),
             f"model.weights={self.weights!r}: use 'imagenet', 'none' or an s3:// URI of a .keras file",
         )
         _require(
@@ -95,7 +92,7 @@ class ModelConfig:
         _require(not self.source or source_kind(self.source) is not None,
                  f"model.source={self.source!r}: use an s3:// URI of a .keras or .h5 file, or of a SavedModel "
                  "directory ending in '/' (s3://bucket/prefix/ holding saved_model.pb and variables/)")
-        _require(not (self.source and self.weights.startswith("s3://")),
+        _require(not (self.source and self.weights.startswith(S3_SCHEME)),
                  "model.source imports a finished model; model.weights (a warm start for training) cannot be an "
                  "s3:// URI at the same time")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
@@ -135,14 +132,14 @@ class QuantizeConfig:
     @property
     def needs_calibration(self) -> bool:
         """Full-integer modes draw calibration images from the train split."""
-        return bool({"int8", "qat_int8"} & set(self.modes))
+        return modes.needs_calibration(self.modes)
 
     def __post_init__(self) -> None:
         bad = [m for m in self.modes if m not in QUANT_MODES]
         _require(not bad, f"quantize.modes: unknown mode(s) {bad}; choose from {QUANT_MODES}")
         _require("fp32" in self.modes, "quantize.modes must include 'fp32': it is the accuracy baseline")
         _require(len(set(self.modes)) == len(self.modes), f"quantize.modes={self.modes}: duplicates")
-        _require(self.int8_io_dtype in ("int8", "uint8"), "quantize.int8_io_dtype: 'int8' or 'uint8'")
+        _require(self.int8_io_dtype in INT8_IO_DTYPES, f"quantize.int8_io_dtype: one of {INT8_IO_DTYPES}")
         _require(self.calibration_samples >= 1, "quantize.calibration_samples: must be >= 1")
         _require(0 < self.prune_sparsity < 1, f"quantize.prune_sparsity={self.prune_sparsity}: must be in (0, 1)")
         _require(self.prune_min_weights >= 0, "quantize.prune_min_weights: must be >= 0")
@@ -396,28 +393,3 @@ def load_config(profile: str, overrides: dict[str, Any] | None = None) -> Pipeli
             nested = _deep_merge(nested, {key: value})
     raw = _deep_merge({"profile": profile, **load_profile(profile)}, nested)
     return PipelineConfig.from_dict(raw)
-
-
-def safe_run_id(run_id: str) -> str:
-    """The form of a run id used in keys and device paths: stable, injective, safe for a shell and a path.
-
-    Airflow's ids carry ':' and '+'. When sanitising changes an id, a hash of the original is appended, so
-    ``a:b``, ``a+b`` and ``a b`` get different keys. Ids a path or a command line could misread are refused.
-    """
-    if not run_id or any(ord(c) < 32 or ord(c) == 127 for c in run_id):
-        raise ConfigError(f"run id {run_id!r}: empty or contains control characters (newline, tab, ...)")
-    if run_id.startswith((".", "-")) or run_id.endswith(".partial") or len(run_id) > 200:
-        raise ConfigError(f"run id {run_id!r}: must not start with '.' or '-', end in '.partial', or exceed 200 "
-                          "characters; trigger the run with another run id")
-    cleaned = _RUN_ID_UNSAFE.sub("_", run_id)
-    if cleaned == run_id:
-        return run_id
-    stem = cleaned.strip("_.-")[:150] or "run"
-    return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
-
-
-def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
-    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
-    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
-    run id, so the attempt form cannot collide with another run's id)."""
-    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")

@@ -13,6 +13,10 @@ class FatalError(EdgeOpsError):
     """Retrying cannot help: bad input, corrupt artifacts, a model that did not learn."""
 
 
+class RecordError(EdgeOpsError):
+    """A hand-off does not have the declared shape (a producer/consumer mismatch: a bug, not bad input)."""
+
+
 class ConfigError(FatalError, ValueError):
     """A config value, profile or Param is invalid."""
 

@@ -1,10 +1,64 @@
 """Artifact key layout: the one place that spells a key. Everything of a run is under ``runs/<run_id>/``;
-nothing is ever "latest". ``run_id`` is always the safe form (``tasks.core.config.safe_run_id``)."""
+nothing is ever "latest". ``run_id`` is always the safe form (``safe_run_id``)."""
 
 from __future__ import annotations
 
+import hashlib
+import re
+
+from tasks.core.exceptions import ConfigError, StorageError
+
 RUNS_PREFIX = "runs/"
 MANIFEST_NAME = "manifest.json"
+S3_SCHEME = "s3://"
+_RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """The one ``s3://`` parser: 's3://bucket/some/key' -> ('bucket', 'some/key'); anything else is a
+    StorageError."""
+    bucket, _, key = uri.removeprefix(S3_SCHEME).partition("/") if uri.startswith(S3_SCHEME) else ("", "", "")
+    if not bucket:
+        raise StorageError(f"{uri!r} is not an s3://<bucket>/<key> URI")
+    return bucket, key
+
+
+def source_kind(uri: str) -> str | None:
+    """'keras' | 'h5' | 'saved_model' (an s3:// prefix ending in '/') for a model.source URI; None if neither."""
+    try:
+        _bucket, key = parse_s3_uri(uri)
+    except StorageError:
+        return None
+    if not key.strip("/"):
+        return None
+    if key.endswith("/"):
+        return "saved_model"
+    return next((kind for suffix, kind in ((".keras", "keras"), (".h5", "h5")) if key.endswith(suffix)), None)
+
+
+def safe_run_id(run_id: str) -> str:
+    """The form of a run id used in keys and device paths: stable, injective, safe for a shell and a path.
+
+    Airflow's ids carry ':' and '+'. When sanitising changes an id, a hash of the original is appended, so
+    ``a:b``, ``a+b`` and ``a b`` get different keys. Ids a path or a command line could misread are refused.
+    """
+    if not run_id or any(ord(c) < 32 or ord(c) == 127 for c in run_id):
+        raise ConfigError(f"run id {run_id!r}: empty or contains control characters (newline, tab, ...)")
+    if run_id.startswith((".", "-")) or run_id.endswith(".partial") or len(run_id) > 200:
+        raise ConfigError(f"run id {run_id!r}: must not start with '.' or '-', end in '.partial', or exceed 200 "
+                          "characters; trigger the run with another run id")
+    cleaned = _RUN_ID_UNSAFE.sub("_", run_id)
+    if cleaned == run_id:
+        return run_id
+    stem = cleaned.strip("_.-")[:150] or "run"
+    return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
+
+
+def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
+    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
+    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
+    run id, so the attempt form cannot collide with another run's id)."""
+    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")
 
 
 def run_prefix(run_id: str) -> str:

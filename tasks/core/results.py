@@ -15,11 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from tasks.core.exceptions import EdgeOpsError
-
-
-class RecordError(EdgeOpsError):
-    """A hand-off does not have the declared shape (a producer/consumer mismatch: a bug, not bad input)."""
+from tasks.core.exceptions import RecordError
 
 
 class Record:
@@ -53,7 +49,7 @@ class ArtifactRef(Record):
 class RunPlan(Record):
     """What resolve_config hands every later task: the safe run id, the validated config, targets, modes."""
 
-    run_id: str  # the key form (tasks.core.config.safe_run_id); a cleared run gets a fresh one
+    run_id: str  # the key form (tasks.core.keys.safe_run_id); a cleared run gets a fresh one
     airflow_run_id: str
     config: dict[str, Any]  # PipelineConfig.to_dict(); consumers parse it with PipelineConfig.from_dict
     modes: tuple[str, ...]
@@ -65,7 +61,7 @@ class SourceModel(Record):
     """The bring-your-own model (``model.source``) a run imported, as this run fetched and verified it."""
 
     uri: str
-    kind: str  # keras | h5 | saved_model (tasks.ml.model_io.source_kind)
+    kind: str  # keras | h5 | saved_model (tasks.core.keys.source_kind)
     sha256: str  # the file's; a SavedModel's is tasks.ml.saved_model.tree_sha256 over its files
     size_bytes: int
     files: int = 1

@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core.config import PipelineConfig, safe_run_id
+from tasks.core.config import PipelineConfig
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import safe_run_id
 from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger("edgeops.step")

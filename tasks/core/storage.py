@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.exceptions import IntegrityError, StorageError
+from tasks.core.keys import parse_s3_uri
 from tasks.core.names import ARTIFACTS_BUCKET, ENV_BUCKET, ENV_ENDPOINT
 
 if TYPE_CHECKING:
@@ -33,14 +34,6 @@ class Artifact:
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "key": self.key, "sha256": self.sha256, "size_bytes": self.size_bytes}
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """'s3://bucket/some/key' -> ('bucket', 'some/key')."""
-    bucket, _, key = uri[5:].partition("/") if uri.startswith("s3://") else ("", "", "")
-    if not bucket:
-        raise StorageError(f"{uri!r} is not an s3://<bucket>/<key> URI")
-    return bucket, key
 
 
 def sha256_file(path: str | Path) -> str:

@@ -7,7 +7,7 @@ import argparse
 import json
 
 from tasks.core import names
-from tasks.core.config import QUANT_MODES
+from tasks.core.modes import QUANT_MODES
 from tasks.fleet.inventory import Inventory, load_inventory
 
 FLEET_FILE_HELP = f"fleet JSON (default: ${names.ENV_FLEET} or config/fleet.json)"

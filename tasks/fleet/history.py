@@ -12,8 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from tasks.core import keys
-from tasks.core.exceptions import StorageError
-from tasks.core.results import RecordError
+from tasks.core.exceptions import RecordError, StorageError
 from tasks.core.storage import ArtifactStore
 from tasks.fleet.records import FORWARD, DeviceState, RolloutRecord
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasks.core.results import ArtifactRef, GateVerdict, ModelBench, Record, RecordError
+from tasks.core.exceptions import RecordError
+from tasks.core.results import ArtifactRef, GateVerdict, ModelBench, Record
 
 FORWARD, ROLLBACK = "forward", "rollback"
 ACTIONS = (FORWARD, ROLLBACK)
@@ -183,7 +184,7 @@ class DeviceState(Record):
 
 def split_release(release: str | None) -> tuple[str | None, str | None]:
     """(run id, variant) of a release id made by ``release_id``; (release, None) for older release ids."""
-    from tasks.core.config import QUANT_MODES
+    from tasks.core.modes import QUANT_MODES
 
     if not release:
         return None, None

@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tasks.core.config import QUANT_MODES
 from tasks.core.exceptions import ConfigError
+from tasks.core.modes import QUANT_MODES
 from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict
 from tasks.device.runtime import RuntimeOptions
 from tasks.fleet.inventory import Device, Inventory

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from tasks.core import keys, names
-from tasks.core.config import run_key
 from tasks.core.exceptions import EdgeOpsError
+from tasks.core.keys import run_key
 from tasks.core.storage import ArtifactStore
 from tasks.fleet.airflow_api import AirflowApi
 from tasks.fleet.inventory import Inventory

@@ -18,7 +18,8 @@ from typing import Any
 
 from tasks.core.config import DataConfig
 from tasks.core.exceptions import ConfigError, DatasetError
-from tasks.core.storage import ArtifactStore, parse_s3_uri
+from tasks.core.keys import parse_s3_uri
+from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")

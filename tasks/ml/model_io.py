@@ -33,16 +33,6 @@ _SAME_WIDTH = {"Activation", "Softmax", "ReLU", "LeakyReLU", "ELU", "PReLU", "Dr
                "LayerNormalization", "UnitNormalization", "Identity", "Rescaling"}
 
 
-def source_kind(uri: str) -> str | None:
-    """'keras' | 'h5' | 'saved_model' (an s3:// prefix ending in '/') for a model.source URI; None if neither."""
-    bucket, _, key = uri[5:].partition("/") if uri.startswith("s3://") else ("", "", "")
-    if not bucket or not key.strip("/"):
-        return None
-    if key.endswith("/"):
-        return "saved_model"
-    return next((kind for suffix, kind in ((".keras", "keras"), (".h5", "h5")) if key.endswith(suffix)), None)
-
-
 @dataclass(frozen=True)
 class ModelIO:
     """One image input ``(batch, H, W, C)`` (None = any size) and the width of the one output (None = unknown)."""

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from tasks.core.config import PipelineConfig
 from tasks.core.exceptions import ConfigError
-from tasks.core.storage import ArtifactStore, parse_s3_uri
-from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
+from tasks.core.keys import S3_SCHEME, parse_s3_uri, source_kind
+from tasks.core.storage import ArtifactStore
+from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io
 
 log = logging.getLogger(__name__)
 SAVED_MODEL_PB = "saved_model.pb"
@@ -65,7 +66,7 @@ def dataset_classes(cfg: PipelineConfig, store: ArtifactStore) -> list[str] | No
     A ``tfds:`` source is not read here (its metadata needs TFDS and TensorFlow): None, and the train step checks
     the class count when it loads the data.
     """
-    if not cfg.data.source.startswith("s3://"):
+    if not cfg.data.source.startswith(S3_SCHEME):
         return None
     from tasks.ml.data import list_image_folder
 

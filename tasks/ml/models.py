@@ -13,6 +13,7 @@ from typing import Any
 
 from tasks.core.config import PipelineConfig
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import S3_SCHEME
 from tasks.core.results import ArtifactRef, SourceModel
 from tasks.core.storage import ArtifactStore
 
@@ -127,7 +128,7 @@ def load_source(cfg: PipelineConfig, num_classes: int, store: ArtifactStore) -> 
 
 def initial_model(cfg: PipelineConfig, num_classes: int, store: ArtifactStore | None) -> Any:
     """Fresh model, or a warm start from a previous run's ``.keras`` when model.weights is an s3:// URI."""
-    if not cfg.model.weights.startswith("s3://"):
+    if not cfg.model.weights.startswith(S3_SCHEME):
         return build_model(cfg, num_classes)
     import keras
 
@@ -146,7 +147,7 @@ def warm_start_ref(store: ArtifactStore, uri: str) -> ArtifactRef:
     checked against the sha256 its manifest recorded."""
     from tasks.core import keys
     from tasks.core.exceptions import StorageError
-    from tasks.core.storage import parse_s3_uri
+    from tasks.core.keys import parse_s3_uri
     from tasks.registry import runs
 
     bucket, key = parse_s3_uri(uri)

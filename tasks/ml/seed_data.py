@@ -11,7 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tasks.core.storage import ArtifactStore, parse_s3_uri
+from tasks.core.keys import parse_s3_uri
+from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
 

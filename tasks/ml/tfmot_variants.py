@@ -21,8 +21,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import TFMOT_BACKBONES, TFMOT_MODES, PipelineConfig
+from tasks.core import modes
+from tasks.core.config import TFMOT_BACKBONES, PipelineConfig
 from tasks.core.exceptions import TrainingError
+from tasks.ml.convert import convert
 from tasks.ml.models import HEAD_LAYERS, RESCALE, TINY_LAYERS
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,25 @@ def sparsity_of(model: Any, min_weights: int = 0) -> float:
     return zeros / total if total else 0.0
 
 
+def _finetune_prune(cfg: PipelineConfig, flat: Any, train_ds: Any, steps: int) -> tuple[Any, dict[str, Any]]:
+    q = cfg.quantize
+    model = prune(flat, train_ds, steps, q.prune_sparsity, q.finetune_epochs, q.finetune_learning_rate,
+                  q.prune_min_weights)
+    return model, {"sparsity": sparsity_of(model, q.prune_min_weights), "kernel_sparsity_all": sparsity_of(model)}
+
+
+def _finetune_qat(cfg: PipelineConfig, flat: Any, train_ds: Any, steps: int) -> tuple[Any, dict[str, Any]]:
+    return quantize_aware(flat, train_ds, cfg.quantize.finetune_epochs, cfg.quantize.finetune_learning_rate), {}
+
+
+# tasks/core/modes.py names a tfmot mode's fine-tuning by one of these keys: (config, flat model, train data,
+# steps per epoch) -> (fine-tuned tf-keras model, facts); the mode table's converter settings convert the result
+FINETUNES: dict[str, Callable[[PipelineConfig, Any, Any, int], tuple[Any, dict[str, Any]]]] = {
+    "prune": _finetune_prune,
+    "qat": _finetune_qat,
+}
+
+
 def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any, out_dir: Path,
                   representative: Callable[[], Iterator[list[Any]]]) -> tuple[bytes, dict[str, Any]]:
     """The whole tfmot path for one mode; returns the TFLite bytes and facts (sparsity, fine-tune accuracy)."""
@@ -166,9 +187,9 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
     import tensorflow as tf
 
     from tasks.ml import data
-    from tasks.steps.quantize import convert, converter_settings
 
-    if mode not in TFMOT_MODES or cfg.model.backbone not in TFMOT_BACKBONES:  # PipelineConfig refuses these
+    entry = modes.get(mode)
+    if entry.tfmot not in FINETUNES or cfg.model.backbone not in TFMOT_BACKBONES:  # PipelineConfig refuses these
         raise TrainingError(f"tfmot mode {mode!r} with backbone {cfg.model.backbone!r} is not supported")
     probe = np.concatenate([img for img, in _take(representative, 8)])
     weights, reference = read_keras3(keras_path, probe)  # last Keras 3 code of this process
@@ -177,21 +198,14 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
     diff = float(np.abs(flat.predict(probe, verbose=0) - reference).max())
     if diff > 1e-3:
         raise TrainingError(f"tfmot rebuild does not reproduce the trained model (max output diff {diff:.2e})")
-    q = cfg.quantize
     train_ds = data.batched(splits.train.cache(), cfg.data.batch_size, shuffle_seed=cfg.data.seed)
-    facts: dict[str, Any] = {"rebuild_max_diff": diff}
-    if mode == "pruned":
-        model = prune(flat, train_ds, -(-splits.counts["train"] // cfg.data.batch_size), q.prune_sparsity,
-                      q.finetune_epochs, q.finetune_learning_rate, q.prune_min_weights)
-        facts["sparsity"] = sparsity_of(model, q.prune_min_weights)
-        facts["kernel_sparsity_all"] = sparsity_of(model)
-        settings = converter_settings("dynamic")
-    else:
-        model = quantize_aware(flat, train_ds, q.finetune_epochs, q.finetune_learning_rate)
-        settings = converter_settings("int8", q.int8_io_dtype)
+    steps = -(-splits.counts["train"] // cfg.data.batch_size)
+    model, facts = FINETUNES[entry.tfmot](cfg, flat, train_ds, steps)
+    settings = entry.settings(cfg.quantize.int8_io_dtype)
     saved = out_dir / f"{mode}_saved_model"
     tf.saved_model.save(model, str(saved))
-    return convert(saved, settings, representative if settings.needs_representative_data else None), facts
+    blob = convert(saved, settings, representative if settings.needs_representative_data else None)
+    return blob, {"rebuild_max_diff": diff, **facts}
 
 
 def _take(representative: Callable[[], Iterator[list[Any]]], n: int) -> Iterator[list[Any]]:

@@ -11,8 +11,8 @@ import logging
 from typing import Any
 
 from tasks.core import keys
-from tasks.core.config import safe_run_id
 from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.keys import safe_run_id
 from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)

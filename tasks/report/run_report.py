@@ -11,7 +11,7 @@ from html import escape
 from typing import Any
 
 from tasks.core import keys
-from tasks.core.config import QUANT_MODES
+from tasks.core.modes import QUANT_MODES
 from tasks.core.storage import Artifact, ArtifactStore
 from tasks.report.charts import (
     CONTENT_TYPE,

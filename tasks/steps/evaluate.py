@@ -101,7 +101,7 @@ def _reference_accuracy(trained: TrainResult, path: Path, x: Any, y: Any, batch_
 def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
                       ecfg: Any) -> tuple[dict[str, dict[str, Any]], dict[str, list[int]]]:
     """Accuracy, size, gzip size, host latency and agreement with fp32 per variant, plus per-image predictions."""
-    from tasks.steps.quantize import gzip_size
+    from tasks.ml.convert import gzip_size
 
     results, preds = {}, {}
     for mode, blob in blobs.items():

@@ -10,10 +10,10 @@ from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import TrainingError
+from tasks.core.keys import source_kind
 from tasks.core.results import SourceModel, TrainResult
 from tasks.core.step import StepContext, timed
 from tasks.ml import data, models, saved_model
-from tasks.ml.model_io import source_kind
 from tasks.ml.model_source import check_io
 
 log = logging.getLogger(__name__)

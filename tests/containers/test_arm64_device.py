@@ -62,7 +62,8 @@ def client(arm: dict[str, Any]) -> Iterator[DeviceClient]:
 @pytest.fixture(scope="module")
 def payload(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The four variants of the tests' tiny model (converted by TF on this host), its sample and bench.py."""
-    from tasks.steps.quantize import convert, converter_settings
+    from tasks.core.modes import converter_settings
+    from tasks.ml.convert import convert
     from tests.helpers import tiny_tflite_release
 
     tmp = tmp_path_factory.mktemp("arm64")

@@ -25,8 +25,7 @@ import pytest
 
 from scripts.compose import demo
 from tasks.core import keys
-from tasks.core.config import run_key
-from tasks.core.storage import parse_s3_uri
+from tasks.core.keys import parse_s3_uri, run_key
 
 pytestmark = pytest.mark.compose  # selected only by `make test-compose`; deselected (not skipped) elsewhere
 NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, publish, announce

@@ -12,7 +12,7 @@ import json
 import pytest
 
 from tasks.core import keys
-from tasks.core.config import safe_run_id
+from tasks.core.keys import safe_run_id
 from tests.helpers import export_connections
 
 pytestmark = [pytest.mark.containers, pytest.mark.slow]

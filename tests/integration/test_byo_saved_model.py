@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from tasks.core import keys
-from tasks.core.config import load_config, safe_run_id
+from tasks.core.config import load_config
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import safe_run_id
 from tasks.core.storage import ArtifactStore, sha256_file
 from tasks.ml import saved_model
 from tests.helpers import export_connections

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core import keys
-from tasks.core.config import safe_run_id
+from tasks.core.keys import safe_run_id
 
 pytestmark = pytest.mark.integration
 MODES = {"fp32", "fp16", "dynamic", "int8"}

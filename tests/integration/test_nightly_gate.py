@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tasks.core import keys
-from tasks.core.config import safe_run_id
+from tasks.core.keys import safe_run_id
 from tests.helpers import export_connections
 from tests.integration.test_nightly_dag import _dag
 

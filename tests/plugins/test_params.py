@@ -90,8 +90,18 @@ def test_malformed_params_give_one_clear_error(params, match):
 def test_a_cleared_run_gets_fresh_keys_never_the_first_attempts():
     from edgeops_airflow.params import resolve
 
-    from tasks.core.config import run_key
+    from tasks.core.keys import run_key
 
     first, again = run_key("manual__2026-11-23T02:00:00+00:00"), run_key("manual__2026-11-23T02:00:00+00:00", 1)
     assert first != again and run_key("nightly", 2) not in {run_key("nightly"), run_key("nightly", 1)}
     assert resolve({"profile": "tiny"}, "r1", clear_number=1).run_id == run_key("r1", 1) != "r1"
+
+
+def test_the_trigger_form_offers_exactly_the_table():
+    from edgeops_airflow.params import dag_params
+
+    from tasks.core import modes
+
+    form = dag_params()["modes"]
+    assert tuple(form.schema["items"]["enum"]) == modes.QUANT_MODES
+    assert all(m.summary in form.description for m in modes.MODES.values())

@@ -34,8 +34,8 @@ def tiny_saved_model(tmp_path_factory, tiny_cfg):
     """A trained-for-one-step tiny model exported as SavedModel (the converter's input)."""
     import numpy as np
 
+    from tasks.ml.convert import export_saved_model
     from tasks.ml.models import build_model
-    from tasks.steps.quantize import export_saved_model
 
     model = build_model(tiny_cfg, num_classes=3)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")

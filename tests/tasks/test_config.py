@@ -6,8 +6,9 @@ import dataclasses
 
 import pytest
 
-from tasks.core.config import PipelineConfig, load_config, profile_names, safe_run_id
+from tasks.core.config import PipelineConfig, load_config, profile_names
 from tasks.core.exceptions import ConfigError
+from tasks.core.keys import safe_run_id
 
 
 def test_seed_profile_is_the_original_setup():

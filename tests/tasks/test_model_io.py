@@ -9,7 +9,8 @@ import pytest
 
 from tasks.core.config import load_config
 from tasks.core.exceptions import ConfigError
-from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io, source_kind
+from tasks.core.keys import source_kind
+from tasks.ml.model_io import ModelIO, keras_file_io, saved_model_io
 from tasks.ml.model_source import check_io
 from tests.conftest import REPO
 

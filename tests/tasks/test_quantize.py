@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tasks.core.modes import converter_settings
 from tasks.ml import data
-from tasks.steps.quantize import convert, converter_settings
+from tasks.ml.convert import convert
 from tests.tasks.conftest import make_splits
 
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from tasks.core.exceptions import IntegrityError
+from tasks.core.modes import converter_settings
 from tasks.core.storage import _mismatch
 from tasks.ml import saved_model
-from tasks.steps.quantize import convert, converter_settings
+from tasks.ml.convert import convert
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,8 @@ import pytest
 
 from tasks.cli import main
 from tasks.core import keys
-from tasks.core.config import run_key
 from tasks.core.exceptions import AirflowApiError
+from tasks.core.keys import run_key
 from tasks.fleet.airflow_api import AirflowApi
 from tasks.fleet.inventory import load_inventory
 from tasks.fleet.trigger import new_run_id, rollout_conf, split_names, trigger

@@ -136,6 +136,27 @@ def list_image_folder(store: ArtifactStore, uri: str) -> tuple[list[tuple[str, s
     return entries, classes
 
 
+def stratified_split(labels: list[int], fractions: tuple[float, float, float],
+                     seed: int) -> tuple[list[int], list[int], list[int]]:
+    """Indices of train/val/test with each class split by the same fractions (seeded; every split shuffled).
+
+    Per class, the train and val shares are rounded down and the test split takes the rest, so a class with
+    few images still reaches the test split, where the gate counts its evidence.
+    """
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    parts: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for c in sorted(set(labels)):
+        members = [i for i, y in enumerate(labels) if y == c]
+        members = [members[i] for i in rng.permutation(len(members))]
+        n_train, n_val, _ = split_sizes(len(members), fractions)
+        parts[0].extend(members[:n_train])
+        parts[1].extend(members[n_train:n_train + n_val])
+        parts[2].extend(members[n_train + n_val:])
+    return tuple([part[i] for i in rng.permutation(len(part))] for part in parts)  # type: ignore[return-value]
+
+
 def _load_s3_folder(cfg: DataConfig, store: ArtifactStore) -> Splits:
     import numpy as np
     import tensorflow as tf
@@ -145,22 +166,22 @@ def _load_s3_folder(cfg: DataConfig, store: ArtifactStore) -> Splits:
     entries = [entries[i] for i in order]
     if cfg.max_examples:
         entries = entries[: cfg.max_examples]
-    n_train, n_val, n_test = split_sizes(len(entries), cfg.split)
-    _check_counts(cfg, n_train, n_val, n_test)
+    labels = [classes.index(cls) for _, cls, _ in entries]
+    train, val, test = stratified_split(labels, cfg.split, cfg.seed)
+    _check_counts(cfg, len(train), len(val), len(test))
     bucket, _ = parse_s3_uri(cfg.source)
     paths = _download(store, bucket, entries)
-    labels = [classes.index(cls) for _, cls, _ in entries]
     prep = _preprocess(cfg)
 
-    def part(lo: int, hi: int) -> Any:
-        ds = tf.data.Dataset.from_tensor_slices((paths[lo:hi], labels[lo:hi]))
+    def part(indices: list[int]) -> Any:
+        ds = tf.data.Dataset.from_tensor_slices(([paths[i] for i in indices], [labels[i] for i in indices]))
         return ds.map(lambda p, y: prep(tf.io.decode_image(tf.io.read_file(p), channels=cfg.channels,
                                                            expand_animations=False), y))
 
-    info = {"source": cfg.source, "images": len(entries), "fingerprint": _digest(entries, cfg)}
-    counts = {"train": n_train, "val": n_val, "test": n_test}
-    return Splits(part(0, n_train), part(n_train, n_train + n_val), part(n_train + n_val, len(entries)),
-                  tuple(classes), counts, info)
+    info = {"source": cfg.source, "images": len(entries), "fingerprint": _digest(entries, cfg),
+            "split": "stratified by class"}
+    counts = {"train": len(train), "val": len(val), "test": len(test)}
+    return Splits(part(train), part(val), part(test), tuple(classes), counts, info)
 
 
 def _download(store: ArtifactStore, bucket: str, entries: list[tuple[str, str, str]]) -> list[str]:

@@ -49,3 +49,15 @@ def test_more_calibration_samples_than_train_images_is_refused_before_training()
     check_calibration(splits, 40)
     with pytest.raises(ConfigError, match="calibration_samples=41 but the train split has only 40"):
         check_calibration(splits, 41)
+
+
+def test_stratified_split_keeps_every_class_in_every_split_in_proportion():
+    labels = [0] * 300 + [1] * 60 + [2] * 10  # unbalanced on purpose
+    train, val, test = data.stratified_split(labels, (0.6, 0.1, 0.3), seed=42)
+    assert sorted(train + val + test) == list(range(len(labels)))
+    for part, share in ((train, 0.6), (test, 0.3)):
+        counts = [sum(labels[i] == c for i in part) for c in range(3)]
+        assert counts[0] == pytest.approx(300 * share, abs=1) and counts[1] == pytest.approx(60 * share, abs=1)
+    assert sum(labels[i] == 2 for i in test) >= 3  # the rare class still reaches the test split
+    assert data.stratified_split(labels, (0.6, 0.1, 0.3), seed=42) == (train, val, test)  # seeded
+    assert {labels[i] for i in test[:20]} != {0}  # shuffled: the device sample (a prefix) mixes classes

@@ -23,6 +23,7 @@ from typing import Any
 
 from tasks.core.exceptions import DeviceError, DeviceUnreachableError
 from tasks.core.names import device_conn_id
+from tasks.device import layout
 
 log = logging.getLogger(__name__)
 _PY_LOCK = (  # flock(1) stand-in: take the lock within argv[2] seconds, say so, hold it until stdin closes
@@ -57,7 +58,7 @@ class DeviceTransport:
         self.root = str(extra.get("deploy_root") or "")
         self.python = str(extra.get("python") or "/usr/bin/python3")
         self.kind = str(extra.get("kind") or "simulated")
-        self.runtime_root = str(extra.get("runtime_root") or posixpath.join(self.root, "runtimes"))
+        self.runtime_root = str(extra.get("runtime_root") or posixpath.join(self.root, layout.RUNTIMES))
         for what, path in (("deploy_root", self.root), ("runtime_root", self.runtime_root)):
             if not path.startswith("/") or ".." in path.split("/"):
                 raise DeviceError(f"{self.who}: extra.{what}={path!r} must be an absolute path without '..'")
@@ -225,7 +226,7 @@ class DeviceTransport:
     def locked(self, directory: str, wait_s: int) -> Generator[int, None, None]:
         """Hold ``<directory>/.lock`` on the device for the block: ``flock`` run by a helper that lives as long
         as this channel, so a dropped connection frees the lock (python's fcntl where flock(1) is absent)."""
-        lock, wait = quote(posixpath.join(directory, ".lock")), int(wait_s)
+        lock, wait = quote(posixpath.join(directory, layout.LOCK)), int(wait_s)
         command = (f"mkdir -p {quote(directory)} && if command -v flock >/dev/null 2>&1; then exec flock -w {wait} "
                    f"{lock} sh -c 'echo locked $$; exec cat >/dev/null'; else exec {quote(self.python)} -c "
                    f"{quote(_PY_LOCK)} {lock} {wait}; fi")

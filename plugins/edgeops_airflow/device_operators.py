@@ -223,7 +223,7 @@ class DeviceBenchmarkOperator(_DeviceOperator):
         cfg = self._pipeline_config()
         options = self._decoded(RuntimeOptions.from_xcom, deployed.options, "runtime options") if deployed.options \
             else None  # a DeployResult without options: XNNPACK with the config's bench.threads
-        self._transport = DeviceTransport(deployed.device, deployed.connection or None)
+        self._transport = DeviceTransport(deployed.device, deployed.connection)
         label = label_for(self._transport.kind)
         with self._transport as transport:
             modes = list(deployed.bench_modes or deployed.modes)

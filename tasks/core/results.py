@@ -292,7 +292,7 @@ class PublishResult(Record):
 # --- event-driven scheduling ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NewDataEvent(Record):
-    """What the dataset watcher (plugins/edgeops_airflow/triggers.py) puts in the asset event: one burst of
+    """What the dataset watcher (the Airflow plugin's triggers.py) puts in the asset event: one burst of
     uploads, reported once the bucket has been quiet for ``quiet_seconds`` (or ``max_wait_seconds`` passed)."""
 
     bucket: str

@@ -9,7 +9,7 @@ A device's deploy root (``extra.deploy_root`` of its connection)::
     <root>/.lock                                the deploy lock (flock)
     <root>/runtimes/<runtime_key>/              pinned LiteRT venvs (``tasks.device.runtime``), own .lock
 
-The device side (plugins/edgeops_airflow/device_release.py) and ``edgeops fleet status --check`` both read
+The device side (the Airflow plugin's device_release.py) and ``edgeops fleet status --check`` both read
 these names from here.
 """
 

@@ -1,4 +1,4 @@
-"""What the device operations return (plugins/edgeops_airflow/device_*.py write them, the operators read them).
+"""What the device operations return (the Airflow plugin's device_*.py write them, its operators read them).
 
 Each is a frozen dataclass with one writer (the device operation) and one reader (the device operator, or
 ``edgeops fleet status --check`` for ``OnDevice``).

@@ -1,6 +1,6 @@
 """Rollout decisions, as plain functions: plan the device tasks, judge the canaries, pick a variant per device
 class, and account for every device at the end. The ``edgeops_rollout`` DAG only wires these; the device
-operations themselves live in ``plugins/edgeops_airflow`` (one SSH path).
+operations themselves live in the Airflow plugin (one SSH path).
 
 Forward rollout of a blessed run:
 

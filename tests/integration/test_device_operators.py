@@ -19,7 +19,9 @@ from edgeops_airflow.device import DeviceClient
 
 from tasks.core import keys
 from tasks.core.config import load_config
+from tasks.core.names import device_conn_id
 from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
+from tasks.device.runtime import RuntimeOptions
 from tasks.fleet.records import DeviceTask, SwitchResult
 from tests.helpers import export_connections, tiny_tflite_release
 
@@ -49,9 +51,12 @@ def _verdict(store: Any, run_id: str, payload: dict[str, Path], overwrite_sample
     return GateVerdict(True, ("fp32", "int8"), "int8", (), verdicts, refs, sample, 1.0).to_xcom()
 
 
-def _target(name: str, run_id: str, release: str | None = "", runtime: dict | None = None) -> dict[str, Any]:
-    """A DeviceTask; ``release`` "" = this run's int8 release, None = no release (switch ``current`` off)."""
-    return DeviceTask(device=name, group="sim", wave=0, runtime=runtime or {"threads": 1},
+def _target(name: str, run_id: str, release: str | None = "", runtime: RuntimeOptions | None = None,
+            connection: str = "") -> dict[str, Any]:
+    """A DeviceTask; ``release`` "" = this run's int8 release, None = no release (switch ``current`` off);
+    ``connection`` "" = the device's default connection id."""
+    return DeviceTask(device=name, group="sim", wave=0, connection=connection or device_conn_id(name),
+                      runtime=runtime or RuntimeOptions(threads=1),
                       release=f"{run_id}.int8" if release == "" else release, run_id=run_id, modes=("fp32", "int8"),
                       current="int8").to_xcom()
 
@@ -132,7 +137,7 @@ def test_deploy_with_a_delegate_that_does_not_load_fails_without_retry(env: dict
 
     name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-dl"
     store = artifact_store(MINIO, bucket)
-    runtime = {"threads": 1, "delegate": "/nonexistent/libfoo.so", "delegate_options": {}}
+    runtime = RuntimeOptions(threads=1, delegate="/nonexistent/libfoo.so")
     op = DeviceDeployOperator(task_id="deploy", target=_target(name, run_id, runtime=runtime),
                               verdict=_verdict(store, run_id, payload), rollout_id=run_id, config=_config(),
                               artifacts_conn_id=MINIO, bucket=bucket)

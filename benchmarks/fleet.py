@@ -44,10 +44,13 @@ def _one(device: str, run: dict, rollout_id: str, config: dict, variant: str) ->
     really uploads, verifies, smoke-tests and switches instead of finding an identical release (reused)."""
     from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator
 
+    from tasks.core.names import device_conn_id
+    from tasks.device.runtime import RuntimeOptions
     from tasks.fleet.records import DeviceTask, release_id
 
     gate = run["gate"]
-    target = DeviceTask(device=device, group="bench", wave=1, runtime={"threads": 1},
+    target = DeviceTask(device=device, group="bench", wave=1, connection=device_conn_id(device),
+                        runtime=RuntimeOptions(threads=1),
                         release=release_id(f"{run['run_id']}-{rollout_id}", variant), run_id=run["run_id"],
                         modes=tuple(gate["deploy"]),
                         current=variant, bench_modes=(variant,)).to_xcom()

@@ -17,6 +17,7 @@ from edgeops_airflow.device_release import DeviceReleases
 from edgeops_airflow.device_runtime import DeviceRuntime
 from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks.core.config import BenchConfig, DeployConfig
+from tasks.device.records import BenchRun, Deployed, DeviceFacts, Provisioned, Switched
 from tasks.device.runtime import RuntimeOptions
 
 __all__ = ["DeviceClient", "label_for"]
@@ -32,23 +33,23 @@ class DeviceClient(DeviceTransport):
         self.releases = DeviceReleases(self, deploy or DeployConfig())
         self.venv_python = self.runtime.venv_python
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         return self.runtime.facts()
 
-    def provision(self) -> dict[str, Any]:
+    def provision(self) -> Provisioned:
         return self.runtime.provision()
 
     def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+               runtime: RuntimeOptions | None = None) -> Deployed:
         return self.releases.deploy(run_id, files, current_mode, runtime)
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> Switched:
         return self.releases.rollback(to_release, runtime)
 
     def current_release(self) -> str | None:
         return self.releases.current_release()
 
     def benchmark(self, run_id: str, modes: list[str], bench: BenchConfig | dict[str, Any],
-                  label: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+                  label: str, runtime: RuntimeOptions | None = None) -> BenchRun:
         cfg = bench if isinstance(bench, BenchConfig) else BenchConfig(**bench)
         return self.releases.benchmark(run_id, modes, cfg, label, runtime)

@@ -6,12 +6,15 @@ time), the SSH session closed in ``on_kill``. Their inputs and outputs are the d
 ``PipelineConfig`` (no defaults here). Every switch of ``current`` writes the device's state record
 (``devices/<name>/state.json``) at once, so ``edgeops fleet status`` stays right even if the rollout fails later.
 Fatal errors (a corrupt artifact, a conflicting release, a missing rollback target, a delegate that does not
-load) fail without retrying. The device group's runtime options (threads, delegate, delegate_options: a
-``RuntimeOptions`` dict) travel in the ``DeviceTask`` and, after the deploy, in ``DeployResult.options``.
+load) fail without retrying. The device group's runtime options (``RuntimeOptions``: threads, delegate,
+delegate_options) travel typed in the ``DeviceTask`` and, after the deploy, in ``DeployResult.options``. Every
+operator reaches the device through the connection the inventory names for it (``DeviceTask.connection``, then
+``DeployResult.connection``), never a connection id derived from the device name.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from collections.abc import Sequence
 from importlib import resources
@@ -61,17 +64,14 @@ class _DeviceOperator(BaseOperator):
         except ConfigError as exc:
             _fail(f"resolved config is invalid: {exc}")
 
-    def _runtime_options(self, raw: Any) -> Any:
-        """The group's runtime options as RuntimeOptions; empty keeps the defaults (XNNPACK, config threads)."""
+    def _decoded(self, decode: Any, raw: Any, what: str) -> Any:
+        """decode(raw); invalid runtime options (a ConfigError) fail the task without retrying."""
         from tasks.core.exceptions import ConfigError
-        from tasks.device.runtime import RuntimeOptions
 
-        if not raw:
-            return None
         try:
-            return RuntimeOptions.from_dict(raw)
+            return decode(raw)
         except ConfigError as exc:
-            _fail(f"runtime options {raw!r} are invalid: {exc}")
+            _fail(f"{what} {raw!r} are invalid: {exc}")
 
     def _fatal(self, fn: Any, *args: Any) -> Any:
         """Call fn; a FatalError (corrupt artifact, release conflict) becomes a non-retried task failure."""
@@ -82,16 +82,17 @@ class _DeviceOperator(BaseOperator):
         except FatalError as exc:
             _fail(f"{type(exc).__name__}: {exc}")
 
-    def _record_state(self, target: Any, result: dict[str, Any], action: str, arch: str = "") -> None:
+    def _record_state(self, target: Any, release: str | None, previous: str | None, action: str, arch: str = "",
+                      variant: str = "") -> None:
         """devices/<name>/state.json right after a switch (the bucket keeps older versions as history)."""
         import datetime as dt
 
         from tasks.fleet.records import DeviceState, split_release
 
-        run_id, variant = split_release(result["release"])
+        run_id, variant_of_release = split_release(release)
         state = DeviceState(
-            device=target.device, release=result["release"], previous=result.get("previous"), run_id=run_id,
-            variant=result.get("current_variant") or variant, rollout_id=self.rollout_id, action=action,
+            device=target.device, release=release, previous=previous, run_id=run_id,
+            variant=variant or variant_of_release, rollout_id=self.rollout_id, action=action,
             switched_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), group=target.group, arch=arch)
         self._store().put_json(keys.device_state(target.device), state.to_xcom())
 
@@ -119,7 +120,7 @@ class DeviceDeployOperator(_DeviceOperator):
         keeps its release, and the rollout records it ``skipped`` without counting it against max_failed."""
         from tasks.core.exceptions import DeviceUnreachableError
 
-        self._transport = DeviceTransport(target.device)
+        self._transport = DeviceTransport(target.device, target.connection)
         try:
             return self._transport.connect()
         except DeviceUnreachableError as exc:
@@ -132,10 +133,11 @@ class DeviceDeployOperator(_DeviceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
-        from tasks.core.results import DeployResult, FileEntry, GateVerdict
+        from tasks.core.results import DeployResult, GateVerdict
         from tasks.fleet.records import DeviceTask
 
-        target, verdict = DeviceTask.from_xcom(self.target), GateVerdict.from_xcom(self.verdict)
+        target = self._decoded(DeviceTask.from_xcom, self.target, "device task")
+        verdict = GateVerdict.from_xcom(self.verdict)
         cfg = self._pipeline_config()
         missing = [m for m in target.modes if m not in verdict.tflite]
         if missing or not target.release:
@@ -151,20 +153,20 @@ class DeviceDeployOperator(_DeviceOperator):
             with self._connect(target) as transport:
                 runtime_ops = DeviceRuntime(transport, cfg.deploy)
                 facts = runtime_ops.facts()
-                self.log.info("%s: %s", target.device, facts)
+                self.log.info("%s: %s", target.device, facts.summary())
                 runtime = runtime_ops.provision()
                 releases = DeviceReleases(transport, cfg.deploy)
                 before = releases.current_release() if _first_try(context) else None
-                result = self._fatal(releases.deploy, target.release, files, target.current,
-                                     self._runtime_options(target.runtime))
+                result = self._fatal(releases.deploy, target.release, files, target.current, target.runtime)
                 if before == target.release:  # it already ran this very release: switching back = staying
-                    result = {**result, "previous": before}
-                self._record_state(target, result, self.action, facts["arch"])
+                    result = dataclasses.replace(result, previous=before)
+                self._record_state(target, result.release, result.previous, self.action, facts.arch,
+                                   result.current_variant)
         deployed = DeployResult(
-            device=target.device, arch=facts["arch"], release=result["release"],
-            current_variant=result["current_variant"], previous=result["previous"], modes=tuple(target.modes),
-            files=tuple(FileEntry(**f) for f in result["files"]), runtime=runtime["packages"],
-            reused=result["reused"], options=dict(target.runtime), bench_modes=tuple(target.bench_modes),
+            device=target.device, arch=facts.arch, release=result.release, current_variant=result.current_variant,
+            previous=result.previous, modes=tuple(target.modes), files=result.files, runtime=runtime.packages,
+            reused=result.reused, options=target.runtime.to_xcom(), bench_modes=tuple(target.bench_modes),
+            connection=target.connection,
         )
         self.log.info("%s", deployed.summary())
         return deployed.to_xcom()
@@ -184,18 +186,18 @@ class DeviceSwitchOperator(_DeviceOperator):
         from edgeops_airflow.device_release import DeviceReleases
         from tasks.fleet.records import DeviceTask, SwitchResult, split_release
 
-        target = DeviceTask.from_xcom(self.target)
+        target = self._decoded(DeviceTask.from_xcom, self.target, "device task")
         cfg = self._pipeline_config()
-        self._transport = DeviceTransport(target.device)
+        self._transport = DeviceTransport(target.device, target.connection)
         with self._transport as transport:
             releases = DeviceReleases(transport, cfg.deploy)
             if target.release:
-                result = self._fatal(releases.rollback, target.release, self._runtime_options(target.runtime))
+                result = self._fatal(releases.rollback, target.release, target.runtime)
             else:
                 result = releases.remove_current()
-            self._record_state(target, result, "rollback")
-        switched = SwitchResult(device=target.device, release=result["release"], previous=result["previous"],
-                                variant=split_release(result["release"])[1], runtime=dict(target.runtime))
+            self._record_state(target, result.release, result.previous, "rollback")
+        switched = SwitchResult(device=target.device, release=result.release, previous=result.previous,
+                                variant=split_release(result.release)[1], runtime=target.runtime.to_xcom())
         self.log.info("%s", switched.summary())
         return switched.to_xcom()
 
@@ -215,23 +217,26 @@ class DeviceBenchmarkOperator(_DeviceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from tasks.core.results import BenchmarkResult, DeployResult, ModelBench
+        from tasks.device.runtime import RuntimeOptions
 
         deployed = DeployResult.from_xcom(self.deploy)
-        cfg, options = self._pipeline_config(), self._runtime_options(deployed.options)
-        self._transport = DeviceTransport(deployed.device)
+        cfg = self._pipeline_config()
+        options = self._decoded(RuntimeOptions.from_xcom, deployed.options, "runtime options") if deployed.options \
+            else None  # a DeployResult without options: XNNPACK with the config's bench.threads
+        self._transport = DeviceTransport(deployed.device, deployed.connection)
         label = label_for(self._transport.kind)
         with self._transport as transport:
             modes = list(deployed.bench_modes or deployed.modes)
-            doc = self._fatal(DeviceReleases(transport, cfg.deploy).benchmark, deployed.release, modes, cfg.bench,
+            run = self._fatal(DeviceReleases(transport, cfg.deploy).benchmark, deployed.release, modes, cfg.bench,
                               label, options)
-        record = {**doc, "name": deployed.device, "release": deployed.release,
+        record = {**run.document, "name": deployed.device, "release": deployed.release,
                   "current_variant": deployed.current_variant, "files": [f.to_xcom() for f in deployed.files]}
         store = self._store()
         written = store.put_json(keys.rollout_device(self.rollout_id, deployed.device), record)
         result = BenchmarkResult(
-            device=deployed.device, arch=doc["device"]["arch"], release=deployed.release,
-            current_variant=deployed.current_variant, label=doc["label"], record=store.ref(written),
-            models={mode: ModelBench.from_bench(r) for mode, r in doc["results"].items()}, facts=doc["device"],
+            device=deployed.device, arch=run.arch, release=deployed.release,
+            current_variant=deployed.current_variant, label=run.label, record=store.ref(written),
+            models={mode: ModelBench.from_bench(r) for mode, r in run.results.items()}, facts=run.facts,
         )
         self.log.info("%s", result.summary())
         return result.to_xcom()

@@ -44,7 +44,11 @@ from typing import Any
 from edgeops_airflow.device_transport import DeviceTransport
 from tasks.core.config import BenchConfig, DeployConfig
 from tasks.core.exceptions import DelegateError, DeviceError, ReleaseConflictError
+from tasks.core.results import FileEntry
 from tasks.core.storage import sha256_file
+from tasks.device import layout
+from tasks.device.layout import DeployExit
+from tasks.device.records import BenchRun, Deployed, Switched
 from tasks.device.runtime import SMOKE_THREADS, RuntimeOptions, runtime_key
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,15 @@ _VERIFY_SUMS = (
     "import hashlib, sys\nfor line in open(sys.argv[1]):\n    h, n = line.split(None, 1); n = n.strip()\n"
     "    if hashlib.sha256(open(n, 'rb').read()).hexdigest() != h: sys.exit('FAILED: ' + n)"
 )
+
+
+_EXIT_WHAT = {DeployExit.CHECKSUMS: "checksum check (sha256sum -c: corrupted on the way or on disk?)",
+              DeployExit.LOST_LOCK: "the deploy lock was lost (connection dropped?)"}
+
+
+def _exit(code: DeployExit) -> str:
+    """The shell statement that ends a protocol script with ``code`` (read back by ``_checked``)."""
+    return f"exit {int(code)}"
 
 
 def _sync(path: str) -> str:
@@ -100,8 +113,8 @@ class DeviceReleases:
 
     # --- deploy -----------------------------------------------------------------------------------------------
     def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None) -> dict[str, Any]:
-        """Run the deploy protocol (module docstring) for one release; returns release/previous/files/reused.
+               runtime: RuntimeOptions | None = None) -> Deployed:
+        """Run the deploy protocol (module docstring) for one release.
 
         The smoke tests run with ``runtime`` (the device group's threads and delegate; default: XNNPACK on one
         thread). Device round trips are few on purpose (each costs a process start on the device): prepare,
@@ -109,41 +122,43 @@ class DeviceReleases:
         """
         smoke = runtime or RuntimeOptions(threads=SMOKE_THREADS)
         safe_name(release_id, "release id")
-        link = f"{safe_name(current_mode, 'mode')}.tflite"
-        if link not in files or "bench.py" not in files or "sample.npz" not in files:
-            raise ReleaseConflictError(f"{self.t.who}: a release needs {link}, bench.py and sample.npz; got "
-                                       f"{sorted(files)}")
+        link = layout.variant_file(safe_name(current_mode, "mode"))
+        if link not in files or layout.BENCH not in files or layout.SAMPLE not in files:
+            raise ReleaseConflictError(f"{self.t.who}: a release needs {link}, {layout.BENCH} and {layout.SAMPLE}; "
+                                       f"got {sorted(files)}")
         entries = []
         for name, path in sorted(files.items()):
             if not Path(path).is_file():
                 raise DeviceError(f"{self.t.who}: local file {path} for {name} is missing")
-            entries.append({"name": safe_name(name, "file name"), "sha256": sha256_file(path),
-                            "size_bytes": Path(path).stat().st_size})
-        sums = "".join(f"{e['sha256']}  {e['name']}\n" for e in entries)
-        final = posixpath.join(self.root, "releases", release_id)
-        staging = posixpath.join(self.root, ".staging", uuid.uuid4().hex)
+            entries.append(FileEntry(name=safe_name(name, "file name"), sha256=sha256_file(path),
+                                     size_bytes=Path(path).stat().st_size))
+        sums = "".join(f"{e.sha256}  {e.name}\n" for e in entries)
+        final = layout.release_path(self.root, release_id)
+        staging = posixpath.join(self.root, layout.STAGING, uuid.uuid4().hex)
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             previous, existing = self._prepare(final, staging)
             reused = self._existing(final, existing, sums, link)
             if not reused:
-                meta = {"release": release_id, "files": entries, "previous": previous, "current_variant": current_mode}
+                meta = {"release": release_id, "files": [e.to_xcom() for e in entries], "previous": previous,
+                        "current_variant": current_mode}
                 self._stage_and_rename(staging, final, files, sums, link, meta, smoke)
             elif previous == release_id:  # an earlier attempt switched already: report what it replaced
-                previous = self.t.json(f"cat {quote(final)}/release.json", "reading release.json")["previous"]
+                meta_file = quote(posixpath.join(final, layout.RELEASE_META))
+                previous = self.t.json(f"cat {meta_file}", f"reading {layout.RELEASE_META}")["previous"]
             self._switch_check_prune(release_id, previous, smoke)
         log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None
-        return {"release": release_id, "previous": previous, "current_variant": current_mode, "files": entries,
-                "reused": reused}
+        return Deployed(release=release_id, previous=previous, current_variant=current_mode, files=tuple(entries),
+                        reused=reused)
 
     def _prepare(self, final: str, staging: str) -> tuple[str | None, str | None]:
         """Remove stale staging dirs, make ours; return (current release, existing SHA256SUMS + link or None)."""
         root, rel = quote(self.root), quote(final)
         _, out = self._run(
-            f"cd {root} && rm -rf .staging && mkdir -p releases {quote(staging)} && "
-            f"printf 'CURRENT %s\\n' \"$(readlink current 2>/dev/null)\" && if test -e {rel}; then "
-            f"echo EXISTS; cat {rel}/SHA256SUMS 2>/dev/null; "
-            f"printf 'LINK %s\\n' \"$(readlink {rel}/model.tflite)\"; fi",
+            f"cd {root} && rm -rf {layout.STAGING} && mkdir -p {layout.RELEASES} {quote(staging)} && "
+            f"printf 'CURRENT %s\\n' \"$(readlink {layout.CURRENT} 2>/dev/null)\" && if test -e {rel}; then "
+            f"echo EXISTS; cat {rel}/{layout.SUMS} 2>/dev/null; "
+            f"printf 'LINK %s\\n' \"$(readlink {rel}/{layout.MODEL})\"; fi",
             "preparing the deploy (disk full or read-only?)")
         head, _, rest = out.partition("\n")
         current = posixpath.basename(head.removeprefix("CURRENT ").strip()) or None
@@ -162,15 +177,16 @@ class DeviceReleases:
 
     def _stage_and_rename(self, staging: str, final: str, files: dict[str, str | Path], sums: str, link: str,
                           meta: dict[str, Any], runtime: RuntimeOptions) -> None:
-        models = sorted(n for n in files if n.endswith(".tflite"))
+        models = sorted(n for n in files if n.endswith(layout.TFLITE_SUFFIX))
         try:
-            self.t.put_files(staging, files, {"SHA256SUMS": sums, "release.json": json.dumps(meta)},
+            self.t.put_files(staging, files, {layout.SUMS: sums, layout.RELEASE_META: json.dumps(meta)},
                              self.cfg.upload_timeout_s)
+            other = _exit(DeployExit.OTHER)
             script = "\n".join([
-                f"cd {quote(staging)} || exit 12", f"{self._verify_cmd()} || exit 10",
-                f"ln -s {quote(link)} model.tflite && {_sync('.')} || exit 12",
-                f"{self._smoke_cmd(models, runtime)} || exit 11", self._guard(),
-                f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || exit 12"])
+                f"cd {quote(staging)} || {other}", f"{self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}",
+                f"ln -s {quote(link)} {layout.MODEL} && {_sync('.')} || {other}",
+                f"{self._smoke_cmd(models, runtime)} || {_exit(DeployExit.SMOKE)}", self._guard(),
+                f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || {other}"])
             self._checked(script, "in staging", self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
             self._cleanup(staging, exc)
@@ -178,16 +194,16 @@ class DeviceReleases:
 
     def _switch_check_prune(self, release_id: str, previous: str | None, runtime: RuntimeOptions) -> None:
         """Protocol steps 4-6 in one device command; on a failed health check, switch back (step 5)."""
-        root, target = quote(self.root), quote(f"releases/{release_id}")
+        root, target = quote(self.root), quote(layout.release_link(release_id))
         keep = " ".join(f"-e {quote(k)}" for k in (release_id, previous) if k)
+        other = _exit(DeployExit.OTHER)
         script = "\n".join([
-            f"cd {root} || exit 12", self._guard(),
-            f"if [ \"$(readlink current)\" != {target} ]; then touch -h {target} && ln -sfn {target} .current.tmp "
-            f"&& mv -T .current.tmp current && {_sync('.')} || exit 12; fi",
-            f"cd {root}/current || exit 12", f"{self._verify_cmd()} || exit 10",
-            f"{self._smoke_cmd(['model.tflite'], runtime)} || exit 11",
-            f"cd {root}/releases && ls -1t | tail -n +{self.cfg.keep_releases + 1} | grep -vxF {keep} "
-            "| xargs -r rm -rf --", f"rm -rf {root}/.staging"])
+            f"cd {root} || {other}", self._guard(),
+            f"if [ \"$(readlink {layout.CURRENT})\" != {target} ]; then {self._switch_cmd(target)} || {other}; fi",
+            f"cd {root}/{layout.CURRENT} || {other}", f"{self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}",
+            f"{self._smoke_cmd([layout.MODEL], runtime)} || {_exit(DeployExit.SMOKE)}",
+            f"cd {root}/{layout.RELEASES} && ls -1t | tail -n +{self.cfg.keep_releases + 1} | grep -vxF {keep} "
+            "| xargs -r rm -rf --", f"rm -rf {root}/{layout.STAGING}"])
         try:
             self._checked(script, "through current (health check)",
                           self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
@@ -201,34 +217,34 @@ class DeviceReleases:
         """Stop a protocol script whose deploy lost the lock: its SSH connection dropped while it ran on the
         device, and a retry may already hold the lock. Checked right before each rename."""
         return (f"kill -0 {self._holder} 2>/dev/null || {{ echo 'the deploy lock was released (connection "
-                "dropped?): stopping before the rename' >&2; exit 13; }")
+                f"dropped?): stopping before the rename' >&2; {_exit(DeployExit.LOST_LOCK)}; }}")
 
     def _verify_cmd(self) -> str:
         """``sha256sum -c`` of SHA256SUMS in the working dir; the device's python where sha256sum is absent."""
-        return ("if command -v sha256sum >/dev/null 2>&1; then sha256sum -c --quiet SHA256SUMS; "
-                f"else {quote(self.t.python)} -c {quote(_VERIFY_SUMS)} SHA256SUMS; fi")
+        return (f"if command -v sha256sum >/dev/null 2>&1; then sha256sum -c --quiet {layout.SUMS}; "
+                f"else {quote(self.t.python)} -c {quote(_VERIFY_SUMS)} {layout.SUMS}; fi")
 
     def _smoke_cmd(self, models: list[str], runtime: RuntimeOptions) -> str:
         args = " ".join([*(f"--model {quote(m)}" for m in models), *map(quote, runtime.bench_args())])
-        return (f"{quote(self.venv_python)} bench.py --smoke {args} --sample sample.npz "
+        return (f"{quote(self.venv_python)} {layout.BENCH} --smoke {args} --sample {layout.SAMPLE} "
                 f"--timeout {int(self.cfg.smoke_timeout_s)}")
 
     def _checked(self, script: str, where: str, timeout: float) -> None:
-        """Run a protocol script whose exit code says which step failed (10 checksums, 11 smoke, 12 other)."""
+        """Run a protocol script whose exit code (``DeployExit``) says which step failed."""
         rc, out, err = self.t.run(script, timeout, check=False, what=f"deploy step {where}")
         if rc == 0:
             return
         tail = " | ".join(err.strip().splitlines()[-6:])
-        if rc == 11 and (delegate := bench_error(out)):
+        if rc == DeployExit.SMOKE and (delegate := bench_error(out)):
             raise DelegateError(f"{self.t.who}: smoke test {where} failed: {delegate}")
-        if rc == 11:
+        if rc == DeployExit.SMOKE:
             try:
                 failed = {k: v["why"] for k, v in json.loads(out.strip().splitlines()[-1])["smoke"].items()
                           if not v["ok"]}
             except (IndexError, ValueError, KeyError, TypeError):
-                failed = {"bench.py": tail}
+                failed = {layout.BENCH: tail}
             raise DeviceError(f"{self.t.who}: smoke test {where} failed: {failed}")
-        what = {10: "checksum check (sha256sum -c: corrupted on the way or on disk?)"}.get(rc, f"exit {rc}")
+        what = _EXIT_WHAT.get(rc, f"exit {rc}")
         raise DeviceError(f"{self.t.who}: deploy step {where} failed: {what}: {tail}")
 
     def _cleanup(self, staging: str, exc: DeviceError) -> None:
@@ -245,55 +261,62 @@ class DeviceReleases:
 
     # --- switch, rollback -------------------------------------------------------------------------------------
     def current_release(self) -> str | None:
-        rc, out = self._run(f"readlink {quote(posixpath.join(self.root, 'current'))}", "readlink", check=False)
+        rc, out = self._run(f"readlink {quote(posixpath.join(self.root, layout.CURRENT))}", "readlink", check=False)
         return posixpath.basename(out.strip()) if rc == 0 and out.strip() else None
 
     def _switch(self, release_id: str | None) -> None:
         root = quote(self.root)
         if release_id is None:
-            self._run(f"rm -f {root}/current && {_sync(root)}", "removing current")
+            self._run(f"rm -f {root}/{layout.CURRENT} && {_sync(root)}", "removing current")
             return
-        target = quote(f"releases/{release_id}")
-        self._run(f"cd {root} && touch -h {target} && ln -sfn {target} .current.tmp && mv -T .current.tmp current "
-                  f"&& {_sync('.')}", f"switching current to {release_id}")
+        self._run(f"cd {root} && {self._switch_cmd(quote(layout.release_link(release_id)))}",
+                  f"switching current to {release_id}")
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+    @staticmethod
+    def _switch_cmd(target: str) -> str:
+        """Point ``current`` at ``target`` (quoted, relative to the root, the working dir): a new symlink renamed
+        over the old one (atomic); ``touch -h`` makes the release the newest for pruning."""
+        return (f"touch -h {target} && ln -sfn {target} {layout.CURRENT_TMP} && mv -T {layout.CURRENT_TMP} "
+                f"{layout.CURRENT} && {_sync('.')}")
+
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> Switched:
         """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy (the health
         check's smoke test runs with ``runtime``, as in ``deploy``)."""
-        final = posixpath.join(self.root, "releases", safe_name(to_release, "release id"))
+        final = layout.release_path(self.root, safe_name(to_release, "release id"))
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
-            if self._run(f"test -f {quote(final)}/SHA256SUMS", "release check", check=False)[0] != 0:
+            if self._run(f"test -f {quote(final)}/{layout.SUMS}", "release check", check=False)[0] != 0:
                 raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to")
-            self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || exit 10; }}", f"verifying {to_release}",
-                          self.cfg.command_timeout_s)
+            self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}; }}",
+                          f"verifying {to_release}", self.cfg.command_timeout_s)
             previous = self.current_release()
             self._switch_check_prune(to_release, previous if previous != to_release else None,
                                      runtime or RuntimeOptions(threads=SMOKE_THREADS))
-        return {"release": to_release, "previous": previous}
+        return Switched(release=to_release, previous=previous)
 
-    def remove_current(self) -> dict[str, Any]:
+    def remove_current(self) -> Switched:
         """Remove ``current`` (a canary that had no release before its first deploy goes back to none)."""
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             previous = self.current_release()
             self._switch(None)
-        return {"release": None, "previous": previous}
+        return Switched(release=None, previous=previous)
 
     # --- benchmark --------------------------------------------------------------------------------------------
     def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str,
-                  runtime: RuntimeOptions | None = None) -> dict[str, Any]:
+                  runtime: RuntimeOptions | None = None) -> BenchRun:
         """Run the release's bench.py with the runtime venv over the given modes; return its JSON document.
 
         ``runtime`` is the device group's threads and delegate (default: XNNPACK with ``bench.threads``); a
         delegate that does not load or apply raises ``DelegateError`` (fatal: never retried)."""
         runtime = runtime or RuntimeOptions(threads=bench.threads)
-        release = posixpath.join(self.root, "releases", safe_name(release_id, "release id"))
-        models = " ".join(f"--model {quote(safe_name(m, 'mode') + '.tflite')}" for m in modes)
-        command = (f"cd {quote(release)} && {quote(self.venv_python)} bench.py {models} --sample sample.npz "
+        release = layout.release_path(self.root, safe_name(release_id, "release id"))
+        models = " ".join(f"--model {quote(layout.variant_file(safe_name(m, 'mode')))}" for m in modes)
+        command = (f"cd {quote(release)} && {quote(self.venv_python)} {layout.BENCH} {models} "
+                   f"--sample {layout.SAMPLE} "
                    f"--warmup {bench.warmup} --runs {bench.runs} {' '.join(map(quote, runtime.bench_args()))} "
                    f"--label {quote(label)}")
         what = f"benchmark of release {release_id}"
         log.info("%s: benchmarking %s of release %s (%s, %s)", self.t.who, ", ".join(modes), release_id, label,
-                 runtime.to_dict())
+                 runtime.to_xcom())
         rc, out, err = self.t.run(command, bench.timeout_s, check=False, what=what)
         if (delegate := bench_error(out)) is not None:
             raise DelegateError(f"{self.t.who}: {what} failed: {delegate}")
@@ -303,4 +326,6 @@ class DeviceReleases:
         doc = bench_doc(out)
         if doc.get("schema") != 1 or not isinstance(doc.get("results"), dict):
             raise DeviceError(f"{self.t.who}: bench.py printed an unexpected document: {out.strip()[-300:]!r}")
-        return doc
+        facts = doc.get("device")
+        return BenchRun(label=str(doc.get("label", label)), facts=facts if isinstance(facts, dict) else {},
+                        results=doc["results"], document=doc)

@@ -12,11 +12,11 @@ import logging
 import posixpath
 import time
 from shlex import quote
-from typing import Any
 
 from edgeops_airflow.device_transport import DeviceTransport
 from tasks.core.config import DeployConfig
-from tasks.core.exceptions import DeviceError
+from tasks.core.exceptions import DeviceError, RecordError
+from tasks.device.records import DeviceFacts, Provisioned
 from tasks.device.runtime import FALLBACK_PACKAGES, READY_MARKER, RUNTIME_PACKAGES, runtime_key
 
 log = logging.getLogger(__name__)
@@ -47,13 +47,17 @@ class DeviceRuntime:
         rc, out, _ = self.t.run(command, self.cfg.command_timeout_s, check=check, what=what)
         return rc, out
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> DeviceFacts:
         """arch, kernel, os, python, cpus of the device (through its system python)."""
         if self._run(f"test -x {quote(self.t.python)}", "python check", check=False)[0] != 0:
             raise DeviceError(f"{self.t.who}: {self.t.python} is missing; install python3 or set extra.python")
-        return self.t.json(f"{quote(self.t.python)} -c {quote(_FACTS)}", "facts", self.cfg.command_timeout_s)
+        raw = self.t.json(f"{quote(self.t.python)} -c {quote(_FACTS)}", "facts", self.cfg.command_timeout_s)
+        try:
+            return DeviceFacts.from_xcom(raw)
+        except RecordError as exc:
+            raise DeviceError(f"{self.t.who}: the facts script printed an unexpected document: {exc}") from exc
 
-    def provision(self) -> dict[str, Any]:
+    def provision(self) -> Provisioned:
         """Make the pinned runtime venv; a no-op when its ready marker is there and it imports.
 
         The marker is written last, so a venv killed half-way (no marker) is removed and rebuilt.
@@ -63,7 +67,7 @@ class DeviceRuntime:
         with self.t.locked(self.t.runtime_root, self.cfg.lock_timeout_s):
             rc, out = self._run(check, "runtime check", check=False)
             if rc == 0:
-                return {"installed": False, "venv": self.runtime_dir, "packages": json.loads(out.splitlines()[-1])}
+                return Provisioned(installed=False, venv=self.runtime_dir, packages=json.loads(out.splitlines()[-1]))
             log.info("%s: building runtime %s: %s", self.t.who, self.runtime_dir, " ".join(RUNTIME_PACKAGES))
             self._run(f"rm -rf {venv} && {quote(self.t.python)} -m venv {venv}", "venv creation (needs python3-venv)")
             started, budget = time.monotonic(), self.cfg.provision_timeout_s
@@ -85,4 +89,4 @@ class DeviceRuntime:
             spec = quote("\n".join(installed) + "\n")
             self._run(f"printf %s {spec} > {marker}.tmp && sync && mv {marker}.tmp {marker} && sync",
                       "writing the runtime marker")
-        return {"installed": True, "venv": self.runtime_dir, "packages": packages}
+        return Provisioned(installed=True, venv=self.runtime_dir, packages=packages)

@@ -1,36 +1,17 @@
-"""SSH transport to one edge device, like the SSH provider's hook: connection in, commands and SFTP out.
+"""SSH transport to one edge device through its Airflow connection, like the SSH provider's hook.
 
-Trust model (the reason this is not ``SSHHook.get_conn()``): the host key pinned in the connection's
-``extra.host_key`` is the ONLY key accepted. The client's key store holds that one key and nothing else (the
-worker's ``~/.ssh/known_hosts`` is never loaded), the missing-key policy is ``RejectPolicy``, and paramiko checks
-the server key during key exchange, before any credential is sent. Authentication is by private key only:
-no password (a connection carrying one is refused), no agent, no ``~/.ssh/id_*`` discovery.
-
-Airflow and paramiko are imported inside functions: DAG files import the operators at parse time.
+The SSH session, the pinned-host-key trust model, commands, SFTP and the device lock are
+``tasks.device.transport.SshTransport``; this side only looks the connection up in Airflow. Airflow is imported
+inside functions: DAG files import the operators at parse time.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import posixpath
-import time
-from collections.abc import Generator
-from contextlib import contextmanager
-from pathlib import Path
-from shlex import quote
-from typing import Any
+from tasks.core.exceptions import DeviceError
+from tasks.device.records import OnDevice
+from tasks.device.transport import ConnectionFields, SshTransport
 
-from tasks.core.exceptions import DeviceError, DeviceUnreachableError
-from tasks.core.names import device_conn_id
-
-log = logging.getLogger(__name__)
-_PY_LOCK = (  # flock(1) stand-in: take the lock within argv[2] seconds, say so, hold it until stdin closes
-    "import fcntl, os, sys, time\nf = open(sys.argv[1], 'a'); end = time.time() + float(sys.argv[2])\n"
-    "while True:\n    try:\n        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); break\n"
-    "    except BlockingIOError:\n        time.sleep(0.2)\n        if time.time() > end: sys.exit(1)\n"
-    "print('locked', os.getpid(), flush=True); sys.stdin.read()"
-)
+__all__ = ["DeviceTransport", "label_for", "read_device"]
 
 
 def label_for(kind: str) -> str:
@@ -38,281 +19,22 @@ def label_for(kind: str) -> str:
     return {"pi": "native", "qemu": "emulated"}.get(kind, "host")
 
 
-class DeviceTransport:
-    """One SSH session to a device; use as a context manager (``with DeviceTransport("pi1") as t: ...``).
+class DeviceTransport(SshTransport):
+    """``with DeviceTransport("pi1", "my_garage_pi") as t: ...``; without a connection id, the device's default
+    (``edgeops_device_<name>``). Connection fields: see ``SshTransport``."""
 
-    Connection fields: host, port, login; extra: ``host_key`` (required), ``key_file`` or ``private_key``
-    (required), ``deploy_root`` (absolute), ``python`` (the device's system python), optional ``kind``
-    (``pi`` | ``qemu``) and ``runtime_root`` (where pinned runtime venvs live; default ``<deploy_root>/runtimes``).
-    """
-
-    def __init__(self, device: str, conn_id: str | None = None, connect_attempts: int = 3) -> None:
-        self.device = device
-        self.conn_id = conn_id or device_conn_id(device)
-        self.connect_attempts = max(1, connect_attempts)
-        self.client: Any = None
-        conn = self._connection()
-        extra = conn.extra_dejson
-        self.host, self.port, self.login = conn.host or "", int(conn.port or 22), conn.login or ""
-        self.root = str(extra.get("deploy_root") or "")
-        self.python = str(extra.get("python") or "/usr/bin/python3")
-        self.kind = str(extra.get("kind") or "simulated")
-        self.runtime_root = str(extra.get("runtime_root") or posixpath.join(self.root, "runtimes"))
-        for what, path in (("deploy_root", self.root), ("runtime_root", self.runtime_root)):
-            if not path.startswith("/") or ".." in path.split("/"):
-                raise DeviceError(f"{self.who}: extra.{what}={path!r} must be an absolute path without '..'")
-        self._host_key = self._parse_host_key(str(extra.get("host_key") or ""))
-        self._key_source = (extra.get("private_key"), extra.get("key_file"))
-        if not any(self._key_source):
-            raise DeviceError(f"{self.who}: extra.key_file (or private_key) is required; key auth only")
-
-    @property
-    def who(self) -> str:
-        return f"device {self.device!r} (connection {self.conn_id})"
-
-    # --- configuration, all checked before any network I/O ----------------------------------------------------
-    def _connection(self) -> Any:
+    def _lookup(self) -> ConnectionFields:
         from airflow.sdk import BaseHook
 
         try:
             conn = BaseHook.get_connection(self.conn_id)
         except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and friends
             raise DeviceError(f"{self.who}: connection not found ({exc}); add it or run devstack") from exc
-        extra = conn.extra_dejson
-        if conn.password:
-            raise DeviceError(f"{self.who}: the connection has a password; remove it, devices use key auth only")
-        for flag in ("no_host_key_check", "allow_host_key_change"):
-            if str(extra.get(flag, False)).lower() == "true":
-                raise DeviceError(f"{self.who}: extra.{flag}=true is not allowed; host keys are pinned")
-        if not conn.host or not conn.login:
-            raise DeviceError(f"{self.who}: the connection needs host and login")
-        return conn
-
-    def _parse_host_key(self, line: str) -> Any:
-        from paramiko.hostkeys import HostKeyEntry
-
-        if not line.strip():
-            raise DeviceError(f"{self.who}: extra.host_key is required (pin it: ssh-keyscan -p PORT HOST)")
-        try:
-            entry = HostKeyEntry.from_line(f"pinned {line.strip()}")
-        except Exception as exc:  # noqa: BLE001 - paramiko raises several types for a bad key line
-            raise DeviceError(f"{self.who}: extra.host_key is not a valid 'TYPE BASE64' key: {exc}") from exc
-        if entry is None or entry.key is None:
-            raise DeviceError(f"{self.who}: extra.host_key {line[:40]!r}… is not a key type paramiko supports")
-        return entry.key
-
-    def _private_key(self) -> Any:
-        import io
-
-        import paramiko
-
-        text, path = self._key_source
-        try:
-            if not text:
-                return paramiko.PKey.from_path(str(path))
-            for kind in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
-                try:
-                    return kind.from_private_key(io.StringIO(str(text)))
-                except paramiko.SSHException:
-                    continue
-            raise ValueError("extra.private_key is not an unencrypted ed25519, ecdsa or rsa key")
-        except Exception as exc:  # noqa: BLE001 - missing file, bad format, encrypted key
-            raise DeviceError(f"{self.who}: cannot load the private key ({exc}); check extra.key_file") from exc
-
-    # --- connection -------------------------------------------------------------------------------------------
-    def connect(self) -> DeviceTransport:
-        """Connect; retry refused/reset connections, never a wrong host key or failed auth."""
-        import paramiko
-
-        pkey = self._private_key()
-        known_as = self.host if self.port == 22 else f"[{self.host}]:{self.port}"
-        for attempt in range(1, self.connect_attempts + 1):
-            client = paramiko.SSHClient()  # no load_system_host_keys(): the pinned key is the only one
-            client.get_host_keys().add(known_as, self._host_key.get_name(), self._host_key)
-            client.set_missing_host_key_policy(paramiko.RejectPolicy())
-            try:
-                client.connect(self.host, self.port, username=self.login, pkey=pkey, look_for_keys=False,
-                               allow_agent=False, timeout=15, banner_timeout=15, auth_timeout=15)
-            except paramiko.BadHostKeyException as exc:
-                client.close()
-                raise DeviceError(f"{self.who}: host key mismatch, refusing to connect ({exc}); if the device "
-                                  "was re-imaged, update extra.host_key from the device itself") from exc
-            except paramiko.AuthenticationException as exc:
-                client.close()
-                raise DeviceError(f"{self.who}: authentication failed ({exc}); check login/key_file") from exc
-            except paramiko.SSHException as exc:
-                client.close()
-                if "not found in known_hosts" in str(exc):  # RejectPolicy: the server offered another key type
-                    raise DeviceError(f"{self.who}: the server's host key type is not the pinned one ({exc}); "
-                                      "refusing to connect") from exc
-                self._retry_or_fail(attempt, exc)
-                continue
-            except OSError as exc:
-                client.close()
-                self._retry_or_fail(attempt, exc)
-                continue
-            self.client = client
-            log.info("%s: connected to %s:%s (pinned %s key)", self.who, self.host, self.port,
-                     self._host_key.get_name())
-            return self
-        raise AssertionError("unreachable")
-
-    def _retry_or_fail(self, attempt: int, exc: Exception) -> None:
-        if attempt == self.connect_attempts:
-            raise DeviceUnreachableError(f"{self.who}: cannot connect after {attempt} attempt(s): {exc}; "
-                                         "is the device up and sshd listening?") from exc
-        log.warning("%s: connect attempt %d failed (%s); retrying", self.who, attempt, exc)
-        time.sleep(2 * attempt)
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-
-    def __enter__(self) -> DeviceTransport:
-        return self.connect() if self.client is None else self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # --- commands ---------------------------------------------------------------------------------------------
-    def open_command(self, command: str) -> Any:
-        """Start a command and return its channel (for long-lived helpers such as the deploy lock)."""
-        if self.client is None:
-            self.connect()
-        try:
-            chan = self.client.get_transport().open_session()
-            chan.exec_command(command)
-            return chan
-        except Exception as exc:  # noqa: BLE001 - paramiko raises SSHException/EOFError/OSError here
-            raise DeviceError(f"{self.who}: SSH session failed while starting a command: {exc}") from exc
-
-    def run(self, command: str, timeout: float = 120, check: bool = True, log_stdout: bool = False,
-            what: str = "command") -> tuple[int, str, str]:
-        """Run a shell command; stderr (and stdout if asked) goes to the log line by line as it arrives.
-
-        The command is wrapped in coreutils ``timeout`` when present so a hung process dies on the device too.
-        """
-        wrapped = (f"if command -v timeout >/dev/null 2>&1; then exec timeout -k 10 {int(timeout)} sh -c "
-                   f"{quote(command)}; else exec sh -c {quote(command)}; fi")
-        log.debug("%s: $ %s", self.who, command)
-        chan = self.open_command(wrapped)
-        out_level = logging.INFO if log_stdout else logging.DEBUG
-        try:
-            chan.shutdown_write()
-            rc, stdout, stderr = _pump(chan, self.device, out_level, time.monotonic() + timeout + 15)
-        except TimeoutError as exc:
-            raise DeviceError(f"{self.who}: {what} timed out after {timeout:.0f}s") from exc
-        except Exception as exc:  # noqa: BLE001 - SSHException/EOFError/OSError: device rebooted, network down
-            raise DeviceError(f"{self.who}: SSH connection lost during {what}: {exc}") from exc
-        finally:
-            chan.close()
-        if rc == 124:
-            raise DeviceError(f"{self.who}: {what} timed out after {timeout:.0f}s on the device")
-        if check and rc != 0:
-            tail = "\n".join(stderr.strip().splitlines()[-15:]) or stdout.strip()[-1500:]
-            raise DeviceError(f"{self.who}: {what} failed with exit {rc}:\n{tail}")
-        return rc, stdout, stderr
-
-    def json(self, command: str, what: str, timeout: float = 60) -> Any:
-        _, stdout, _ = self.run(command, timeout=timeout, what=what)
-        try:
-            return json.loads(stdout.strip().splitlines()[-1])
-        except (IndexError, ValueError) as exc:
-            raise DeviceError(f"{self.who}: {what} printed no JSON: {stdout[-500:]!r}") from exc
-
-    @contextmanager
-    def locked(self, directory: str, wait_s: int) -> Generator[int, None, None]:
-        """Hold ``<directory>/.lock`` on the device for the block: ``flock`` run by a helper that lives as long
-        as this channel, so a dropped connection frees the lock (python's fcntl where flock(1) is absent)."""
-        lock, wait = quote(posixpath.join(directory, ".lock")), int(wait_s)
-        command = (f"mkdir -p {quote(directory)} && if command -v flock >/dev/null 2>&1; then exec flock -w {wait} "
-                   f"{lock} sh -c 'echo locked $$; exec cat >/dev/null'; else exec {quote(self.python)} -c "
-                   f"{quote(_PY_LOCK)} {lock} {wait}; fi")
-        from paramiko import SSHException
-
-        chan = self.open_command(command)
-        try:
-            yield self._await_lock(chan, directory, wait)
-        finally:
-            try:
-                chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
-            except (EOFError, OSError, SSHException) as exc:  # connection gone: so is the holder, and the lock
-                log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
-            finally:
-                chan.close()
-
-    def _await_lock(self, chan: Any, directory: str, wait: int) -> int:
-        """Wait for the helper's ``locked <pid>`` line; return that pid (it lives exactly as long as the lock)."""
-        deadline, seen = time.monotonic() + wait + 15, b""
-        while not (b"locked" in seen and seen.endswith(b"\n")):
-            if chan.recv_ready():
-                seen += chan.recv(64)
-            elif chan.exit_status_ready() or chan.closed:
-                raise DeviceError(f"{self.who}: could not lock {directory} within {wait}s: another deploy "
-                                  f"holds it (or the lock helper failed: exit {chan.recv_exit_status()})")
-            elif time.monotonic() > deadline:
-                raise DeviceError(f"{self.who}: no answer from the lock helper on {directory}")
-            else:
-                time.sleep(0.05)
-        return int(seen.split()[-1])
-
-    # --- files ------------------------------------------------------------------------------------------------
-    def put_files(self, remote_dir: str, files: dict[str, str | Path], texts: dict[str, str],
-                  timeout: float) -> None:
-        """Upload local files and small texts into an existing remote dir over one SFTP session."""
-        import io
-
-        if self.client is None:
-            self.connect()
-        try:
-            sftp = self.client.open_sftp()
-        except Exception as exc:  # noqa: BLE001
-            raise DeviceError(f"{self.who}: cannot open SFTP: {exc}") from exc
-        sftp.get_channel().settimeout(timeout)
-        current = ""
-        try:
-            for name, path in sorted(files.items()):
-                current = name
-                log.info("%s: uploading %s (%d bytes)", self.who, name, Path(path).stat().st_size)
-                sftp.put(str(path), posixpath.join(remote_dir, name))
-            for name, text in sorted(texts.items()):
-                current = name
-                sftp.putfo(io.BytesIO(text.encode()), posixpath.join(remote_dir, name))
-        except Exception as exc:  # noqa: BLE001 - OSError (disk full: SFTP 'Failure'), SSHException, EOFError
-            raise DeviceError(f"{self.who}: SFTP upload of {current} into {remote_dir} failed: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        finally:
-            sftp.close()
+        return ConnectionFields(host=conn.host or "", port=conn.port, login=conn.login or "",
+                                password=conn.password, extra=dict(conn.extra_dejson))
 
 
-def _pump(chan: Any, device: str, out_level: int, deadline: float) -> tuple[int, str, str]:
-    """Read a channel to its end, logging whole lines as they arrive; TimeoutError past the deadline."""
-    out, err = bytearray(), bytearray()
-    pending = {"out": b"", "err": b""}
-
-    def feed(stream: str, data: bytes, sink: bytearray, level: int) -> None:
-        sink.extend(data)
-        *lines, pending[stream] = (pending[stream] + data).split(b"\n")
-        for line in lines:
-            log.log(level, "[%s] %s", device, line.decode(errors="replace"))
-
-    while True:
-        busy = chan.recv_ready() or chan.recv_stderr_ready()
-        if chan.recv_ready():
-            feed("out", chan.recv(65536), out, out_level)
-        if chan.recv_stderr_ready():
-            feed("err", chan.recv_stderr(65536), err, logging.INFO)
-        if not busy and chan.exit_status_ready() and not (chan.recv_ready() or chan.recv_stderr_ready()):
-            break
-        if chan.closed and not busy and not chan.exit_status_ready():
-            raise EOFError("channel closed without an exit status")
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        if not busy:
-            time.sleep(0.02)
-    rc = chan.recv_exit_status()
-    for stream, level in (("out", out_level), ("err", logging.INFO)):
-        if pending[stream]:
-            log.log(level, "[%s] %s", device, pending[stream].decode(errors="replace"))
-    return rc, out.decode(errors="replace"), err.decode(errors="replace")
+def read_device(device: str, conn_id: str) -> OnDevice:
+    """What the device itself keeps: ``current`` and its releases, newest first (one SSH round trip)."""
+    with DeviceTransport(device, conn_id, connect_attempts=1) as t:
+        return t.on_device()

@@ -11,6 +11,7 @@ from typing import Any
 
 from airflow.sdk import Asset, Param
 
+from edgeops_airflow.device_transport import read_device
 from edgeops_airflow.new_data import asset_uri
 from tasks.core import keys, names
 from tasks.core.config import load_config
@@ -79,7 +80,6 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
     from tasks.fleet.history import read_state
     from tasks.fleet.inventory import load_inventory
     from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
-    from tasks.fleet.status import read_device
     from tasks.registry import runs
 
     action = params.get("action") or FORWARD
@@ -101,7 +101,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         if request.run_id:
             run = runs.resolve(store, request.run_id)["run_id"]
             for d in targets:
-                kept = read_device(d)[1]  # the one SSH path (pinned host key), releases newest first
+                kept = read_device(d.name, d.connection).kept  # pinned host key; releases newest first
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)
         config = load_config(names.DEFAULT_PROFILE).to_dict()
         return plan_rollback(inventory, request, rollout_id, config, previous, to_release)

@@ -202,7 +202,7 @@ class BenchConfig:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """How a release reaches a device (see edgeops_airflow.device_release for the protocol).
+    """How a release reaches a device (see the Airflow plugin's device_release.py for the protocol).
 
     ``TASK_TIMEOUT_S`` is the deploy task's execution_timeout in the DAG: the worst case of every device-side
     wait below must fit inside it, so a slow provisioning fails with its own message, not a task kill.

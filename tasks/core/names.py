@@ -22,7 +22,7 @@ DEFAULT_PROFILE = "demo"
 ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigger form
 ENV_FLEET = "EDGEOPS_FLEET"  # the fleet inventory file (tasks/fleet/inventory.py); default config/fleet.json
 
-# Retraining when new data lands (plugins/edgeops_airflow/triggers.py): the nightly DAG's dataset asset and
+# Retraining when new data lands (the Airflow plugin's triggers.py): the nightly DAG's dataset asset and
 # its watcher's debounce (a burst of uploads makes one event once the bucket is quiet this long)
 DATASET_ASSET = "edgeops_dataset"
 ENV_NEW_DATA_QUIET = "EDGEOPS_NEW_DATA_QUIET_SECONDS"

@@ -208,8 +208,9 @@ class DeployResult(Record):
     files: tuple[FileEntry, ...]
     runtime: dict[str, str]
     reused: bool = False  # the identical release was already on the device (a retried or repeated deploy)
-    options: dict[str, Any] = field(default_factory=dict)  # runtime options the device runs it with (threads...)
+    options: dict[str, Any] = field(default_factory=dict)  # RuntimeOptions.to_xcom(): what the device runs it with
     bench_modes: tuple[str, ...] = ()  # what the benchmark measures (empty: every shipped variant)
+    connection: str = ""  # the Airflow SSH connection the deploy used; the benchmark uses it too ("" = default id)
 
     def summary(self) -> str:
         return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "
@@ -287,7 +288,7 @@ class PublishResult(Record):
 # --- event-driven scheduling ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class NewDataEvent(Record):
-    """What the dataset watcher (plugins/edgeops_airflow/triggers.py) puts in the asset event: one burst of
+    """What the dataset watcher (the Airflow plugin's triggers.py) puts in the asset event: one burst of
     uploads, reported once the bucket has been quiet for ``quiet_seconds`` (or ``max_wait_seconds`` passed)."""
 
     bucket: str

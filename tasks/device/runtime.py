@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tasks.core.exceptions import ConfigError
-from tasks.fleet.inventory import MAX_THREADS, XNNPACK, Group
+from tasks.core.results import Record
+
+XNNPACK = "xnnpack"  # LiteRT's default CPU delegate; anything else is an external delegate library
+MAX_THREADS = 64
 
 RUNTIME_PACKAGES: tuple[str, ...] = (
     "ai-edge-litert==2.3.0",
@@ -47,14 +50,15 @@ def _printable(text: str) -> bool:
 
 
 @dataclass(frozen=True)
-class RuntimeOptions:
+class RuntimeOptions(Record):
     """How LiteRT runs a release on a device: interpreter threads and the delegate.
 
     ``delegate`` is ``xnnpack`` (LiteRT's built-in default) or the absolute path of an external delegate library
     on the device (e.g. Arm NN's ``libarmnnDelegate.so``, a Coral's ``/usr/lib/libedgetpu.so.1``), which
     bench.py loads with ``load_delegate(path, delegate_options)``. A library that does not load or apply fails
     the smoke test and the benchmark (``DelegateError``): never a silent fallback to the CPU.
-    ``bench_args()`` is the one place these options become bench.py arguments.
+    ``bench_args()`` is the one place these options become bench.py arguments. A fleet group gives them
+    (``tasks.fleet.inventory.Group.runtime``); they travel typed in ``DeviceTask.runtime``.
     """
 
     threads: int
@@ -82,22 +86,14 @@ class RuntimeOptions:
         return self.delegate != XNNPACK
 
     @classmethod
-    def from_group(cls, group: Group) -> RuntimeOptions:
-        """The runtime options of a fleet group (tasks.fleet.inventory)."""
-        return cls(threads=group.threads, delegate=group.delegate, delegate_options=dict(group.delegate_options))
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> RuntimeOptions:
-        """From ``to_dict()`` (e.g. an operator's templated ``runtime``); unknown or missing keys are refused."""
+    def from_xcom(cls, raw: Any) -> RuntimeOptions:
+        """From ``to_xcom()`` (e.g. ``DeployResult.options``); unknown or missing keys are one ConfigError."""
         _require(isinstance(raw, Mapping), f"expected an object, got {type(raw).__name__}")
         unknown = sorted(set(raw) - {"threads", "delegate", "delegate_options"})
         _require(not unknown and "threads" in raw,
                  f"unknown key(s) {unknown} or no 'threads'; expected threads, delegate, delegate_options")
         return cls(threads=raw["threads"], delegate=raw.get("delegate", XNNPACK),
-                   delegate_options=dict(raw.get("delegate_options") or {}))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"threads": self.threads, "delegate": self.delegate, "delegate_options": dict(self.delegate_options)}
+                   delegate_options=dict(raw.get("delegate_options", {})))
 
     def bench_args(self) -> list[str]:
         """bench.py's arguments for these options. The built-in delegate adds no ``--delegate`` (bench.py's

@@ -63,7 +63,7 @@ def cmd_status(args: argparse.Namespace) -> None:
     records = recent_records(store)
     rows = status.fleet_status(store, inventory, records)
     if args.check:
-        rows = [status.check(row, inventory.device(row.device)) for row in rows]
+        rows = [status.check(row, inventory.device(row.device), status.read_with_env_connection) for row in rows]
     if args.json:
         print(json.dumps(status.to_json(rows, records, args.check), indent=2))
         return

@@ -26,9 +26,8 @@ from typing import Any
 
 from tasks.core import names
 from tasks.core.exceptions import ConfigError
+from tasks.device.runtime import XNNPACK, RuntimeOptions
 
-XNNPACK = "xnnpack"  # LiteRT's default CPU delegate; anything else is an external delegate library
-MAX_THREADS = 64
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "fleet.json"
 
@@ -65,17 +64,19 @@ class Group:
 
     def __post_init__(self) -> None:
         _require(bool(_NAME.match(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
-        _require(isinstance(self.threads, int) and 1 <= self.threads <= MAX_THREADS,
-                 f"group {self.name!r}: threads={self.threads}: must be 1..{MAX_THREADS}")
-        _require(self.delegate == XNNPACK or (self.delegate.startswith("/") and ".so" in self.delegate),
-                 f"group {self.name!r}: delegate={self.delegate!r}: use {XNNPACK!r} or the absolute path of an "
-                 "external delegate library on the device, e.g. /usr/lib/libedgetpu.so.1")
-        _require(not self.delegate_options or self.delegate != XNNPACK,
-                 f"group {self.name!r}: delegate_options only apply to an external delegate library")
+        try:
+            self.runtime  # noqa: B018 - RuntimeOptions is the one home of the threads/delegate rules
+        except ConfigError as exc:
+            raise ConfigError(f"group {self.name!r}: {str(exc).removeprefix('runtime options: ')}") from None
+
+    @property
+    def runtime(self) -> RuntimeOptions:
+        """How LiteRT runs a release on this group's devices (the deploy's smoke test, the benchmark)."""
+        return RuntimeOptions(threads=self.threads, delegate=self.delegate, delegate_options=self.delegate_options)
 
     @property
     def external_delegate(self) -> bool:
-        return self.delegate != XNNPACK
+        return self.runtime.external
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from tasks.core.exceptions import RecordError
 from tasks.core.results import ArtifactRef, GateVerdict, ModelBench, Record
+from tasks.device.runtime import RuntimeOptions
 
 FORWARD, ROLLBACK = "forward", "rollback"
 ACTIONS = (FORWARD, ROLLBACK)
@@ -34,7 +35,8 @@ class DeviceTask(Record):
     device: str
     group: str
     wave: int
-    runtime: dict[str, Any]  # tasks.device.runtime.RuntimeOptions as a dict: threads, delegate, options
+    connection: str  # the device's Airflow SSH connection id, as the inventory resolved it
+    runtime: RuntimeOptions  # its group's threads and delegate
     release: str | None  # deploy: the release to create; switch: the release to make current (None = none)
     run_id: str = ""  # the run whose model ships ("" for a switch to a release by name)
     modes: tuple[str, ...] = ()  # variants shipped: always every blessed variant, so a release id means one content

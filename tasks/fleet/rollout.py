@@ -1,6 +1,6 @@
 """Rollout decisions, as plain functions: plan the device tasks, judge the canaries, pick a variant per device
 class, and account for every device at the end. The ``edgeops_rollout`` DAG only wires these; the device
-operations themselves live in ``plugins/edgeops_airflow`` (one SSH path).
+operations themselves live in the Airflow plugin (one SSH path).
 
 Forward rollout of a blessed run:
 
@@ -27,7 +27,6 @@ from typing import Any
 from tasks.core.exceptions import ConfigError
 from tasks.core.modes import QUANT_MODES
 from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict
-from tasks.device.runtime import RuntimeOptions
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
     ACTIONS,
@@ -70,10 +69,6 @@ class RolloutRequest:
             raise ConfigError(f"waves={list(self.waves)}: wave numbers are >= 0")
 
 
-def _runtime(inventory: Inventory, device: Device) -> dict[str, Any]:
-    return RuntimeOptions.from_group(inventory.group(device.group)).to_dict()
-
-
 def select_targets(inventory: Inventory, request: RolloutRequest) -> tuple[Device, ...]:
     """The devices of the request; unknown names or an empty selection are one ConfigError."""
     chosen = inventory.select(list(request.devices), list(request.groups))
@@ -102,7 +97,8 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
     candidates = (request.variant,) if request.variant else tuple(verdict.deploy)
 
     def task(d: Device, variant: str, bench: tuple[str, ...]) -> DeviceTask:
-        return DeviceTask(device=d.name, group=d.group, wave=d.wave, runtime=_runtime(inventory, d),
+        return DeviceTask(device=d.name, group=d.group, wave=d.wave, connection=d.connection,
+                          runtime=inventory.group(d.group).runtime,
                           release=release_id(run_id, variant), run_id=run_id, modes=tuple(verdict.deploy),
                           current=variant, bench_modes=bench, optional=d.optional)
 
@@ -135,8 +131,8 @@ def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str
             if not target:
                 raise ConfigError(f"device {d.name} has no previous release recorded to roll back to; "
                                   "name one with run_id")
-        tasks.append(DeviceTask(device=d.name, group=d.group, wave=d.wave, runtime=_runtime(inventory, d),
-                                release=target, optional=d.optional))
+        tasks.append(DeviceTask(device=d.name, group=d.group, wave=d.wave, connection=d.connection,
+                                runtime=inventory.group(d.group).runtime, release=target, optional=d.optional))
     return RolloutPlan(rollout_id=rollout_id, action=ROLLBACK, run_id=request.run_id, config=config,
                        switches=tuple(tasks), max_failed=request.max_failed)
 

@@ -9,25 +9,23 @@ the newest finished rollout that targeted it (``rollouts/<id>/record.json``, new
 * ``never deployed``: no rollout ever switched it.
 
 A state written by a rollout newer than every record (still running, or it died before its record) counts as
-``ok`` with a note. ``--check`` also asks the devices themselves over SSH (``read_device``: ``readlink
-<root>/current`` and ``ls -1t <root>/releases``) and says ``drift`` when a device disagrees with its state
-record. It needs Airflow's device connections in the environment (``eval $(.venv/bin/python -m
-scripts.devstack env --shell)`` exports them as ``AIRFLOW_CONN_*``) and the project venv with the Airflow extra.
+``ok`` with a note. ``--check`` also asks the devices themselves over SSH (a ``DeviceReader``: where
+``current`` points and the kept releases, ``tasks.device.records.OnDevice``) and says ``drift`` when a device
+disagrees with its state record. From the CLI it reads each device's connection from ``AIRFLOW_CONN_<ID>``
+(``eval $(.venv/bin/python -m scripts.devstack env --shell)`` exports them); Airflow is not needed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import posixpath
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from shlex import quote
-from typing import Any
+from typing import Any, Protocol
 
-from tasks.core.exceptions import ConfigError, EdgeOpsError
+from tasks.core.exceptions import EdgeOpsError
 from tasks.core.results import Record
 from tasks.core.storage import ArtifactStore
+from tasks.device.records import OnDevice
+from tasks.device.transport import EnvTransport
 from tasks.fleet.history import read_state, recent_records
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import DeviceOutcome, DeviceState, RolloutRecord
@@ -104,42 +102,29 @@ def fleet_status(store: ArtifactStore, inventory: Inventory, records: list[Rollo
 
 
 # --- --check: ask the devices -------------------------------------------------------------------------------
-def read_device(device: Device) -> tuple[str | None, list[str]]:
-    """(release ``current`` points at, releases kept newest first) on the device: one SSH round trip through
-    the Airflow connection of the device (``plugins/edgeops_airflow/device_transport.py``, pinned host key)."""
-    transport_cls = _device_transport()
-    with transport_cls(device.name, device.connection, connect_attempts=1) as t:
-        root = quote(t.root)
-        _, out, _ = t.run(f"readlink {root}/current 2>/dev/null; echo ---; ls -1t {root}/releases 2>/dev/null", 30,
-                          check=False, what="reading current and the kept releases")
-    head, _, tail = out.partition("---")
-    current = posixpath.basename(head.strip().rstrip("/")) or None
-    return current, [line.strip() for line in tail.splitlines() if line.strip()]
+class DeviceReader(Protocol):
+    """Reads what a device itself keeps (one SSH round trip through the device's connection, pinned host key).
+    The Airflow side passes one backed by Airflow's connections; the CLI ``read_with_env_connection``."""
+
+    def __call__(self, device: Device) -> OnDevice: ...
 
 
-def _device_transport() -> Any:
-    """DeviceTransport, imported lazily (``tasks`` never imports Airflow at module level)."""
-    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
-    if plugins not in sys.path:
-        sys.path.append(plugins)
-    try:
-        from edgeops_airflow.device_transport import DeviceTransport
-    except ImportError as exc:
-        raise ConfigError(f"--check needs the project venv with Airflow and paramiko (pip install -e '.[airflow]'):"
-                          f" {exc}") from None
-    return DeviceTransport
+def read_with_env_connection(device: Device) -> OnDevice:
+    """The CLI's ``DeviceReader``: the device's connection from ``AIRFLOW_CONN_<ID>`` in the environment."""
+    with EnvTransport(device.name, device.connection, connect_attempts=1) as t:
+        return t.on_device()
 
 
-def check(row: DeviceStatus, device: Device) -> DeviceStatus:
+def check(row: DeviceStatus, device: Device, read: DeviceReader) -> DeviceStatus:
     """Compare the row's state record with the device itself: ``drift`` when they disagree."""
     try:
-        current, kept = read_device(device)
+        seen = read(device)
     except EdgeOpsError as exc:  # DeviceError: no connection, unreachable, host key mismatch
         return dataclasses.replace(row, status=UNREACHABLE, reason=str(exc).splitlines()[0])
-    checked = dataclasses.replace(row, on_device=current, kept=tuple(kept))
-    if current != row.release:
+    checked = dataclasses.replace(row, on_device=seen.current, kept=seen.kept)
+    if seen.current != row.release:
         return dataclasses.replace(checked, status=DRIFT, reason=(
-            f"the device's current is {current or 'nothing'}, its state record says {row.release or 'nothing'}"))
+            f"the device's current is {seen.current or 'nothing'}, its state record says {row.release or 'nothing'}"))
     return checked
 
 

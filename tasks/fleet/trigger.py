@@ -29,7 +29,7 @@ def split_names(text: str | None) -> tuple[str, ...]:
 
 def rollout_conf(inventory: Inventory, action: str, run_id: str = "", devices: tuple[str, ...] = (),
                  groups: tuple[str, ...] = (), variant: str = "") -> dict[str, Any]:
-    """The DAG run's ``conf`` (``plugins/edgeops_airflow/rollout.py::rollout_params``), validated against the
+    """The DAG run's ``conf`` (the Airflow plugin's ``rollout.py::rollout_params``), validated against the
     inventory: unknown devices or groups, a bad variant or an empty selection raise ConfigError."""
     request = RolloutRequest(action=action, run_id=run_id, devices=devices, groups=groups, variant=variant)
     select_targets(inventory, request)

@@ -80,7 +80,7 @@ def provisioned(client: DeviceClient) -> tuple[dict[str, Any], dict[str, Any], f
     first = client.provision()
     took = time.monotonic() - start
     second = client.provision()
-    log.warning("pi_arm64 provision: %.1fs (installed=%s) %s", took, first["installed"], first["packages"])
+    log.warning("pi_arm64 provision: %.1fs (installed=%s) %s", took, first.installed, first.packages)
     return first, second, took
 
 
@@ -109,8 +109,8 @@ def test_connection_is_pinned_and_labelled_emulated(arm: dict[str, Any], client:
 
 def test_facts_say_aarch64(client: DeviceClient) -> None:
     facts = client.facts()
-    assert facts["arch"] == "aarch64"
-    assert "bookworm" in facts["os"] and facts["python"].startswith("3.11")
+    assert facts.arch == "aarch64"
+    assert "bookworm" in facts.os and facts.python.startswith("3.11")
 
 
 def test_wrong_host_key_is_refused(arm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -128,15 +128,15 @@ def test_wrong_host_key_is_refused(arm: dict[str, Any], monkeypatch: pytest.Monk
 
 def test_provision_installs_litert_once(provisioned: tuple[dict[str, Any], dict[str, Any], float]) -> None:
     first, second, _ = provisioned
-    assert "numpy" in first["packages"] and "ai-edge-litert" in first["packages"]
-    assert second["installed"] is False and second["packages"] == first["packages"]
+    assert "numpy" in first.packages and "ai-edge-litert" in first.packages
+    assert second.installed is False and second.packages == first.packages
 
 
 def test_release_is_on_the_device_and_visible_from_the_host(
     arm: dict[str, Any], client: DeviceClient, release: dict[str, Any], payload: dict[str, Path]
 ) -> None:
     run_id = release["run_id"]
-    assert release["deployed"]["current_variant"] == "int8"
+    assert release["deployed"].current_variant == "int8"
     assert client.run(f"readlink {quote(client.root)}/current")[1].strip() == f"releases/{run_id}"
     client.run(f"cd {quote(client.root)}/releases/{run_id} && sha256sum -c --quiet SHA256SUMS")
     host_root = Path(arm["dev"]["deploy_root"])  # bind-mounted at the same path inside the container
@@ -146,7 +146,8 @@ def test_release_is_on_the_device_and_visible_from_the_host(
 
 def test_benchmark_is_emulated_aarch64(client: DeviceClient, release: dict[str, Any]) -> None:
     start = time.monotonic()
-    doc = client.benchmark(release["run_id"], list(MODES), {"warmup": 2, "runs": 100, "threads": 2}, "emulated")
+    doc = client.benchmark(release["run_id"], list(MODES), {"warmup": 2, "runs": 100, "threads": 2},
+                           "emulated").document
     log.warning("pi_arm64 benchmark of %s: %.1fs", ",".join(MODES), time.monotonic() - start)
     assert doc["label"] == "emulated" and doc["device"]["arch"] == "aarch64"
     assert doc["device"]["litert"]["package"] == "ai-edge-litert"

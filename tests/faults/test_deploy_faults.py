@@ -58,7 +58,7 @@ def test_concurrent_deploys_of_one_run_to_one_device(provisioned: Any, payload: 
                 t.join(timeout=300)
             current, intact, staging = device_state(dev.root)
             broken += not intact
-            uploads = sorted(r["reused"] for r in results)
+            uploads = sorted(r.reused for r in results)
             passed += not errors and intact and current == rid and uploads == [False, True] and not staging
         stop.set()
     figures("concurrent deploys of one run, one device", reps, passed, broken + len(bad_reads),

@@ -58,6 +58,6 @@ def test_provisioning_killed_midway_is_rebuilt(device_factory: Any, env_conns: A
     assert killed and errors and "stopped with exit" in str(errors[0]) and half_built
     with DeviceClient(name) as client:
         again = client.provision()
-        assert again["installed"] is True and (venv / READY_MARKER).exists()
-        assert client.provision()["installed"] is False
+        assert again.installed is True and (venv / READY_MARKER).exists()
+        assert client.provision().installed is False
     figures("provisioning killed mid-pip, then rebuilt", 1, 1, 0, "marker written last")

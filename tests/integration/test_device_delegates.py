@@ -61,7 +61,7 @@ def device(stack_env: dict[str, Any], payload: dict[str, Path],
 
 
 def test_default_benchmark_records_xnnpack_and_threads(device: dict[str, Any]) -> None:
-    doc = device["dev"].benchmark(device["base"], ["fp32", "int8"], BENCH_CFG, "host")
+    doc = device["dev"].benchmark(device["base"], ["fp32", "int8"], BENCH_CFG, "host").document
     assert doc["delegate"] == {"name": "xnnpack", "builtin": True} and doc["threads"] == 1
     for result in doc["results"].values():
         assert result["threads"] == 1 and result["delegate"]["name"] == "xnnpack"
@@ -100,9 +100,9 @@ def test_an_external_delegate_runs_the_deploy_and_the_benchmark(device: dict[str
     dev: DeviceClient = device["dev"]
     release = f"itest-{device['tag']}-null"
     runtime = RuntimeOptions(2, posixpath.join(device["libs"], "libnull.so"), {"mode": "test"})
-    assert dev.deploy(release, payload, "fp32", runtime)["release"] == release
+    assert dev.deploy(release, payload, "fp32", runtime).release == release
     assert dev.current_release() == release
-    doc = dev.benchmark(release, ["fp32", "int8"], BENCH_CFG, "host", runtime)
+    doc = dev.benchmark(release, ["fp32", "int8"], BENCH_CFG, "host", runtime).document
     assert doc["threads"] == 2 and doc["delegate"]["path"] == runtime.delegate
     for result in doc["results"].values():
         delegate = result["delegate"]

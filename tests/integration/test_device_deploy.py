@@ -18,6 +18,7 @@ import pytest
 from edgeops_airflow.device import DeviceClient
 
 from tasks.core.exceptions import DeviceError, FatalError, ReleaseConflictError
+from tasks.device.records import Switched
 from tests.helpers import conn_env_var, tiny_tflite_release
 
 pytestmark = pytest.mark.integration
@@ -87,9 +88,9 @@ def deployed(device: dict[str, Any], payload: dict[str, Path]) -> Iterator[dict[
 
 def test_provision_is_idempotent(deployed: dict[str, Any]) -> None:
     first, second = deployed["prov"]
-    assert second["installed"] is False
-    assert "numpy" in second["packages"] and {"ai-edge-litert", "tflite-runtime"} & set(second["packages"])
-    assert first["packages"] == second["packages"]
+    assert second.installed is False
+    assert "numpy" in second.packages and {"ai-edge-litert", "tflite-runtime"} & set(second.packages)
+    assert first.packages == second.packages
 
 
 def test_release_layout_and_atomic_switch(deployed: dict[str, Any], payload: dict[str, Path]) -> None:
@@ -105,8 +106,8 @@ def test_release_layout_and_atomic_switch(deployed: dict[str, Any], payload: dic
     assert dev.run(f"ls -d {quote(root)}/releases/*.partial", check=False)[0] != 0  # no leftovers
 
     dep_b = deployed["dep_b"]
-    assert dep_b["release"] == run_b and dep_b["previous"] == run_a and dep_b["current_variant"] == "fp32"
-    sizes = {f["name"]: f["size_bytes"] for f in dep_b["files"]}
+    assert dep_b.release == run_b and dep_b.previous == run_a and dep_b.current_variant == "fp32"
+    sizes = {f.name: f.size_bytes for f in dep_b.files}
     assert sizes == {name: path.stat().st_size for name, path in payload.items()}
 
 
@@ -115,8 +116,8 @@ def test_redeploy_is_idempotent_and_run_ids_immutable(
 ) -> None:
     dev: DeviceClient = deployed["dev"]
     again = dev.deploy(deployed["b"], payload, "fp32")  # a retried task
-    assert again["previous"] == deployed["a"] and again["files"] == deployed["dep_b"]["files"]
-    assert again["reused"] is True and deployed["dep_b"]["reused"] is False
+    assert again.previous == deployed["a"] and again.files == deployed["dep_b"].files
+    assert again.reused is True and deployed["dep_b"].reused is False
     with pytest.raises(ReleaseConflictError, match="different content") as err:
         dev.deploy(deployed["b"], {k: v for k, v in payload.items() if k != "int8.tflite"}, "fp32")
     assert isinstance(err.value, FatalError)  # never retried
@@ -126,9 +127,9 @@ def test_redeploy_is_idempotent_and_run_ids_immutable(
 
 def test_rollback_switches_and_checks_health(deployed: dict[str, Any]) -> None:
     dev: DeviceClient = deployed["dev"]
-    assert dev.rollback(deployed["a"]) == {"release": deployed["a"], "previous": deployed["b"]}
+    assert dev.rollback(deployed["a"]) == Switched(release=deployed["a"], previous=deployed["b"])
     assert dev.current_release() == deployed["a"]
-    assert dev.rollback(deployed["b"])["previous"] == deployed["a"] and dev.current_release() == deployed["b"]
+    assert dev.rollback(deployed["b"]).previous == deployed["a"] and dev.current_release() == deployed["b"]
     with pytest.raises(ReleaseConflictError, match="no release"):
         dev.rollback("itest-never-deployed")
 
@@ -141,7 +142,7 @@ def test_unsafe_release_ids_are_refused_before_any_upload(deployed: dict[str, An
 
 def test_benchmark_runs_on_the_device(deployed: dict[str, Any]) -> None:
     dev: DeviceClient = deployed["dev"]
-    doc = dev.benchmark(deployed["b"], ["fp32", "int8"], {"warmup": 2, "runs": 100, "threads": 1}, "host")
+    doc = dev.benchmark(deployed["b"], ["fp32", "int8"], {"warmup": 2, "runs": 100, "threads": 1}, "host").document
     assert doc["device"]["arch"] == platform.machine() and doc["label"] == "host"
     assert set(doc["results"]) == {"fp32", "int8"}
     lat = doc["results"]["int8"]["latency_ms"]

@@ -19,7 +19,9 @@ from edgeops_airflow.device import DeviceClient
 
 from tasks.core import keys
 from tasks.core.config import load_config
+from tasks.core.names import device_conn_id
 from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
+from tasks.device.runtime import RuntimeOptions
 from tasks.fleet.records import DeviceTask, SwitchResult
 from tests.helpers import export_connections, tiny_tflite_release
 
@@ -49,9 +51,12 @@ def _verdict(store: Any, run_id: str, payload: dict[str, Path], overwrite_sample
     return GateVerdict(True, ("fp32", "int8"), "int8", (), verdicts, refs, sample, 1.0).to_xcom()
 
 
-def _target(name: str, run_id: str, release: str | None = "", runtime: dict | None = None) -> dict[str, Any]:
-    """A DeviceTask; ``release`` "" = this run's int8 release, None = no release (switch ``current`` off)."""
-    return DeviceTask(device=name, group="sim", wave=0, runtime=runtime or {"threads": 1},
+def _target(name: str, run_id: str, release: str | None = "", runtime: RuntimeOptions | None = None,
+            connection: str = "") -> dict[str, Any]:
+    """A DeviceTask; ``release`` "" = this run's int8 release, None = no release (switch ``current`` off);
+    ``connection`` "" = the device's default connection id."""
+    return DeviceTask(device=name, group="sim", wave=0, connection=connection or device_conn_id(name),
+                      runtime=runtime or RuntimeOptions(threads=1),
                       release=f"{run_id}.int8" if release == "" else release, run_id=run_id, modes=("fp32", "int8"),
                       current="int8").to_xcom()
 
@@ -79,7 +84,7 @@ def test_deploy_benchmark_and_switch_back(env: dict[str, Any], payload: dict[str
         assert (deployed.device, deployed.release, deployed.current_variant) == (name, release, "int8")
         assert deployed.arch == platform.machine() and deployed.modes == ("fp32", "int8")
         assert sorted(f.name for f in deployed.files) == sorted([*payload, "bench.py"])
-        assert dev.current_release() == release and deployed.options == {"threads": 1}
+        assert dev.current_release() == release and RuntimeOptions.from_xcom(deployed.options) == RuntimeOptions(1)
         state = store.get_json(keys.device_state(name))
         assert (state["release"], state["run_id"], state["variant"], state["rollout_id"]) == (
             release, run_id, "int8", rollout_id)
@@ -132,7 +137,7 @@ def test_deploy_with_a_delegate_that_does_not_load_fails_without_retry(env: dict
 
     name, bucket, run_id = env["devices"][0]["name"], env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-dl"
     store = artifact_store(MINIO, bucket)
-    runtime = {"threads": 1, "delegate": "/nonexistent/libfoo.so", "delegate_options": {}}
+    runtime = RuntimeOptions(threads=1, delegate="/nonexistent/libfoo.so")
     op = DeviceDeployOperator(task_id="deploy", target=_target(name, run_id, runtime=runtime),
                               verdict=_verdict(store, run_id, payload), rollout_id=run_id, config=_config(),
                               artifacts_conn_id=MINIO, bucket=bucket)
@@ -154,3 +159,53 @@ def test_invalid_runtime_fails_before_any_device_work(env: dict[str, Any]) -> No
     op = DeviceBenchmarkOperator(task_id="benchmark", deploy=deployed.to_xcom(), rollout_id="r1", config=_config())
     with pytest.raises(AirflowFailException, match="runtime options .* are invalid: .*absolute path"):
         op.execute({})
+
+
+def test_a_device_with_its_own_connection_is_reached_through_it(env: dict[str, Any], payload: dict[str, Path],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fleet file names ``my_garage_pi`` for pi2 (pointing at pi2's sshd), while ``edgeops_device_pi2``
+    points at pi1: deploy, benchmark and switch back must all go through ``my_garage_pi``, and pi1 stays untouched."""
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
+    from edgeops_airflow.store import artifact_store
+
+    from tasks.fleet.inventory import Inventory
+    from tasks.fleet.rollout import RolloutRequest, plan_forward
+    from tasks.fleet.status import read_with_env_connection
+    from tests.helpers import conn_env_var
+
+    conns = env["connections"]
+    monkeypatch.setenv(conn_env_var("my_garage_pi"), json.dumps(conns[device_conn_id("pi2")]))
+    monkeypatch.setenv(conn_env_var(device_conn_id("pi2")), json.dumps(conns[device_conn_id("pi1")]))  # wrong
+    budgets = {"p95_latency_ms": 1000, "peak_rss_mb": 1000, "accuracy_tolerance": 1}
+    inventory = Inventory.from_dict({"groups": {"sim": {"threads": 1, "budgets": budgets}},
+                                     "devices": [{"name": "pi2", "group": "sim", "wave": 0,
+                                                  "connection": "my_garage_pi"}]})
+    bucket, run_id = env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-cn"
+    store, release = artifact_store(MINIO, bucket), f"{run_id}.int8"
+    verdict = _verdict(store, run_id, payload)
+    manifest = {"run_id": run_id, "gate": verdict, "config": _config(), "variants": {}}
+    target = plan_forward(inventory, RolloutRequest(devices=("pi2",)), f"{run_id}-rollout", manifest).canary[0]
+    assert target.connection == "my_garage_pi" and target.runtime.threads == 1
+    common = {"rollout_id": f"{run_id}-rollout", "artifacts_conn_id": MINIO, "bucket": bucket, "config": _config()}
+    pi2, pi1 = DeviceClient("pi2", "my_garage_pi").connect(), DeviceClient("pi1").connect()
+    before = pi2.current_release()
+    try:
+        raw = DeviceDeployOperator(task_id="deploy", target=target.to_xcom(), verdict=verdict, **common).execute({})
+        deployed = DeployResult.from_xcom(raw)
+        assert deployed.connection == "my_garage_pi" and pi2.current_release() == release
+        assert pi1.run(f"test -e {quote(pi1.root)}/releases/{release}", check=False)[0] != 0  # not the fallback
+        bench = BenchmarkResult.from_xcom(
+            DeviceBenchmarkOperator(task_id="benchmark", deploy=raw, **common).execute({}))
+        assert bench.device == "pi2" and set(bench.models) == {"fp32", "int8"}
+        seen = read_with_env_connection(inventory.device("pi2"))  # fleet status --check's read: same connection
+        assert seen.current == release and release in seen.kept
+        back = SwitchResult.from_xcom(DeviceSwitchOperator(
+            task_id="back", target=_target("pi2", run_id, release=before, connection="my_garage_pi"),
+            **common).execute({}))
+        assert back.previous == release and pi2.current_release() == before
+    finally:
+        restore = (f"cd {quote(pi2.root)} && ln -sfn releases/{before} current.tmp && mv -T current.tmp current"
+                   if before else f"rm -f {quote(pi2.root)}/current")
+        pi2.run(f"{restore}; rm -rf {quote(pi2.root)}/releases/{release}", check=False)
+        pi2.close()
+        pi1.close()

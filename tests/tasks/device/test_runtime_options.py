@@ -25,15 +25,15 @@ def test_external_delegate_maps_to_path_and_sorted_options() -> None:
 def test_from_group_takes_the_groups_runtime_options() -> None:
     group = Group("coral", BUDGETS, threads=3, delegate="/usr/lib/libarmnnDelegate.so",
                   delegate_options={"backends": "CpuAcc"})
-    assert RuntimeOptions.from_group(group) == RuntimeOptions(3, "/usr/lib/libarmnnDelegate.so", {"backends": "CpuAcc"})
+    assert group.runtime == RuntimeOptions(3, "/usr/lib/libarmnnDelegate.so", {"backends": "CpuAcc"})
     for g in load_inventory().groups:  # every group of the shipped fleet file maps
-        assert RuntimeOptions.from_group(g).threads == g.threads
+        assert g.runtime.threads == g.threads
 
 
 def test_dict_round_trip_and_defaults() -> None:
     runtime = RuntimeOptions(2, "/opt/libd.so", {"k": "v"})
-    assert RuntimeOptions.from_dict(runtime.to_dict()) == runtime
-    assert RuntimeOptions.from_dict({"threads": 1}) == RuntimeOptions(1)
+    assert RuntimeOptions.from_xcom(runtime.to_xcom()) == runtime
+    assert RuntimeOptions.from_xcom({"threads": 1}) == RuntimeOptions(1)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
@@ -53,6 +53,6 @@ def test_invalid_options_are_one_clear_error(kwargs: dict, match: str) -> None:
 
 def test_unknown_or_missing_keys_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['budgets'\]"):
-        RuntimeOptions.from_dict({"threads": 1, "budgets": {}})
+        RuntimeOptions.from_xcom({"threads": 1, "budgets": {}})
     with pytest.raises(ConfigError, match="no 'threads'"):
-        RuntimeOptions.from_dict({"delegate": "xnnpack"})
+        RuntimeOptions.from_xcom({"delegate": "xnnpack"})

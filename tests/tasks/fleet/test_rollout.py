@@ -57,7 +57,7 @@ def test_the_canary_compares_with_the_host_on_the_same_sample_images():
 def test_plan_puts_the_lowest_wave_first_with_every_blessed_variant():
     plan = plan_forward(_inventory(), RolloutRequest(), "r1", _manifest())
     assert [t.device for t in plan.canary] == ["a"] and plan.canary[0].modes == ("fp16", "fp32", "int8")
-    assert plan.canary[0].runtime["threads"] == 2 and plan.canary[0].release == f"{RUN}.int8"
+    assert plan.canary[0].runtime.threads == 2 and plan.canary[0].release == f"{RUN}.int8"
     assert [t.device for t in plan.later] == ["b", "c", "d"]
     only_new = plan_forward(_inventory(), RolloutRequest(devices=("d",)), "r2", _manifest())
     assert [t.device for t in only_new.canary] == ["d"] and not only_new.later  # serving one new device

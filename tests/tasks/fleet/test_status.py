@@ -90,10 +90,12 @@ def test_check_compares_with_the_device(fleet_store, stack_env, monkeypatch) -> 
     export_connections(monkeypatch, stack_env["connections"])
     inventory = Inventory.from_dict({"groups": FLEET["groups"], "devices": [
         {"name": "pi1", "group": "pi4", "wave": 0}, {"name": "ghost", "group": "pi4", "wave": 1}]})
-    current, kept = status.read_device(inventory.device("pi1"))
+    seen = status.read_with_env_connection(inventory.device("pi1"))
+    current, kept = seen.current, seen.kept
     assert current is None or current in kept
     fleet_store.put_json(keys.device_state("pi1"), state("pi1", "not-on-the-device.int8", "r9", T1).to_xcom())
-    rows = [status.check(r, inventory.device(r.device)) for r in status.fleet_status(fleet_store, inventory, [])]
+    rows = [status.check(r, inventory.device(r.device), status.read_with_env_connection)
+            for r in status.fleet_status(fleet_store, inventory, [])]
     pi1, ghost = rows
     assert pi1.status == "drift" and pi1.on_device == current and pi1.kept == tuple(kept)
     assert "its state record says not-on-the-device.int8" in pi1.reason

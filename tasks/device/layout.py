@@ -1,0 +1,56 @@
+"""One home for the on-device layout of a deploy root and the deploy protocol's exit codes.
+
+A device's deploy root (``extra.deploy_root`` of its connection)::
+
+    <root>/current -> releases/<release_id>     the release LiteRT runs (a symlink, switched atomically)
+    <root>/releases/<release_id>/               one immutable release: SHA256SUMS, release.json, bench.py,
+                                                sample.npz, <variant>.tflite, model.tflite -> <variant>.tflite
+    <root>/.staging/<uuid>/                     an upload being verified (never a name derived from the release)
+    <root>/.lock                                the deploy lock (flock)
+    <root>/runtimes/<runtime_key>/              pinned LiteRT venvs (``tasks.device.runtime``), own .lock
+
+The device side (the Airflow plugin's device_release.py) and ``edgeops fleet status --check`` both read
+these names from here.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from enum import IntEnum
+
+CURRENT = "current"
+CURRENT_TMP = ".current.tmp"  # the new symlink, renamed over CURRENT
+RELEASES = "releases"
+STAGING = ".staging"
+LOCK = ".lock"
+RUNTIMES = "runtimes"  # default runtime root under the deploy root
+SUMS = "SHA256SUMS"
+RELEASE_META = "release.json"
+MODEL = "model.tflite"  # a symlink to the current variant's <mode>.tflite
+BENCH = "bench.py"
+SAMPLE = "sample.npz"
+TFLITE_SUFFIX = ".tflite"
+
+
+def variant_file(mode: str) -> str:
+    """The file of one variant inside a release."""
+    return f"{mode}{TFLITE_SUFFIX}"
+
+
+def release_path(root: str, release_id: str) -> str:
+    """``<root>/releases/<release_id>``."""
+    return posixpath.join(root, RELEASES, release_id)
+
+
+def release_link(release_id: str) -> str:
+    """What ``current`` points at: a path relative to the deploy root."""
+    return posixpath.join(RELEASES, release_id)
+
+
+class DeployExit(IntEnum):
+    """Exit codes of the deploy protocol's device-side scripts: which step failed."""
+
+    CHECKSUMS = 10  # sha256sum -c SHA256SUMS failed: corrupted on the way or on disk
+    SMOKE = 11  # bench.py --smoke failed (or a delegate did not load)
+    OTHER = 12  # a file operation (cd, ln, mv, sync) failed
+    LOST_LOCK = 13  # the lock helper is gone (connection dropped): stop before a rename

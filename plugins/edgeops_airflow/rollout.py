@@ -74,7 +74,7 @@ def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
 
 def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
     """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
-    from tasks.fleet.history import read_state
+    from tasks.fleet.history import previous_release, state_history
     from tasks.fleet.inventory import load_inventory
     from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
     from tasks.fleet.status import read_device
@@ -94,7 +94,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         if action == FORWARD:
             manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
             return plan_forward(inventory, request, rollout_id, manifest)
-        previous = {d.name: getattr(read_state(store, d.name), "previous", None) for d in targets}
+        previous = {d.name: previous_release(state_history(store, d.name)) for d in targets}
         to_release = {}
         if request.run_id:
             run = runs.resolve(store, request.run_id)["run_id"]

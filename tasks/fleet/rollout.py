@@ -122,7 +122,8 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
 def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str, config: dict[str, Any],
                   previous: dict[str, str | None], to_release: dict[str, str | None]) -> RolloutPlan:
     """Plan switching each device back: to ``to_release[device]`` (found on the device by the caller for
-    ``--to RUN_ID``) or, without a target run, to the previous release its state record names."""
+    ``--to RUN_ID``) or, without a target run, to ``previous[device]``: the release it ran before the most
+    recent rollout that changed it (``tasks.fleet.history.previous_release``)."""
     tasks = []
     for d in select_targets(inventory, request):
         if request.run_id:

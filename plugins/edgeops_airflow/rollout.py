@@ -15,7 +15,7 @@ from edgeops_airflow.new_data import asset_uri
 from tasks.core import keys, names
 from tasks.core.config import QUANT_MODES, load_config, run_key
 from tasks.core.exceptions import ConfigError, StorageError
-from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, split_release
+from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, RolloutStatus, split_release
 
 
 def blessed_model_asset() -> Asset:
@@ -158,7 +158,7 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
     written = store.put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())  # last
     logging.getLogger(__name__).info("%s -> %s (report %s)", record.summary(), store.uri(written.key),
                                      store.uri(page.key))
-    if record.status != "succeeded":
+    if record.status != RolloutStatus.SUCCEEDED:
         raise AirflowFailException(f"{record.summary()}: {'; '.join(record.reasons)}")
     return record.to_xcom()
 

@@ -16,7 +16,7 @@ from tasks.core import keys
 from tasks.core.exceptions import StorageError
 from tasks.core.results import RecordError
 from tasks.core.storage import ArtifactStore
-from tasks.fleet.records import FORWARD, DeviceState, RolloutRecord
+from tasks.fleet.records import FORWARD, DeviceState, Outcome, RolloutRecord
 
 log = logging.getLogger(__name__)
 RECENT_ROLLOUTS = 50  # how many records status and the history trend read, newest first
@@ -94,7 +94,7 @@ def device_trend(records: Iterable[RolloutRecord]) -> dict[str, tuple[float | No
             continue
         p50s, labels = [], set()
         for d in record.devices:
-            bench = d.bench.get(d.variant or "") if d.status == "switched" else None
+            bench = d.bench.get(d.variant or "") if d.status == Outcome.SWITCHED else None
             if bench is not None and "p50" in bench.latency_ms:
                 p50s.append(float(bench.latency_ms["p50"]))
                 labels.add(d.label or "unknown")

@@ -206,7 +206,7 @@ class DeviceState(Record):
 
     device: str
     release: str | None
-    previous: str | None
+    previous: str | None  # current just before this switch; a rollback without a run goes to history.previous_release
     run_id: str | None
     variant: str | None
     rollout_id: str

@@ -18,7 +18,7 @@ from tasks.core.config import load_config
 from tasks.core.exceptions import ConfigError, StorageError
 from tasks.core.keys import run_key
 from tasks.core.modes import QUANT_MODES
-from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, split_release
+from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, RolloutStatus, split_release
 
 
 def blessed_model_asset() -> Asset:
@@ -33,7 +33,7 @@ def rollout_params() -> dict[str, Param]:
                         description="forward: ship a blessed run (canary first); rollback: switch back."),
         "run_id": Param(None, type=["null", "string"], description=(
             "forward: the nightly run to ship (empty: the asset event's run, else the newest blessed run); "
-            "rollback: the run to go back to (empty: each device's previous release).")),
+            "rollback: the run to go back to (empty: the release each device ran before the most recent rollout that changed it).")),
         "devices": Param([], type="array", items=strings, description="Devices (empty + no groups = the fleet)."),
         "groups": Param([], type="array", items=strings, description="Device groups (hardware classes)."),
         "variant": Param(None, type=["null", "string"], enum=[None, *QUANT_MODES],
@@ -77,7 +77,7 @@ def _check_connections(devices: list[str], conn_of: dict[str, str]) -> None:
 
 def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events: Any) -> RolloutPlan:
     """Params (+ the triggering asset event) -> a validated RolloutPlan; bad input raises ConfigError here."""
-    from tasks.fleet.history import read_state
+    from tasks.fleet.history import previous_release, state_history
     from tasks.fleet.inventory import load_inventory
     from tasks.fleet.rollout import RolloutRequest, plan_forward, plan_rollback, select_targets
     from tasks.registry import runs
@@ -96,7 +96,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         if action == FORWARD:
             manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
             return plan_forward(inventory, request, rollout_id, manifest)
-        previous = {d.name: getattr(read_state(store, d.name), "previous", None) for d in targets}
+        previous = {d.name: previous_release(state_history(store, d.name)) for d in targets}
         to_release = {}
         if request.run_id:
             run = runs.resolve(store, request.run_id)["run_id"]
@@ -160,7 +160,7 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
     written = store.put_json(keys.rollout_record(plan_.rollout_id), record.to_xcom())  # last
     logging.getLogger(__name__).info("%s -> %s (report %s)", record.summary(), store.uri(written.key),
                                      store.uri(page.key))
-    if record.status != "succeeded":
+    if record.status != RolloutStatus.SUCCEEDED:
         raise AirflowFailException(f"{record.summary()}: {'; '.join(record.reasons)}")
     return record.to_xcom()
 

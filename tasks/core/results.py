@@ -9,6 +9,7 @@ place that fills it, the one place that reads it.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import types
 import typing
 from collections.abc import Mapping
@@ -308,6 +309,8 @@ def _encode(value: Any) -> Any:
         return {str(k): _encode(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_encode(v) for v in value]
+    if isinstance(value, enum.Enum):  # plain JSON on the wire (a StrEnum field decodes from its value)
+        return value.value
     return value
 
 

@@ -146,12 +146,24 @@ class ArtifactStore:
         tmp.replace(dest)
         return dest
 
-    def get_bytes(self, key: str, bucket: str | None = None) -> bytes:
-        resp = self._call("get", key, lambda: self.client.get_object(Bucket=bucket or self.bucket, Key=key))
+    def get_bytes(self, key: str, bucket: str | None = None, version_id: str | None = None) -> bytes:
+        extra = {"VersionId": version_id} if version_id else {}
+        resp = self._call("get", key,
+                          lambda: self.client.get_object(Bucket=bucket or self.bucket, Key=key, **extra))
         return resp["Body"].read()
 
-    def get_json(self, key: str) -> Any:
-        return json.loads(self.get_bytes(key))
+    def get_json(self, key: str, version_id: str | None = None) -> Any:
+        return json.loads(self.get_bytes(key, version_id=version_id))
+
+    def versions(self, key: str) -> Iterator[str]:
+        """Yield the version ids of exactly ``key``, newest first (S3 lists a key's versions in that order);
+        an unversioned bucket yields its one version ("null"). Delete markers are not versions."""
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=key):
+                yield from (v["VersionId"] for v in page.get("Versions", []) if v["Key"] == key)
+        except Exception as exc:  # noqa: BLE001 - botocore raises many types; report one clear error
+            raise StorageError(f"cannot list versions of s3://{self.bucket}/{key}: {_reason(exc)}") from exc
 
     def fetch_uri(self, uri: str, dest: str | Path) -> Path:
         bucket, key = parse_s3_uri(uri)

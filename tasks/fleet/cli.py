@@ -40,7 +40,8 @@ def add_rollout_parsers(sub: argparse._SubParsersAction) -> None:
     which = back.add_mutually_exclusive_group(required=True)
     which.add_argument("--devices", metavar="A,B", help="these devices")
     which.add_argument("--group", metavar="G[,H]", help="every device of these groups")
-    back.add_argument("--to", default="", metavar="RUN_ID", help="the run to go back to (default: previous release)")
+    back.add_argument("--to", default="", metavar="RUN_ID", help="the run to go back to (default: what each device ran "
+                      "before the last rollout that changed it)")
     for p in (fwd, back):
         p.add_argument("--file", help=FLEET_FILE_HELP + "; names are checked against it before triggering")
         p.add_argument("--wait", action="store_true", help="follow the run and print its rollout record; exit 0 "

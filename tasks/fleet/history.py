@@ -6,15 +6,16 @@ without it did not finish); ``devices/<name>/state.json`` at every switch of a d
 
 from __future__ import annotations
 
+import itertools
 import logging
 import statistics
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import RecordError, StorageError
 from tasks.core.storage import ArtifactStore
-from tasks.fleet.records import FORWARD, DeviceState, RolloutRecord
+from tasks.fleet.records import FORWARD, DeviceState, Outcome, RolloutRecord
 
 log = logging.getLogger(__name__)
 RECENT_ROLLOUTS = 50  # how many records status and the history trend read, newest first
@@ -51,6 +52,36 @@ def read_state(store: ArtifactStore, device: str) -> DeviceState | None:
         return None
 
 
+def state_history(store: ArtifactStore, device: str) -> Iterator[DeviceState]:
+    """The device's state records, newest first: the versions of ``devices/<name>/state.json``, read lazily
+    (a caller that stops early reads only the newest few). Unreadable versions are logged and skipped."""
+    key = keys.device_state(device)
+    for version in store.versions(key):
+        try:
+            yield DeviceState.from_xcom(store.get_json(key, version_id=version))
+        except (StorageError, RecordError, ValueError) as exc:
+            log.warning("skipping version %s of %s: %s", version, store.uri(key), exc)
+
+
+def previous_release(history: Iterable[DeviceState]) -> str | None:
+    """The release a rollback without a named run puts the device on: the one it ran before the most recent
+    rollout that changed it.
+
+    ``history`` is the device's state records, newest first (``state_history``). The consecutive records of
+    one rollout are one step, from the ``previous`` of its oldest record to the ``release`` of its newest: a
+    canary deploy then its promotion to another variant of the run is one step; a canary deploy then its
+    switch-back after a failed gate starts and ends on the same release, changed nothing, and is passed over
+    (as is a re-deploy of the release the device already ran). The newest step that changed the device
+    decides. A rollback is a rollout too, so a second rollback without a run undoes the first. None when no
+    recorded rollout changed the device, or it ran nothing before the one that did."""
+    for _, records in itertools.groupby(history, key=lambda s: s.rollout_id):
+        step = list(records)
+        start, end = step[-1].previous, step[0].release
+        if start != end:
+            return start
+    return None
+
+
 def device_trend(records: Iterable[RolloutRecord]) -> dict[str, tuple[float | None, str | None]]:
     """run id -> (median p50 ms of the variant each switched device runs, labels such as "host/native").
 
@@ -62,7 +93,7 @@ def device_trend(records: Iterable[RolloutRecord]) -> dict[str, tuple[float | No
             continue
         p50s, labels = [], set()
         for d in record.devices:
-            bench = d.bench.get(d.variant or "") if d.status == "switched" else None
+            bench = d.bench.get(d.variant or "") if d.status == Outcome.SWITCHED else None
             if bench is not None and "p50" in bench.latency_ms:
                 p50s.append(float(bench.latency_ms["p50"]))
                 labels.add(d.label or "unknown")

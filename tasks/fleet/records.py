@@ -12,6 +12,7 @@ Same contract as ``tasks/core/results.py``: frozen dataclasses, ``to_xcom()`` on
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from tasks.core.exceptions import RecordError
@@ -20,6 +21,34 @@ from tasks.device.runtime import RuntimeOptions
 
 FORWARD, ROLLBACK = "forward", "rollback"
 ACTIONS = (FORWARD, ROLLBACK)
+
+
+class Outcome(StrEnum):
+    """What a rollout did to one device (``DeviceOutcome.status``); the values are what records on disk hold."""
+
+    SWITCHED = "switched"  # current points at the planned release
+    ROLLED_BACK = "rolled_back"  # switched back: a failed canary, or a rollback on request
+    FAILED = "failed"  # the deploy or switch failed, or the device was unreachable: its state is stale
+    SKIPPED = "skipped"  # an optional device not deployed (offline): not counted as failed
+    NOT_REACHED = "not_reached"  # the rollout stopped before the device's wave
+
+
+class RolloutStatus(StrEnum):
+    """How a rollout ended (``RolloutRecord.status``); the values are what records on disk hold."""
+
+    SUCCEEDED = "succeeded"
+    CANARY_FAILED = "canary_failed"  # the canary gate stopped it: the canaries were switched back
+    FAILED = "failed"  # a canary, a rollback target or more than max_failed later devices failed
+
+
+def _as_enum(record: Record, name: str, kind: type[StrEnum]) -> None:
+    """Store field ``name`` of a frozen record as ``kind`` (records read from disk hold plain strings)."""
+    value = getattr(record, name)
+    try:
+        object.__setattr__(record, name, kind(value))
+    except ValueError:
+        raise RecordError(f"{type(record).__name__}.{name}={value!r}: expected one of "
+                          f"{[k.value for k in kind]}") from None
 
 
 def release_id(run_id: str, variant: str) -> str:
@@ -137,13 +166,16 @@ class DeviceOutcome(Record):
     device: str
     group: str
     wave: int
-    status: str  # switched | rolled_back | failed | skipped (an optional device not deployed) | not_reached
+    status: Outcome
     release: str | None = None
     variant: str | None = None
     bench: dict[str, ModelBench] = field(default_factory=dict)
     bench_record: ArtifactRef | None = None
     label: str = ""  # native | emulated | host
     note: str = ""
+
+    def __post_init__(self) -> None:
+        _as_enum(self, "status", Outcome)
 
 
 @dataclass(frozen=True)
@@ -153,12 +185,15 @@ class RolloutRecord(Record):
     rollout_id: str
     action: str
     run_id: str
-    status: str  # succeeded | canary_failed | failed
+    status: RolloutStatus
     reasons: tuple[str, ...]
     devices: tuple[DeviceOutcome, ...]
     choices: dict[str, GroupChoice] = field(default_factory=dict)
     created_at: str = ""
     airflow_run_id: str = ""
+
+    def __post_init__(self) -> None:
+        _as_enum(self, "status", RolloutStatus)
 
     def summary(self) -> str:
         counts: dict[str, int] = {}
@@ -174,7 +209,7 @@ class DeviceState(Record):
 
     device: str
     release: str | None
-    previous: str | None
+    previous: str | None  # current just before this switch; a rollback without a run goes to history.previous_release
     run_id: str | None
     variant: str | None
     rollout_id: str

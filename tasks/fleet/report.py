@@ -14,7 +14,7 @@ from typing import Any
 
 from tasks.core import keys
 from tasks.core.storage import Artifact, ArtifactStore
-from tasks.fleet.records import DeviceHealth, DeviceOutcome, GroupChoice, RolloutRecord
+from tasks.fleet.records import DeviceHealth, DeviceOutcome, GroupChoice, Outcome, RolloutRecord, RolloutStatus
 from tasks.report.charts import (
     CONTENT_TYPE,
     LABEL_NOTE,
@@ -27,8 +27,9 @@ from tasks.report.charts import (
     table,
 )
 
-OUTCOMES = {"switched": "switched", "rolled_back": "rolled back", "failed": "failed", "skipped": "skipped (optional)",
-            "not_reached": "not reached"}
+OUTCOMES = {Outcome.SWITCHED: "switched", Outcome.ROLLED_BACK: "rolled back", Outcome.FAILED: "failed",
+            Outcome.SKIPPED: "skipped (optional)", Outcome.NOT_REACHED: "not reached"}
+PASS_FAIL = {Outcome.SWITCHED: True, Outcome.FAILED: False}  # the others are shown plain
 Budgets = Mapping[str, Mapping[str, float]]  # group -> {p95_latency_ms, peak_rss_mb, accuracy_tolerance}
 
 
@@ -76,8 +77,7 @@ OUTCOME_HEAD = ("device", "group", "wave", "outcome", "release", "variant", "lab
 
 
 def _outcome_row(d: DeviceOutcome) -> str:
-    status = OUTCOMES.get(d.status, d.status)
-    ok = {"switched": True, "rolled_back": None, "failed": False}.get(d.status)
+    status, ok = OUTCOMES[d.status], PASS_FAIL.get(d.status)
     cell = pass_fail(ok, status, status) if ok is not None else escape(status)
     return (f'<tr>{_cells([d.device, d.group], 2)}<td>{d.wave}</td><td class="l">{cell}</td>'
             f"{_cells([d.release, d.variant, d.label, d.note], 4)}</tr>")
@@ -96,7 +96,7 @@ def render_rollout_html(record: RolloutRecord, budgets: Budgets | None = None) -
     meta = [("Rollout", record.rollout_id), ("Action", record.action), ("Run", record.run_id or "previous release"),
             ("Status", record.status), ("Created", record.created_at or "?"),
             ("Airflow run", record.airflow_run_id or "?"), ("Summary", record.summary())]
-    status = pass_fail(record.status == "succeeded", "SUCCEEDED", record.status.upper().replace("_", " "))
+    status = pass_fail(record.status == RolloutStatus.SUCCEEDED, "SUCCEEDED", record.status.upper().replace("_", " "))
     groups = "".join(_group_section(c, budgets) for _, c in sorted(record.choices.items()))
     body = f"""<h1>{escape(title)}</h1>
 {meta_list(meta)}

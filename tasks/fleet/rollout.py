@@ -37,8 +37,10 @@ from tasks.fleet.records import (
     DeviceOutcome,
     DeviceTask,
     GroupChoice,
+    Outcome,
     RolloutPlan,
     RolloutRecord,
+    RolloutStatus,
     SwitchResult,
     release_id,
 )
@@ -118,7 +120,8 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
 def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str, config: dict[str, Any],
                   previous: dict[str, str | None], to_release: dict[str, str | None]) -> RolloutPlan:
     """Plan switching each device back: to ``to_release[device]`` (found on the device by the caller for
-    ``--to RUN_ID``) or, without a target run, to the previous release its state record names."""
+    ``--to RUN_ID``) or, without a target run, to ``previous[device]``: the release it ran before the most
+    recent rollout that changed it (``tasks.fleet.history.previous_release``)."""
     tasks = []
     for d in select_targets(inventory, request):
         if request.run_id:
@@ -220,14 +223,14 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
 
 
 # --- the record -----------------------------------------------------------------------------------------------
-def _not_switched(t: DeviceTask, plan: RolloutPlan, later_planned: set[str]) -> tuple[str, str]:
+def _not_switched(t: DeviceTask, plan: RolloutPlan, later_planned: set[str]) -> tuple[Outcome, str]:
     """(status, note) of a device the rollout did not switch: failed, skipped or not reached. Only a deploy
     skips an optional device; a rollback asked for by name fails like any other."""
     if not (t in plan.canary or t in plan.switches or t.device in later_planned):
-        return "not_reached", ""
+        return Outcome.NOT_REACHED, ""
     if t.optional and t not in plan.switches:
-        return "skipped", "optional device not deployed (offline, or see its task log); not counted as failed"
-    return "failed", "deploy/switch failed or device unreachable: state is stale"
+        return Outcome.SKIPPED, "optional device not deployed (offline, or see its task log); not counted as failed"
+    return Outcome.FAILED, "deploy/switch failed or device unreachable: state is stale"
 
 
 def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list[DeployResult],
@@ -245,12 +248,12 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
     for t in (*plan.canary, *plan.later, *plan.switches):
         if t.device in back:
             why = "canary gate failed: switched back" if plan.action == FORWARD else "rolled back on request"
-            s, status, note = back[t.device], "rolled_back", why
+            s, status, note = back[t.device], Outcome.ROLLED_BACK, why
         elif t.device in last:
-            s, status, note = last[t.device], "switched", ""
+            s, status, note = last[t.device], Outcome.SWITCHED, ""
         else:
             s, status, note = None, *_not_switched(t, plan, later_planned)
-            if status == "failed":
+            if status == Outcome.FAILED:
                 failed.append(t.device)
         b = benched.get(t.device)
         outcomes.append(DeviceOutcome(
@@ -259,15 +262,15 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
             bench_record=b.record if b else None, label=b.label if b else "", note=note))
     reasons = list(verdict.reasons) if verdict else []
     if verdict is not None and not verdict.healthy:
-        status = "canary_failed"
+        status = RolloutStatus.CANARY_FAILED
     elif plan.action == ROLLBACK and failed:
-        status = "failed"
+        status = RolloutStatus.FAILED
         reasons.append(f"rollback failed on {failed} (see their rollback task logs)")
     elif len(failed) > plan.max_failed or any(t.device in failed for t in plan.canary):
-        status = "failed"
+        status = RolloutStatus.FAILED
         reasons.append(f"{len(failed)} device(s) failed: {failed} (max_failed={plan.max_failed})")
     else:
-        status = "succeeded"
+        status = RolloutStatus.SUCCEEDED
         if failed:
             reasons.append(f"{len(failed)} device(s) failed within max_failed={plan.max_failed}: {failed}")
     return RolloutRecord(rollout_id=plan.rollout_id, action=plan.action, run_id=plan.run_id, status=status,

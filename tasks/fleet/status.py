@@ -28,7 +28,7 @@ from tasks.device.records import OnDevice
 from tasks.device.transport import EnvTransport
 from tasks.fleet.history import read_state, recent_records
 from tasks.fleet.inventory import Device, Inventory
-from tasks.fleet.records import DeviceOutcome, DeviceState, RolloutRecord
+from tasks.fleet.records import DeviceOutcome, DeviceState, Outcome, RolloutRecord
 
 OK, STALE, NEVER, DRIFT, UNREACHABLE = "ok", "stale", "never deployed", "drift", "unreachable"
 COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "status")
@@ -74,7 +74,7 @@ def judge(state: DeviceState | None, last: tuple[RolloutRecord, DeviceOutcome] |
     if state.rollout_id != record.rollout_id and state.switched_at > record.created_at:
         return OK, (f"switched by rollout {state.rollout_id} after {record.rollout_id} ended; it has no record yet "
                     "(running, or it did not finish)")
-    if outcome.status in ("failed", "skipped", "not_reached"):
+    if outcome.status in (Outcome.FAILED, Outcome.SKIPPED, Outcome.NOT_REACHED):
         note = f": {outcome.note}" if outcome.note else ""
         return STALE, f"rollout {record.rollout_id} ({record.status}) marked it {outcome.status}{note}"
     if outcome.release != state.release:

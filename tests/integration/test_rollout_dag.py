@@ -5,7 +5,8 @@
   record are written;
 * a canary that misses its latency budget (0.001 ms) stops the rollout: the canary is switched back to what
   it ran before, the later wave is never touched, and the record says why;
-* a rollback to the previous release, through the same DAG.
+* a rollback to the previous release, through the same DAG, also after a failed canary (not to the rejected
+  release).
 """
 
 from __future__ import annotations
@@ -162,6 +163,22 @@ def test_rollback_to_the_previous_release(blessed_run, rollout, stack_env, artif
     assert _current(stack_env, "pi2") == on_pi2
     state = artifact_store.get_json(keys.device_state("pi2"))
     assert state["action"] == "rollback" and state["release"] == on_pi2
+
+
+def test_a_rollback_after_a_failed_canary_skips_the_rejected_release(blessed_run, rollout, stack_env,
+                                                                    artifact_store, tmp_path):
+    """int8, then fp32, then an fp16 canary over budget (switched back to fp32): the device's state record
+    names fp16 as previous, but a rollback lands on int8, what it ran before the last rollout that changed it."""
+    fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1)])
+    for variant in ("int8", "fp32"):
+        dag_run = rollout(fleet, run_id=blessed_run, variant=variant)
+        assert "success" in str(dag_run.state).lower(), _states(dag_run)
+    failed = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)], p95_ms=0.001), run_id=blessed_run, variant="fp16")
+    assert "failed" in str(failed.state).lower() and _current(stack_env, "pi1") == f"{blessed_run}.fp32"
+    assert artifact_store.get_json(keys.device_state("pi1"))["previous"] == f"{blessed_run}.fp16"
+    back = rollout(fleet, action="rollback", devices=["pi1"])
+    assert "success" in str(back.state).lower(), _states(back)
+    assert _current(stack_env, "pi1") == f"{blessed_run}.int8"
 
 
 def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp_path):

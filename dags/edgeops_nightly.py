@@ -86,10 +86,11 @@ with DAG(
     )
 
     @task(outlets=[blessed_model_asset()], retries=0, execution_timeout=timedelta(minutes=2))
-    def announce(run_key: str, verdict: dict[str, Any], published: dict[str, Any]) -> None:
-        """Emit the blessed-model asset event (run id, variants) for the rollout; skipped when not blessed."""
+    def announce(run_key: str, config: dict[str, Any], verdict: dict[str, Any], published: dict[str, Any]) -> None:
+        """Emit the blessed-model asset event (run id, variants) for the rollout; skipped when not blessed or
+        when the profile may not ship (test profiles)."""
         from edgeops_airflow.rollout import announce_blessed
 
-        announce_blessed(run_key, verdict, published, get_current_context())
+        announce_blessed(run_key, config, verdict, published, get_current_context())
 
-    announce(plan["run_id"], gate.output, publish.output)
+    announce(plan["run_id"], plan["config"], gate.output, publish.output)

@@ -133,7 +133,8 @@ class DeviceDeployOperator(_DeviceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
-        from tasks.core.results import DeployResult, GateVerdict
+        from tasks.core.results import DeployResult
+        from tasks.core.verdict import GateVerdict
         from tasks.fleet.records import DeviceTask
 
         target = self._decoded(DeviceTask.from_xcom, self.target, "device task")

@@ -60,6 +60,11 @@ def _opt(kind: str, description: str, **schema: Any) -> Param:
     )
 
 
+def non_shipping_profiles() -> set[str]:
+    """Profiles whose blessed runs may not ship (``ships: false``): the form says so next to the choice."""
+    return {name for name in profile_names() if not load_config(name).ships}
+
+
 def dag_params() -> dict[str, Param]:
     mode_items = {"type": "string", "enum": list(QUANT_MODES)}
     return {
@@ -67,7 +72,8 @@ def dag_params() -> dict[str, Param]:
             DEFAULT_PROFILE,
             type="string",
             enum=profile_names(),
-            description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo, tiny.",
+            description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo (digits), tiny (tests). Profiles "
+                        f"that never roll out (their blessed runs stay off devices): {sorted(non_shipping_profiles())}.",
         ),
         "data_source": _opt(
             "string",

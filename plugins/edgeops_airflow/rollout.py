@@ -33,7 +33,8 @@ def rollout_params() -> dict[str, Param]:
                         description="forward: ship a blessed run (canary first); rollback: switch back."),
         "run_id": Param(None, type=["null", "string"], description=(
             "forward: the nightly run to ship (empty: the asset event's run, else the newest blessed run); "
-            "rollback: the run to go back to (empty: the release each device ran before the most recent rollout that changed it).")),
+            "rollback: the run to go back to (empty: the release each device ran before the most recent "
+            "rollout that changed it).")),
         "devices": Param([], type="array", items=strings, description="Devices (empty + no groups = the fleet)."),
         "groups": Param([], type="array", items=strings, description="Device groups (hardware classes)."),
         "variant": Param(None, type=["null", "string"], enum=[None, *QUANT_MODES],
@@ -165,17 +166,24 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
     return record.to_xcom()
 
 
-def announce_blessed(run_id: str, verdict_raw: dict[str, Any], published_raw: dict[str, Any], context: Any
-                     ) -> None:
+def announce_blessed(run_id: str, config: dict[str, Any], verdict_raw: dict[str, Any], published_raw: dict[str, Any],
+                     context: Any) -> None:
     """The nightly run's last task: put the run id and blessed variants on the asset event, or skip (no event)
-    when nothing was blessed, so an unblessed run never starts a rollout."""
+    when nothing was blessed or the run's profile may not ship, so such a run never starts a rollout."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from tasks.core.results import GateVerdict, PublishResult
+    from tasks.core.config import PipelineConfig
+    from tasks.core.results import PublishResult
+    from tasks.core.verdict import GateVerdict
 
     verdict, published = GateVerdict.from_xcom(verdict_raw), PublishResult.from_xcom(published_raw)
     if not verdict.blessed:
-        raise AirflowSkipException(f"not blessed, nothing to roll out: {'; '.join(verdict.reasons)}")
+        raise AirflowSkipException(f"{verdict.outcome or 'not blessed'}, nothing to roll out: "
+                                   f"{'; '.join(verdict.reasons)}")
+    profile = PipelineConfig.from_dict(config)
+    if not profile.ships:
+        raise AirflowSkipException(f"blessed, but profile {profile.profile!r} may not ship (ships=false): no "
+                                   "rollout starts; use a shipping profile (e.g. demo) for models meant for devices")
     context["outlet_events"][blessed_model_asset()].extra = {
         "run_id": run_id, "variants": list(verdict.deploy), "current": verdict.current,
         "manifest": published.manifest.to_xcom()}

@@ -18,6 +18,7 @@ from tasks.core.exceptions import ConfigError
 from tasks.core.keys import S3_SCHEME, source_kind
 from tasks.core.modes import INT8_IO_DTYPES, PTQ_MODES, QUANT_MODES, TFMOT_MODES
 from tasks.core.names import DEFAULT_PROFILE
+from tasks.core.typed_json import build_dataclass, deep_merge
 
 BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -162,16 +163,23 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    max_accuracy_drop_pp: float = 1.0  # percentage points versus the fp32 TFLite model
+    """What the test data must prove before a run ships (tasks/steps/gate.py); margins in percentage points."""
+
+    max_accuracy_drop_pp: float = 1.0  # non-inferiority margin of every variant vs fp32 on the same images
     deploy_variants: tuple[str, ...] = ()  # empty = every variant that passes
-    min_accuracy: float = 0.0  # absolute floor on test accuracy for fp32 and every variant
-    significance: float = 0.05  # McNemar level: a drop (vs fp32, or vs the champion) counts only below it
-    compare_champion: bool = True  # evaluate the currently blessed model on this test split; worse = not shipped
+    min_accuracy: float = 0.0  # absolute floor on test accuracy for fp32 and every variant (and the canary)
+    significance: float = 0.05  # the bounds are one-sided at 1 - significance
+    compare_champion: bool = True  # evaluate the currently blessed model on this test split
+    champion_margin_pp: float = 1.0  # non-inferiority margin of the challenger's fp32 vs the champion's
+    min_test_per_class: int = 20  # fewer test images of any class: not blessed (too little evidence)
+    max_class_drop_pp: float = 15.0  # non-inferiority margin of each class's recall vs fp32
 
     def __post_init__(self) -> None:
-        _require(0 <= self.max_accuracy_drop_pp <= 100, "gate.max_accuracy_drop_pp: must be 0..100")
+        for name in ("max_accuracy_drop_pp", "champion_margin_pp", "max_class_drop_pp"):
+            _require(0 <= getattr(self, name) <= 100, f"gate.{name}={getattr(self, name)}: must be 0..100")
         _require(0 <= self.min_accuracy <= 1, f"gate.min_accuracy={self.min_accuracy}: a fraction in [0, 1]")
-        _require(0 < self.significance < 1, f"gate.significance={self.significance}: must be in (0, 1)")
+        _require(0 < self.significance < 0.5, f"gate.significance={self.significance}: must be in (0, 0.5)")
+        _require(1 <= self.min_test_per_class <= 100_000, "gate.min_test_per_class: must be 1..100000")
         bad = [m for m in self.deploy_variants if m not in QUANT_MODES]
         _require(not bad, f"gate.deploy_variants: unknown mode(s) {bad}; choose from {QUANT_MODES}")
 
@@ -259,6 +267,9 @@ class ExecutionConfig:
 @dataclass(frozen=True)
 class PipelineConfig:
     profile: str = DEFAULT_PROFILE
+    # may a blessed run of this profile reach devices? false (test profiles): announce never fires, a rollout
+    # refuses the run, and it is never anyone's champion
+    ships: bool = True
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -294,82 +305,7 @@ class PipelineConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> PipelineConfig:
-        return _build(cls, raw, "")
-
-
-def _build(cls: type, raw: Any, where: str) -> Any:
-    """Build a (nested) frozen dataclass from plain JSON, rejecting unknown keys with their path."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where or 'config'}: expected an object, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in raw.items():
-        f = fields[name]
-        path = f"{where}.{name}" if where else name
-        sub = _dataclass_of(f)
-        if sub is not None:
-            kwargs[name] = _build(sub, value, path)
-        else:
-            kwargs[name] = _coerce(f, value, path)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:  # wrong value types reaching a comparison
-        raise ConfigError(f"{where or 'config'}: {exc}") from exc
-
-
-def _dataclass_of(f: dataclasses.Field) -> type | None:
-    factory = f.default_factory  # type: ignore[misc]
-    if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory):
-        return factory  # type: ignore[return-value]
-    return None
-
-
-_SCALARS: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "str": str, "bool": bool}
-
-
-def _coerce(f: dataclasses.Field, value: Any, path: str) -> Any:
-    kind = str(f.type)
-    if kind.startswith("tuple"):
-        return _coerce_tuple(kind, value, path)
-    return _coerce_scalar(kind, value, path)
-
-
-def _coerce_scalar(kind: str, value: Any, path: str) -> Any:
-    expected = _SCALARS.get(kind)
-    if expected is not None and (not isinstance(value, expected) or (kind != "bool" and isinstance(value, bool))):
-        raise ConfigError(f"{path}: expected {kind}, got {value!r}")
-    return float(value) if kind == "float" else value
-
-
-def _coerce_tuple(kind: str, value: Any, path: str) -> tuple[Any, ...]:
-    """Lists arrive as JSON arrays or as 'a,b,c' (``--set data.split=0.7,0.2,0.1``); elements are typed."""
-    item = kind[kind.index("[") + 1 :].split(",")[0].strip(" ]")
-    if isinstance(value, str):
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    if not isinstance(value, list | tuple):
-        raise ConfigError(f"{path}: expected a list, got {value!r}")
-    out = []
-    for i, element in enumerate(value):
-        if isinstance(element, str) and item in ("int", "float"):
-            try:
-                element = json.loads(element)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{path}[{i}]: expected {item}, got {element!r}") from None
-        out.append(_coerce_scalar(item, element, f"{path}[{i}]"))
-    return tuple(out)
-
-
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+        return build_dataclass(cls, raw)
 
 
 def profile_names() -> list[str]:
@@ -388,8 +324,8 @@ def load_config(profile: str, overrides: dict[str, Any] | None = None) -> Pipeli
     for key, value in (overrides or {}).items():
         if "." in key:
             section, _, leaf = key.partition(".")
-            nested = _deep_merge(nested, {section: {leaf: value}})
+            nested = deep_merge(nested, {section: {leaf: value}})
         else:
-            nested = _deep_merge(nested, {key: value})
-    raw = _deep_merge({"profile": profile, **load_profile(profile)}, nested)
+            nested = deep_merge(nested, {key: value})
+    raw = deep_merge({"profile": profile, **load_profile(profile)}, nested)
     return PipelineConfig.from_dict(raw)

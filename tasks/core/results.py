@@ -132,64 +132,6 @@ class EvaluateResult(Record):
         return f"{self.test_examples} test images: " + ", ".join(parts) + champ
 
 
-# --- gate ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class VariantVerdict(Record):
-    passed: bool
-    drop_pp: float  # accuracy drop vs fp32 on the same images, percentage points
-    reasons: tuple[str, ...] = ()
-    p_value: float | None = None  # exact McNemar vs fp32 on the same images (None for fp32 itself)
-    accuracy: float | None = None
-    size_bytes: int | None = None
-    gzip_bytes: int | None = None
-    significant: bool = False  # the drop is significant at the gate's level
-    only_fp32_right: int = 0  # discordant pairs McNemar counts
-    only_variant_right: int = 0
-
-
-@dataclass(frozen=True)
-class ChampionVerdict(Record):
-    """The candidate's fp32 against the currently blessed model's fp32, both on THIS run's test images."""
-
-    run_id: str
-    champion_accuracy: float
-    candidate_accuracy: float
-    drop_pp: float  # champion - candidate, percentage points (negative: the candidate is better)
-    p_value: float
-    only_champion_right: int
-    only_candidate_right: int
-    significantly_worse: bool
-
-
-@dataclass(frozen=True)
-class GateVerdict(Record):
-    """What may ship. ``blessed`` False: nothing is announced for rollout and the devices keep their release."""
-
-    blessed: bool
-    deploy: tuple[str, ...]
-    current: str | None
-    reasons: tuple[str, ...]
-    variants: dict[str, VariantVerdict]
-    tflite: dict[str, ArtifactRef]
-    sample: ArtifactRef
-    max_accuracy_drop_pp: float
-    champion: ChampionVerdict | None = None  # None: no earlier blessed run on this dataset and classes
-    min_accuracy: float = 0.0
-    significance: float = 0.05
-    test_examples: int = 0
-    rescued: dict[str, str] = field(default_factory=dict)  # failed variant -> the variant shipped in its place
-
-    def __post_init__(self) -> None:
-        if self.blessed and (self.current not in self.deploy or any(m not in self.tflite for m in self.deploy)):
-            raise RecordError(f"blessed verdict is inconsistent: current={self.current!r}, deploy={self.deploy}, "
-                              f"tflite has {sorted(self.tflite)}")
-
-    def summary(self) -> str:
-        if not self.blessed:
-            return "NOT BLESSED: " + "; ".join(self.reasons)
-        return f"blessed {', '.join(self.deploy)}; current {self.current}"
-
-
 # --- devices ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class FileEntry(Record):

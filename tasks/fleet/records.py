@@ -16,7 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from tasks.core.exceptions import RecordError
-from tasks.core.results import ArtifactRef, GateVerdict, ModelBench, Record
+from tasks.core.results import ArtifactRef, ModelBench, Record
+from tasks.core.verdict import GateVerdict
 from tasks.device.runtime import RuntimeOptions
 
 FORWARD, ROLLBACK = "forward", "rollback"

@@ -10,7 +10,8 @@ Forward rollout of a blessed run:
 2. **Canary gate.** For each group, every variant is checked on each of the group's canaries against the
    group's budgets: p95 latency, peak RSS, and on-device accuracy on the shipped sample no more than
    ``accuracy_tolerance`` below the host's accuracy on the same images (evaluate records it per variant; the
-   test-split accuracy only for manifests written before that). The group runs the passing variant with the best
+   test-split accuracy only for manifests written before that), and never below the run's own floor
+   ``gate.min_accuracy``. The group runs the passing variant with the best
    test-split accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
    benchmark, or a group with no passing variant, fails the gate: the canaries are switched back.
 3. **Later waves** get their group's variant (only that file). A group with no canary in this rollout gets
@@ -26,7 +27,8 @@ from typing import Any
 
 from tasks.core.exceptions import ConfigError
 from tasks.core.modes import QUANT_MODES
-from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict
+from tasks.core.results import BenchmarkResult, DeployResult
+from tasks.core.verdict import GateVerdict
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
     ACTIONS,
@@ -158,6 +160,10 @@ def check_variant(plan: RolloutPlan, group: str, variant: str, bench: BenchmarkR
     if host is not None and measured.accuracy < host - budgets["accuracy_tolerance"]:
         reasons.append(f"{variant} on {bench.device}: accuracy {measured.accuracy:.4f} < host {host:.4f} - "
                        f"tolerance {budgets['accuracy_tolerance']}")
+    floor = plan.verdict.min_accuracy if plan.verdict else 0.0
+    if measured.accuracy < floor:  # the run's own floor holds on the device too, whatever the host measured
+        reasons.append(f"{variant} on {bench.device}: accuracy {measured.accuracy:.4f} on the sample < the run's "
+                       f"floor gate.min_accuracy={floor:.4f}")
     return DeviceHealth(bench.device, variant, not reasons, tuple(reasons), p95, measured.peak_rss_mb,
                         measured.accuracy, host)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import StorageError
-from tasks.core.results import EvaluateResult, GateVerdict, PublishResult, TrainResult
+from tasks.core.results import EvaluateResult, PublishResult, TrainResult
 from tasks.core.step import StepContext
+from tasks.core.verdict import GateVerdict
 from tasks.core.version import code_version
 from tasks.registry import runs
 from tasks.report import run_report

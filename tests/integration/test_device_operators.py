@@ -20,7 +20,8 @@ from edgeops_airflow.device import DeviceClient
 from tasks.core import keys
 from tasks.core.config import load_config
 from tasks.core.names import device_conn_id
-from tasks.core.results import BenchmarkResult, DeployResult, GateVerdict, VariantVerdict
+from tasks.core.results import BenchmarkResult, DeployResult
+from tasks.core.verdict import GateVerdict, VariantVerdict
 from tasks.device.runtime import RuntimeOptions
 from tasks.fleet.records import DeviceTask, SwitchResult
 from tests.helpers import export_connections, tiny_tflite_release

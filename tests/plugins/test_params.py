@@ -105,3 +105,12 @@ def test_the_trigger_form_offers_exactly_the_table():
     form = dag_params()["modes"]
     assert tuple(form.schema["items"]["enum"]) == modes.QUANT_MODES
     assert all(m.summary in form.description for m in modes.MODES.values())
+
+
+def test_the_form_says_which_profiles_never_ship():
+    from edgeops_airflow.params import dag_params, non_shipping_profiles
+
+    from tasks.core.config import load_config
+
+    assert "tiny" in non_shipping_profiles() and load_config("demo").ships
+    assert "never roll out" in dag_params()["profile"].description and "'tiny'" in dag_params()["profile"].description

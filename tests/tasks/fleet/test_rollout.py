@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tasks.core.exceptions import ConfigError
-from tasks.core.results import ArtifactRef, BenchmarkResult, DeployResult, GateVerdict, ModelBench, VariantVerdict
+from tasks.core.results import ArtifactRef, BenchmarkResult, DeployResult, ModelBench
+from tasks.core.verdict import GateVerdict, VariantVerdict
 from tasks.fleet.inventory import Inventory
 from tasks.fleet.records import SwitchResult, release_id
 from tasks.fleet.rollout import RolloutRequest, build_record, canary_gate, plan_forward, plan_rollback

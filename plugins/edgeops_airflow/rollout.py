@@ -97,7 +97,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         previous = {d.name: getattr(read_state(store, d.name), "previous", None) for d in targets}
         to_release = {}
         if request.run_id:
-            run = runs.resolve(store, request.run_id)["run_id"]
+            run = runs.resolve(store, request.run_id).run_id
             for d in targets:
                 kept = read_device(d)[1]  # the one SSH path (pinned host key), releases newest first
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)

@@ -22,6 +22,7 @@ from typing import Any
 
 from tasks.core import keys
 from tasks.core.config import GateConfig
+from tasks.core.metrics import EvalMetrics
 from tasks.core.results import ArtifactRef, ChampionVerdict, EvaluateResult, GateVerdict, VariantVerdict
 from tasks.core.step import StepContext
 from tasks.ml.stats import paired
@@ -42,12 +43,14 @@ class EvalTable:
     champion_skipped: str = ""  # why no champion was evaluated although one may exist
 
     @classmethod
-    def from_metrics(cls, metrics: dict[str, Any]) -> EvalTable:
-        champ = metrics.get("champion") or {}
-        variants = metrics["variants"]
-        return cls(metrics["labels"], metrics["predictions"], {m: v["size_bytes"] for m, v in variants.items()},
-                   {m: v.get("gzip_bytes", v["size_bytes"]) for m, v in variants.items()},
-                   champ.get("run_id"), champ.get("predictions"), champ.get("skipped", ""))
+    def from_metrics(cls, metrics: EvalMetrics) -> EvalTable:
+        champ, variants = metrics.champion, metrics.variants
+        return cls(list(metrics.labels), {m: list(p) for m, p in metrics.predictions.items()},
+                   {m: v.size_bytes for m, v in variants.items()},
+                   {m: v.gzip_or_size for m, v in variants.items()},
+                   champ.run_id if champ else None,
+                   list(champ.predictions) if champ and champ.predictions is not None else None,
+                   champ.skipped if champ else "")
 
 
 def _variant(mode: str, table: EvalTable, gate: GateConfig) -> VariantVerdict:
@@ -154,7 +157,8 @@ def run(ctx: StepContext) -> GateVerdict:
     """
     evaluated = EvaluateResult.from_xcom(ctx.need("evaluation"))
     with tempfile.TemporaryDirectory() as tmp:
-        metrics = json.loads(ctx.store.fetch(evaluated.metrics, Path(tmp) / "metrics.json").read_text())
+        raw = json.loads(ctx.store.fetch(evaluated.metrics, Path(tmp) / "metrics.json").read_text())
+    metrics = EvalMetrics.from_dict(raw, evaluated.metrics.uri)
     verdict = decide(EvalTable.from_metrics(metrics), ctx.config.gate, evaluated.tflite, evaluated.sample,
                      int8_rescue=ctx.config.quantize.int8_rescue)
     ctx.store.put_json(keys.evaluation(ctx.run_id, "gate.json"), verdict.to_xcom())

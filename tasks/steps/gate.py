@@ -18,7 +18,6 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tasks.core import keys
 from tasks.core.config import GateConfig

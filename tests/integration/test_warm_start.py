@@ -8,7 +8,9 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.exceptions import ConfigError, IntegrityError
+from tasks.core.manifest import ManifestArtifact
 from tasks.ml.models import warm_start_ref
+from tests.tasks.manifests import manifest
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +23,8 @@ def finished_model(artifact_store, tmp_path):
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.save(tmp_path / "model.keras")
     art = artifact_store.put_file(keys.model(run_id), tmp_path / "model.keras")
-    artifact_store.put_json(keys.manifest(run_id), {"run_id": run_id, "artifacts": [art.as_dict()]})
+    listed = ManifestArtifact("model/model.keras", art.key, art.sha256, art.size_bytes)
+    artifact_store.put_json(keys.manifest(run_id), manifest(run_id, artifacts=(listed,)).to_dict())
     return run_id, artifact_store.uri(keys.model(run_id))
 
 

@@ -37,13 +37,13 @@ def main() -> int:
 
     store = ArtifactStore.from_env()
     manifest = runs.resolve(store, args.run)
-    run_id = manifest["run_id"]
+    run_id = manifest.run_id
     sample = np.load(io.BytesIO(store.get_bytes(keys.evaluation(run_id, "sample.npz"))))
     x = sample["x"]
     print(f"run {run_id} on {platform.machine()} ({platform.processor() or 'cpu'}), threads={args.threads}, "
           f"label=host")
     print(f"{'variant':<9}{'KB':>8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'img/s @' + str(args.batch):>12}")
-    for mode in sorted(manifest["variants"], key=lambda m: manifest["variants"][m]["size_bytes"]):
+    for mode in sorted(manifest.variants, key=lambda m: manifest.variants[m].size_bytes):
         blob = store.get_bytes(keys.tflite(run_id, mode))
         model = TFLiteModel(blob, threads=args.threads)
         batch = np.resize(x, (args.batch, *x.shape[1:]))  # repeat the sample up to one batch

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main() -> int:
     from tasks.core import keys
     from tasks.core.keys import safe_run_id
+    from tasks.core.metrics import EvalMetrics
     from tasks.core.storage import ArtifactStore
     from tasks.ml.stats import paired
 
@@ -28,25 +29,25 @@ def main() -> int:
     args = parser.parse_args()
     store = ArtifactStore.from_env()
     run_id = safe_run_id(args.run_id)
-    metrics = store.get_json(keys.evaluation(run_id))
-    variants, labels, preds = metrics["variants"], metrics["labels"], metrics["predictions"]
+    metrics = EvalMetrics.from_dict(store.get_json(keys.evaluation(run_id)), keys.evaluation(run_id))
+    variants, labels, preds = metrics.variants, list(metrics.labels), metrics.predictions
     base = variants["fp32"]
-    print(f"run {run_id}: {metrics['test_examples']} test images; latency = batch-1 p50 on the build host "
-          f"(label {metrics.get('latency_label', 'host')}), not a Pi figure")
+    print(f"run {run_id}: {metrics.test_examples} test images; latency = batch-1 p50 on the build host "
+          f"(label {metrics.latency_label}), not a Pi figure")
     head = (f"{'variant':<9}{'acc %':>7}{'drop pp':>8}{'McNemar p':>10}{'only32/only':>12}{'KB':>8}{'x fp32':>7}"
             f"{'gzip KB':>8}{'x fp32':>7}{'host p50 ms':>12}{'agree %':>8}")
     print(head)
-    for mode in sorted(variants, key=lambda m: variants[m]["size_bytes"], reverse=True):
+    for mode in sorted(variants, key=lambda m: variants[m].size_bytes, reverse=True):
         v = variants[mode]
-        pr = paired(labels, preds["fp32"], preds[mode])
-        gz, base_gz = v.get("gzip_bytes") or 0, base.get("gzip_bytes") or 0
-        print(f"{mode:<9}{v['accuracy'] * 100:>7.2f}{pr.drop_pp:>8.2f}{pr.p_value:>10.3g}"
-              f"{f'{pr.only_a}/{pr.only_b}':>12}{v['size_bytes'] / 1024:>8.1f}"
-              f"{base['size_bytes'] / v['size_bytes']:>7.2f}{gz / 1024:>8.1f}{(base_gz / gz if gz else 0):>7.2f}"
-              f"{v['latency_ms']['p50']:>12.3f}{(v['agreement'] or 0) * 100:>8.2f}")
-    champ = metrics.get("champion")
-    if champ and "run_id" in champ:
-        print(f"champion {champ['run_id']}: fp32 {champ['accuracy'] * 100:.2f} % on this run's test images")
+        pr = paired(labels, list(preds["fp32"]), list(preds[mode]))
+        gz, base_gz = v.gzip_bytes or 0, base.gzip_bytes or 0
+        print(f"{mode:<9}{v.accuracy * 100:>7.2f}{pr.drop_pp:>8.2f}{pr.p_value:>10.3g}"
+              f"{f'{pr.only_a}/{pr.only_b}':>12}{v.size_bytes / 1024:>8.1f}"
+              f"{base.size_bytes / v.size_bytes:>7.2f}{gz / 1024:>8.1f}{(base_gz / gz if gz else 0):>7.2f}"
+              f"{v.latency_ms.p50:>12.3f}{(v.agreement or 0) * 100:>8.2f}")
+    champ = metrics.champion
+    if champ and champ.run_id is not None and champ.accuracy is not None:
+        print(f"champion {champ.run_id}: fp32 {champ.accuracy * 100:.2f} % on this run's test images")
     if store.exists(keys.evaluation(run_id, "gate.json")):
         gate = store.get_json(keys.evaluation(run_id, "gate.json"))
         print(f"gate: {'BLESSED' if gate['blessed'] else 'NOT BLESSED'}; deploy {gate['deploy']}; "

@@ -20,6 +20,7 @@ sys.path.insert(0, str(REPO))
 from scripts.devstack import airflow as af  # noqa: E402
 from scripts.devstack.common import load_stack  # noqa: E402
 from scripts.devstack.devices import FLEET_JSON  # noqa: E402
+from tasks.core.manifest import RunManifest  # noqa: E402
 from tasks.core.names import ENV_FLEET  # noqa: E402
 
 DAG_ID = "edgeops_nightly"
@@ -91,19 +92,25 @@ def wait_for_run(env: dict[str, str], run_id: str, dag_id: str = DAG_ID) -> str:
     raise SystemExit(f"demo: run {run_id} still running after {TIMEOUT_S}s; it continues in Airflow")
 
 
-def _variants(manifest: dict) -> None:
-    gate = manifest["gate"]
+def run_header(manifest: RunManifest) -> str:
+    return (f"\nrun {manifest.run_id}  code {manifest.code_version[:12]}  profile {manifest.profile}"
+            f"  test images {manifest.evaluation.test_examples}")
+
+
+def _variants(manifest: RunManifest) -> None:
+    gate = manifest.verdict
     print(f"{'variant':<9}{'accuracy':>9}{'drop pp':>9}{'p':>8}{'size KB':>10}{'gzip KB':>9}{'host p50 ms':>13}"
           f"{'agree':>7}  gate")
-    for mode, v in sorted(manifest["variants"].items(), key=lambda kv: kv[1]["size_bytes"]):
-        verdict = v.get("gate") or {}
-        mark = "current" if mode == gate["current"] else ("ship" if mode in gate["deploy"] else "-")
-        p = verdict.get("p_value")
-        print(f"{mode:<9}{v['accuracy']:>9.4f}{verdict.get('drop_pp', 0):>9.2f}{'' if p is None else f'{p:.3f}':>8}"
-              f"{v['size_bytes'] / 1024:>10.1f}{v['gzip_bytes'] / 1024:>9.1f}{v['latency_p50_ms']:>13.3f}"
-              f"{v['agreement'] or 0:>7.3f}  {'pass' if verdict.get('passed') else 'FAIL'} {mark}")
-    print(("\nBLESSED" if gate["blessed"] else "\nNOT BLESSED (nothing deployed; devices keep their release)")
-          + "".join(f"\n  - {r}" for r in gate["reasons"]))
+    for mode, v in sorted(manifest.variants.items(), key=lambda kv: kv[1].size_bytes):
+        verdict = v.gate
+        mark = "current" if mode == gate.current else ("ship" if mode in gate.deploy else "-")
+        p = verdict.p_value if verdict else None
+        print(f"{mode:<9}{v.accuracy:>9.4f}{verdict.drop_pp if verdict else 0:>9.2f}"
+              f"{'' if p is None else f'{p:.3f}':>8}{v.size_bytes / 1024:>10.1f}{(v.gzip_bytes or 0) / 1024:>9.1f}"
+              f"{v.latency_p50_ms or 0:>13.3f}{v.agreement or 0:>7.3f}  "
+              f"{'pass' if verdict and verdict.passed else 'FAIL'} {mark}")
+    print(("\nBLESSED" if gate.blessed else "\nNOT BLESSED (nothing deployed; devices keep their release)")
+          + "".join(f"\n  - {r}" for r in gate.reasons))
 
 
 def rollout_summary(rollout_key: str) -> None:
@@ -143,14 +150,13 @@ def summary(run_key: str, cfg: dict) -> None:
 
     store = ArtifactStore.from_env()
     manifest = runs.resolve(store, run_key)
-    print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
-          f"  test images {manifest['evaluation']['test_examples']}")
+    print(run_header(manifest))
     _variants(manifest)
     m = cfg["minio"]
     print(f"\nAirflow UI     {af.url(cfg)}/dags/{DAG_ID}")
-    console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest['run_id']}%2F"
+    console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest.run_id}%2F"
     print(f"MinIO console  {console}  (login {m['access_key']} / {m['secret_key']})")
-    print(f"Report         {store.presigned_url(keys.report(manifest['run_id']))}")
+    print(f"Report         {store.presigned_url(keys.report(manifest.run_id))}")
     print("               (a presigned link, valid 7 days: open it in a browser)")
     print("Verify         eval $(.venv/bin/python -m scripts.devstack env --shell)")
     print("               .venv/bin/edgeops runs verify latest")

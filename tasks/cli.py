@@ -87,14 +87,14 @@ def cmd_runs(args: argparse.Namespace) -> Any:
         return None
     manifest = runs.resolve(store, args.ref)
     if args.action == "show":
-        print(json.dumps(manifest, indent=2, sort_keys=True))
+        print(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
         return None
     problems = runs.verify(store, manifest)
     for problem in problems:
         print(f"MISMATCH {problem}", file=sys.stderr)
-    print(f"run {manifest['run_id']}: {len(manifest['artifacts'])} artifacts, {len(problems)} problem(s)")
+    print(f"run {manifest.run_id}: {len(manifest.artifacts)} artifacts, {len(problems)} problem(s)")
     if problems:
-        raise EdgeOpsError(f"run {manifest['run_id']} failed verification")
+        raise EdgeOpsError(f"run {manifest.run_id} failed verification")
     return None
 
 

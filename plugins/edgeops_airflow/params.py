@@ -73,7 +73,7 @@ def dag_params() -> dict[str, Param]:
             type="string",
             enum=profile_names(),
             description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo (digits), tiny (tests). Profiles "
-                        f"that never roll out (their blessed runs stay off devices): {sorted(non_shipping_profiles())}.",
+                        f"that never roll out (blessed runs stay off devices): {sorted(non_shipping_profiles())}.",
         ),
         "data_source": _opt(
             "string",

@@ -100,7 +100,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
         previous = {d.name: previous_release(state_history(store, d.name)) for d in targets}
         to_release = {}
         if request.run_id:
-            run = runs.resolve(store, request.run_id)["run_id"]
+            run = runs.resolve(store, request.run_id).run_id
             for d in targets:
                 kept = read_device(d.name, d.connection).kept  # pinned host key; releases newest first
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)

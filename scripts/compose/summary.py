@@ -23,14 +23,13 @@ def store_env() -> dict[str, str]:
 
 def main(run_id: str) -> None:
     os.environ.update(store_env())
-    from scripts.demo import _variants
+    from scripts.demo import _variants, run_header
     from tasks.core.keys import run_key
     from tasks.core.storage import ArtifactStore
     from tasks.registry import runs
 
     manifest = runs.resolve(ArtifactStore.from_env(), run_key(run_id))
-    print(f"\nrun {manifest['run_id']}  code {manifest['code_version'][:12]}  profile {manifest['config']['profile']}"
-          f"  test images {manifest['evaluation']['test_examples']}")
+    print(run_header(manifest))
     _variants(manifest)
 
 

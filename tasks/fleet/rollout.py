@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tasks.core.exceptions import ConfigError
+from tasks.core.manifest import RunManifest
 from tasks.core.modes import QUANT_MODES
 from tasks.core.results import BenchmarkResult, DeployResult
-from tasks.core.verdict import GateVerdict
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
     ACTIONS,
@@ -84,11 +84,11 @@ def select_targets(inventory: Inventory, request: RolloutRequest) -> tuple[Devic
     return chosen
 
 
-def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str, manifest: dict[str, Any]
+def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str, manifest: RunManifest
                  ) -> RolloutPlan:
     """Plan shipping the run of ``manifest``; a run whose gate blessed nothing is a ConfigError."""
-    run_id = manifest["run_id"]
-    verdict = GateVerdict.from_xcom(manifest["gate"])
+    run_id = manifest.run_id
+    verdict = manifest.verdict
     if not verdict.blessed:
         raise ConfigError(f"run {run_id} has no blessed model (its gate said: {'; '.join(verdict.reasons)}); "
                           "roll out a blessed run, or leave run_id empty for the newest one")
@@ -108,13 +108,13 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
 
     groups = {d.group for d in targets}
     return RolloutPlan(
-        rollout_id=rollout_id, action=FORWARD, run_id=run_id, config=manifest["config"], verdict=verdict,
+        rollout_id=rollout_id, action=FORWARD, run_id=run_id, config=manifest.config, verdict=verdict,
         canary=tuple(task(d, default, candidates) for d in targets if d.wave == first),
         later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
         budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
-        host_accuracy={m: float(v["accuracy"] if v.get("sample_accuracy") is None else v["sample_accuracy"])
-                       for m, v in (manifest.get("variants") or {}).items()},
-        test_accuracy={m: float(v["accuracy"]) for m, v in (manifest.get("variants") or {}).items()},
+        host_accuracy={m: v.accuracy if v.sample_accuracy is None else v.sample_accuracy
+                       for m, v in manifest.variants.items()},
+        test_accuracy={m: v.accuracy for m, v in manifest.variants.items()},
         forced_variant=request.variant, max_failed=request.max_failed,
     )
 

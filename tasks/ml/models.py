@@ -146,7 +146,7 @@ def warm_start_ref(store: ArtifactStore, uri: str) -> ArtifactRef:
     """The pinned reference of a warm start: only the ``model.keras`` of a finished run (one with a manifest),
     checked against the sha256 its manifest recorded."""
     from tasks.core import keys
-    from tasks.core.exceptions import StorageError
+    from tasks.core.exceptions import RecordError, StorageError
     from tasks.core.keys import parse_s3_uri
     from tasks.registry import runs
 
@@ -158,9 +158,9 @@ def warm_start_ref(store: ArtifactStore, uri: str) -> ArtifactRef:
                           f"s3://{store.bucket}/{keys.model('<run_id>')}")
     try:
         manifest = runs.resolve(store, run_id)
-    except StorageError as exc:
+    except (StorageError, RecordError) as exc:
         raise ConfigError(f"model.weights={uri}: {exc}; warm-start only from a finished, verified run") from exc
-    entry = next((a for a in manifest.get("artifacts") or [] if a.get("key") == key), None)
+    entry = next((a for a in manifest.artifacts if a.key == key), None)
     if entry is None:
         raise ConfigError(f"model.weights={uri}: run {run_id}'s manifest does not list its model")
-    return ArtifactRef(uri, entry["sha256"], entry["size_bytes"])
+    return ArtifactRef(uri, entry.sha256, entry.size_bytes)

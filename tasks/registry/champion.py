@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from tasks.core.exceptions import StorageError
+from tasks.core.exceptions import RecordError, StorageError
+from tasks.core.manifest import RunManifest
 from tasks.core.results import ArtifactRef
 from tasks.core.storage import ArtifactStore
 
@@ -28,20 +28,18 @@ class Champion:
     channels: int
 
 
-def is_blessed(manifest: dict[str, Any]) -> bool:
-    """Manifests written before the gate recorded ``blessed`` only exist when something was deployed."""
-    gate = manifest.get("gate") or {}
-    return bool(gate.get("blessed", bool(gate.get("deploy"))))
+def is_blessed(manifest: RunManifest) -> bool:
+    """Manifests written before the gate recorded ``blessed`` (schema 1) only exist when something was deployed
+    (``RunManifest.blessed`` says so)."""
+    return manifest.blessed
 
 
-def _fp32_ref(store: ArtifactStore, manifest: dict[str, Any]) -> ArtifactRef | None:
-    ref = ((manifest.get("gate") or {}).get("tflite") or {}).get("fp32")
-    if isinstance(ref, dict) and {"uri", "sha256", "size_bytes"} <= set(ref):
-        return ArtifactRef.from_xcom(ref)
-    for art in manifest.get("artifacts") or []:
-        if isinstance(art, dict) and art.get("name") == "tflite/fp32.tflite" and art.get("sha256"):
-            return ArtifactRef(store.uri(art["key"]), art["sha256"], int(art["size_bytes"]))
-    return None
+def _fp32_ref(store: ArtifactStore, manifest: RunManifest) -> ArtifactRef | None:
+    """The pinned fp32 the gate evaluated, else (schema 1) the run's listed fp32 object, unversioned."""
+    if manifest.gate is not None and "fp32" in manifest.gate.tflite:
+        return manifest.gate.tflite["fp32"]
+    art = manifest.artifact("tflite/fp32.tflite")
+    return None if art is None else ArtifactRef(store.uri(art.key), art.sha256, art.size_bytes)
 
 
 def find(store: ArtifactStore, source: str, classes: list[str], exclude_run: str,
@@ -58,21 +56,19 @@ def find(store: ArtifactStore, source: str, classes: list[str], exclude_run: str
         if run_id == exclude_run:
             continue
         try:
-            manifest = store.get_json(obj["Key"])
-        except (StorageError, ValueError) as exc:
+            manifest = RunManifest.from_dict(store.get_json(obj["Key"]), store.uri(obj["Key"]))
+        except (StorageError, ValueError, RecordError) as exc:
             log.warning("champion search: skipping unreadable %s (%s)", obj["Key"], exc)
             continue
-        dataset = manifest.get("dataset") or {}
-        if dataset.get("source") != source or list(dataset.get("classes") or []) != list(classes):
+        if manifest.source != source or list(manifest.classes) != list(classes):
             continue
         if not is_blessed(manifest):
             continue
-        fp32 = _fp32_ref(store, manifest)
-        data_cfg = (manifest.get("config") or {}).get("data") or {}
-        if fp32 is None or "image_size" not in data_cfg:
+        fp32, shape = _fp32_ref(store, manifest), manifest.input_shape
+        if fp32 is None or shape is None:
             log.warning("champion search: blessed run %s lists no fp32 model or input size; skipped", run_id)
             continue
-        return Champion(run_id, fp32, int(data_cfg["image_size"]), int(data_cfg.get("channels", 3)))
+        return Champion(run_id, fp32, *shape)
     return None
 
 

@@ -11,8 +11,9 @@ import logging
 from typing import Any
 
 from tasks.core import keys
-from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.exceptions import ConfigError, RecordError, StorageError
 from tasks.core.keys import safe_run_id
+from tasks.core.manifest import RunManifest
 from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -26,18 +27,16 @@ def _manifest_objects(store: ArtifactStore) -> list[dict[str, Any]]:
     return sorted(found, key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
 
 
-def _row(obj: dict[str, Any], manifest: dict[str, Any] | None, error: str = "") -> dict[str, Any]:
-    run_id = keys.run_of_manifest(obj["Key"])
-    m = manifest or {}
-    fp32 = ((m.get("variants") or {}).get("fp32") or {}).get("accuracy")
+def _row(obj: dict[str, Any], m: RunManifest | None, error: str = "") -> dict[str, Any]:
+    fp32 = m.variants.get("fp32") if m is not None else None
     row = {
-        "run_id": run_id,  # the key's form: what `resolve` accepts
-        "created_at": m.get("created_at") or obj["LastModified"].isoformat(timespec="seconds"),
-        "code_version": str(m.get("code_version") or "")[:8] or None,
-        "profile": (m.get("config") or {}).get("profile"),
-        "current": (m.get("gate") or {}).get("current"),
-        "fp32_accuracy": fp32,
-        "devices": len(m.get("devices") or []) if manifest is not None else None,
+        "run_id": keys.run_of_manifest(obj["Key"]),  # the key's form: what `resolve` accepts
+        "created_at": m.created_at if m is not None else obj["LastModified"].isoformat(timespec="seconds"),
+        "code_version": (m.code_version[:8] or None) if m is not None else None,
+        "profile": m.profile if m is not None else None,
+        "current": m.current if m is not None else None,
+        "fp32_accuracy": fp32.accuracy if fp32 is not None else None,
+        "devices": len(m.devices) if m is not None else None,
         "last_modified": obj["LastModified"].isoformat(),
     }
     if error:
@@ -51,43 +50,43 @@ def list_runs(store: ArtifactStore) -> list[dict[str, Any]]:
     for obj in _manifest_objects(store):
         try:
             rows.append(_row(obj, _load(store, obj["Key"])))
-        except StorageError as exc:
+        except (StorageError, RecordError) as exc:
             rows.append(_row(obj, None, str(exc)))
     return rows
 
 
-def recent_manifests(store: ArtifactStore, limit: int) -> list[dict[str, Any]]:
+def recent_manifests(store: ArtifactStore, limit: int) -> list[RunManifest]:
     """The newest ``limit`` readable manifests, newest first (unreadable ones are skipped, and logged)."""
-    out: list[dict[str, Any]] = []
+    out: list[RunManifest] = []
     for obj in _manifest_objects(store):
         if len(out) == limit:
             break
         try:
             out.append(_load(store, obj["Key"]))
-        except StorageError as exc:
+        except (StorageError, RecordError) as exc:
             log.warning("skipping %s: %s", obj["Key"], exc)
     return out
 
 
-def newest_blessed(store: ArtifactStore, scan: int = 50) -> dict[str, Any]:
+def newest_blessed(store: ArtifactStore, scan: int = 50) -> RunManifest:
     """The manifest of the newest run whose gate blessed a model (what a rollout with no run id ships)."""
     for manifest in recent_manifests(store, scan):
-        if (manifest.get("gate") or {}).get("blessed"):
+        if manifest.gate is not None and manifest.gate.blessed:
             return manifest
     raise StorageError(f"none of the newest {scan} runs has a blessed model: run the nightly DAG first")
 
 
-def _load(store: ArtifactStore, key: str) -> dict[str, Any]:
+def _load(store: ArtifactStore, key: str) -> RunManifest:
+    """The decoded manifest at ``key``: StorageError if it cannot be read as JSON, RecordError if it is not a
+    manifest of any schema."""
     try:
-        manifest = store.get_json(key)
+        raw = store.get_json(key)
     except ValueError as exc:
         raise StorageError(f"{store.uri(key)} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise StorageError(f"{store.uri(key)} is not a JSON object")
-    return manifest
+    return RunManifest.from_dict(raw, store.uri(key))
 
 
-def resolve(store: ArtifactStore, ref: str) -> dict[str, Any]:
+def resolve(store: ArtifactStore, ref: str) -> RunManifest:
     """The manifest of ``ref``: a run id (raw Airflow form accepted) or ``latest``."""
     ref = (ref or "").strip()
     if ref == "latest":
@@ -110,24 +109,18 @@ def resolve(store: ArtifactStore, ref: str) -> dict[str, Any]:
     raise StorageError(f"run {ref} has no manifest: it did not finish or does not exist")
 
 
-def verify(store: ArtifactStore, manifest: dict[str, Any]) -> list[str]:
+def verify(store: ArtifactStore, manifest: RunManifest) -> list[str]:
     """Re-download every artifact the manifest lists and check size + sha256; return the problems found."""
-    artifacts = manifest.get("artifacts") or []
-    if not artifacts:
-        return [f"run {manifest.get('run_id', '?')}: manifest lists no artifacts"]
+    if not manifest.artifacts:
+        return [f"run {manifest.run_id}: manifest lists no artifacts"]
     problems = []
-    for art in artifacts:
-        key = art.get("key") if isinstance(art, dict) else None
-        if not key or "sha256" not in art or "size_bytes" not in art:
-            problem = f"{key or art!r}: malformed artifact entry (needs key, sha256, size_bytes)"
+    for art in manifest.artifacts:
+        reason = store.verify(art.to_xcom())
+        if reason:
+            log.warning("FAIL %s: %s", art.key, reason)
+            problems.append(f"{art.key}: {reason}")
         else:
-            reason = store.verify(art)
-            problem = f"{key}: {reason}" if reason else ""
-        if problem:
-            log.warning("FAIL %s", problem)
-            problems.append(problem)
-        else:
-            log.info("ok   %s (%d bytes, sha256 %s…)", key, art["size_bytes"], art["sha256"][:12])
+            log.info("ok   %s (%d bytes, sha256 %s…)", art.key, art.size_bytes, art.sha256[:12])
     return problems
 
 

@@ -12,57 +12,58 @@ from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from tasks.core.manifest import RunManifest
 from tasks.report.charts import chart, figures, fmt, size
 
 HISTORY_RUNS = 10
 DeviceTrend = Mapping[str, tuple[float | None, str | None]]  # run id -> (median device p50 ms, "host/native")
 
 
-def _manifest_devices(manifest: dict[str, Any]) -> tuple[float | None, str | None]:
+def _manifest_devices(manifest: RunManifest) -> tuple[float | None, str | None]:
     """Median p50 of each device's current variant and the labels, from a schema-2 manifest's ``devices``."""
-    p50s = [((d.get("models") or {}).get(d.get("current_variant")) or {}).get("latency_ms", {}).get("p50")
-            for d in manifest.get("devices") or []]
+    p50s = [d.models[d.current_variant].latency_ms.get("p50") for d in manifest.devices
+            if d.current_variant in d.models]
     p50s = [p for p in p50s if isinstance(p, int | float)]
-    labels = sorted({str(d.get("label")) for d in manifest.get("devices") or []})
+    labels = sorted({d.label for d in manifest.devices})
     return (statistics.median(p50s) if p50s else None), ("/".join(labels) or None)
 
 
-def history_row(manifest: dict[str, Any], devices: DeviceTrend | None = None) -> dict[str, Any]:
+def history_row(manifest: RunManifest, devices: DeviceTrend | None = None) -> dict[str, Any]:
     """One run's trend figures: its manifest, plus its rollouts' device figures when ``devices`` has the run
     (else the manifest's own ``devices`` list, schema 2)."""
-    gate = manifest.get("gate") or {}
-    current = gate.get("current")
-    variant = (manifest.get("variants") or {}).get(current) or {}
-    p50, label = (devices or {}).get(str(manifest.get("run_id")), (None, None))
+    current = manifest.current
+    variant = manifest.variants.get(current) if current is not None else None
+    fp32 = manifest.variants.get("fp32")
+    p50, label = (devices or {}).get(manifest.run_id, (None, None))
     if p50 is None:
         p50, label = _manifest_devices(manifest)
+    champion = manifest.gate.champion if manifest.gate is not None else None
     return {
-        "run_id": manifest.get("run_id"),
-        "created_at": manifest.get("created_at"),
-        "blessed": bool(gate.get("blessed")),
-        "fp32_accuracy": ((manifest.get("variants") or {}).get("fp32") or {}).get("accuracy"),
+        "run_id": manifest.run_id,
+        "created_at": manifest.created_at,
+        "blessed": manifest.gate is not None and manifest.gate.blessed,  # schema 1 recorded no verdict
+        "fp32_accuracy": fp32.accuracy if fp32 is not None else None,
         "current": current,
-        "current_accuracy": variant.get("accuracy"),
-        "current_size_bytes": variant.get("size_bytes"),
+        "current_accuracy": variant.accuracy if variant is not None else None,
+        "current_size_bytes": variant.size_bytes if variant is not None else None,
         "device_p50_ms": p50,
         "device_label": label,
-        "champion": (gate.get("champion") or {}).get("run_id"),
+        "champion": champion.run_id if champion is not None else None,
     }
 
 
-def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+def comparable(a: RunManifest, b: RunManifest) -> bool:
     """Runs are compared only on the same dataset source and classes (the rule the champion follows too)."""
-    da, db = a.get("dataset") or {}, b.get("dataset") or {}
-    return da.get("source") == db.get("source") and da.get("classes") == db.get("classes")
+    return a.source == b.source and a.classes == b.classes
 
 
-def history_rows(previous: list[dict[str, Any]], manifest: dict[str, Any], devices: DeviceTrend | None = None
+def history_rows(previous: list[RunManifest], manifest: RunManifest, devices: DeviceTrend | None = None
                  ) -> list[dict[str, Any]]:
     """This run first, then up to HISTORY_RUNS-1 earlier finished runs on the same data (newest first).
 
     ``devices``: run id -> (median device p50 of the current variant, labels), from the rollout records
     (``tasks.fleet.history.device_trend``); runs it lacks fall back to their manifest's ``devices`` list."""
-    earlier = [m for m in previous if m.get("run_id") != manifest.get("run_id") and comparable(m, manifest)]
+    earlier = [m for m in previous if m.run_id != manifest.run_id and comparable(m, manifest)]
     return [history_row(m, devices) for m in [manifest, *earlier[: HISTORY_RUNS - 1]]]
 
 

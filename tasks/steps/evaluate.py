@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core import keys
+from tasks.core.metrics import EvalMetrics
 from tasks.core.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
 from tasks.core.step import StepContext, timed
 from tasks.ml import data
@@ -166,9 +167,10 @@ def run(ctx: StepContext) -> EvaluateResult:
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x[:n].astype(np.float32), y=y[:n].astype(np.int64))
     sample = ctx.store.put_bytes(keys.evaluation(ctx.run_id, "sample.npz"), buf.getvalue())
-    metrics = {"test_examples": len(x), "keras": keras_result, "variants": variants, "classes": classes,
-               "latency_label": "host", "labels": [int(v) for v in y], "predictions": preds, "champion": champion}
-    art = ctx.store.put_json(keys.evaluation(ctx.run_id), metrics)
+    metrics = EvalMetrics.from_dict({"test_examples": len(x), "keras": keras_result, "variants": variants,
+                                     "classes": classes, "latency_label": "host", "labels": [int(v) for v in y],
+                                     "predictions": preds, "champion": champion}, "evaluate's metrics")
+    art = ctx.store.put_json(keys.evaluation(ctx.run_id), metrics.to_dict())
     for mode, m in variants.items():
         log.info("%-8s acc=%.4f size=%d gzip=%d p50=%.3fms agreement=%.4f", mode, m["accuracy"], m["size_bytes"],
                  m["gzip_bytes"], m["latency_ms"]["p50"], m["agreement"] or 0)

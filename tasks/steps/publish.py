@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import StorageError
+from tasks.core.manifest import EvaluationSummary, ManifestArtifact, ManifestVariant, RunManifest, TrainSummary
 from tasks.core.results import EvaluateResult, PublishResult, TrainResult
 from tasks.core.step import StepContext
 from tasks.core.verdict import GateVerdict
@@ -22,30 +22,23 @@ from tasks.report import run_report
 from tasks.report.history import HISTORY_RUNS, history_rows
 
 log = logging.getLogger(__name__)
-SCHEMA = 3  # 3: device results moved to the rollout records
 
 
 def build_manifest(ctx: StepContext, train: TrainResult, evaluation: EvaluateResult, verdict: GateVerdict
-                   ) -> dict[str, Any]:
-    variants = {mode: {**m.to_xcom(), "gate": verdict.variants[mode].to_xcom() if mode in verdict.variants else None}
-                for mode, m in evaluation.variants.items()}
-    return {
-        "schema": SCHEMA,
-        "run_id": ctx.run_id,
-        "code_version": code_version(),
-        "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "config": ctx.config.to_dict(),
-        "dataset": train.dataset,
-        "train": {k: v for k, v in train.to_xcom().items() if k != "dataset"},
-        "evaluation": {"test_examples": evaluation.test_examples, "keras_accuracy": evaluation.keras_accuracy,
-                       "metrics": evaluation.metrics.to_xcom()},
-        "variants": variants,
-        "gate": verdict.to_xcom(),
-        "artifacts": [],
-    }
+                   ) -> RunManifest:
+    """The manifest of this run from the upstream records; ``artifacts`` and ``report_key`` come last."""
+    return RunManifest(
+        run_id=ctx.run_id, code_version=code_version(),
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), config=ctx.config.to_dict(),
+        dataset=train.dataset,
+        train=TrainSummary(train.model, train.keras_test_accuracy, train.best_val_accuracy, train.epochs_run,
+                           train.source),
+        evaluation=EvaluationSummary(evaluation.test_examples, evaluation.keras_accuracy, evaluation.metrics),
+        variants={mode: ManifestVariant.of(m, verdict.variants.get(mode)) for mode, m in evaluation.variants.items()},
+        gate=verdict)
 
 
-def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
+def list_artifacts(ctx: StepContext) -> tuple[ManifestArtifact, ...]:
     """Every object of the run except the manifest, with the sha256 recorded when it was uploaded."""
     manifest_key = keys.manifest(ctx.run_id)
     out = []
@@ -55,8 +48,9 @@ def list_artifacts(ctx: StepContext) -> list[dict[str, Any]]:
         art = ctx.store.head(obj["Key"])
         if not art.sha256:
             raise StorageError(f"{obj['Key']} has no sha256 metadata: it was not written through tasks.core.storage")
-        out.append({**art.as_dict(), "name": obj["Key"][len(keys.run_prefix(ctx.run_id)):]})
-    return out
+        out.append(ManifestArtifact(obj["Key"][len(keys.run_prefix(ctx.run_id)):], art.key, art.sha256,
+                                    art.size_bytes))
+    return tuple(out)
 
 
 def _device_trend(ctx: StepContext) -> dict[str, tuple[float | None, str | None]]:
@@ -76,9 +70,8 @@ def run(ctx: StepContext) -> PublishResult:
                               EvaluateResult.from_xcom(ctx.need("evaluation")), verdict)
     history = history_rows(runs.recent_manifests(ctx.store, 5 * HISTORY_RUNS), manifest, _device_trend(ctx))
     page = run_report.run(ctx.store, ctx.run_id, manifest, history)
-    manifest["artifacts"] = list_artifacts(ctx)
-    manifest["report_key"] = page.key
-    art = ctx.store.put_json(keys.manifest(ctx.run_id), manifest)  # last write of the run
-    log.info("manifest %s (%d artifacts)", ctx.store.uri(art.key), len(manifest["artifacts"]))
-    return PublishResult(manifest=ctx.store.ref(art), report=ctx.store.ref(page), artifacts=len(manifest["artifacts"]),
+    manifest = manifest.with_artifacts(list_artifacts(ctx), page.key)
+    art = ctx.store.put_json(keys.manifest(ctx.run_id), manifest.to_dict())  # last write of the run
+    log.info("manifest %s (%d artifacts)", ctx.store.uri(art.key), len(manifest.artifacts))
+    return PublishResult(manifest=ctx.store.ref(art), report=ctx.store.ref(page), artifacts=len(manifest.artifacts),
                          blessed=verdict.blessed)

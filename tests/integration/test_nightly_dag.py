@@ -8,6 +8,7 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.keys import safe_run_id
+from tasks.core.manifest import RunManifest
 
 pytestmark = pytest.mark.integration
 MODES = {"fp32", "fp16", "dynamic", "int8"}
@@ -43,7 +44,7 @@ def test_manifest_lists_four_verified_variants(finished_run, artifact_store):
     keys_in_manifest = {a["key"] for a in manifest["artifacts"]}
     assert {keys.tflite(run_id, m) for m in MODES} <= keys_in_manifest
     assert keys.report(run_id) in keys_in_manifest and keys.manifest(run_id) not in keys_in_manifest
-    assert runs.verify(artifact_store, manifest) == []
+    assert runs.verify(artifact_store, RunManifest.from_dict(manifest)) == []
     assert "devices" not in manifest  # device results live in the rollout records
 
 

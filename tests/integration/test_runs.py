@@ -10,8 +10,12 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.exceptions import StorageError
+from tasks.core.manifest import ManifestArtifact
+from tasks.core.results import BenchmarkResult, ModelBench
 from tasks.core.storage import ArtifactStore
 from tasks.registry import runs
+from tests.tasks.manifests import REF, variant, verdict
+from tests.tasks.manifests import manifest as build_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -30,15 +34,15 @@ def finished_run(store: ArtifactStore, admin_s3):
         store.put_bytes(f"runs/{run_id}/tflite/int8.tflite", b"\x00TFL3" * 64, name="int8.tflite"),
         store.put_json(f"runs/{run_id}/eval/metrics.json", {"int8": {"accuracy": 0.95}}, name="metrics"),
     ]
-    manifest = {
-        "schema": 1, "run_id": run_id, "code_version": "0123456789abcdef0123",
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "config": {"profile": "tiny"},
-        "dataset": {"source": "tfds:test"}, "artifacts": [a.as_dict() for a in arts],
-        "variants": {"fp32": {"accuracy": 0.97}, "int8": {"accuracy": 0.95}},
-        "gate": {"current": "int8"}, "devices": [{"name": "pi1"}],
-    }
+    bench = ModelBench({"p50": 1.0}, 0.95, 1.0, 50.0, 32, "int8", 320)
+    device = BenchmarkResult("pi1", "x86_64", f"{run_id}.int8", "int8", "host", REF, {"int8": bench})
+    manifest = build_manifest(
+        run_id, {"fp32": variant(0.97), "int8": variant(0.95)}, verdict(True, ("int8",), "int8"),
+        code_version="0123456789abcdef0123", created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config={"profile": "tiny"}, artifacts=tuple(ManifestArtifact(a.name, a.key, a.sha256, a.size_bytes)
+                                                    for a in arts), devices=(device,))
     time.sleep(1.1)  # LastModified has 1 s resolution on S3: make this manifest strictly the newest
-    store.put_json(keys.manifest(run_id), manifest, name="manifest")
+    store.put_json(keys.manifest(run_id), manifest.to_dict(), name="manifest")
     yield run_id, manifest
     for key in [a.key for a in arts] + [keys.manifest(run_id)]:
         admin_s3.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
@@ -60,14 +64,14 @@ def test_list_resolve_and_verify(store: ArtifactStore, finished_run) -> None:
 
 def test_verify_reports_tampered_and_missing_artifacts(store: ArtifactStore, finished_run, admin_s3) -> None:
     run_id, manifest = finished_run
-    first, second = manifest["artifacts"]
-    store.put_bytes(first["key"], b"\xffTFL3" * 64)  # same size, different bytes
+    first, second = manifest.artifacts
+    store.put_bytes(first.key, b"\xffTFL3" * 64)  # same size, different bytes
     problems = runs.verify(store, manifest)
-    assert len(problems) == 1 and problems[0].startswith(first["key"]) and "sha256" in problems[0]
+    assert len(problems) == 1 and problems[0].startswith(first.key) and "sha256" in problems[0]
 
-    admin_s3.delete_object(Bucket=store.bucket, Key=second["key"])
+    admin_s3.delete_object(Bucket=store.bucket, Key=second.key)
     problems = runs.verify(store, manifest)
-    assert [p.split(":")[0] for p in problems] == [first["key"], second["key"]]
+    assert [p.split(":")[0] for p in problems] == [first.key, second.key]
 
 
 def test_missing_run_gives_clear_error(store: ArtifactStore) -> None:

@@ -8,21 +8,26 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.exceptions import ConfigError, IntegrityError
+from tasks.core.manifest import ManifestArtifact
 from tasks.ml.models import warm_start_ref
+from tests.tasks.manifests import manifest, verdict
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def finished_model(artifact_store, tmp_path):
+def finished_model(artifact_store, admin_s3, tmp_path):
     import keras
 
     run_id = f"test-warm-{uuid.uuid4().hex[:8]}"
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
     model.save(tmp_path / "model.keras")
     art = artifact_store.put_file(keys.model(run_id), tmp_path / "model.keras")
-    artifact_store.put_json(keys.manifest(run_id), {"run_id": run_id, "artifacts": [art.as_dict()]})
-    return run_id, artifact_store.uri(keys.model(run_id))
+    listed = ManifestArtifact("model/model.keras", art.key, art.sha256, art.size_bytes)
+    unblessed = manifest(run_id, gate=verdict(False), artifacts=(listed,))  # never a rollout's or a champion
+    artifact_store.put_json(keys.manifest(run_id), unblessed.to_dict())
+    yield run_id, artifact_store.uri(keys.model(run_id))
+    admin_s3.delete_object(Bucket=artifact_store.bucket, Key=keys.manifest(run_id))  # not `runs latest`
 
 
 def test_a_finished_runs_model_is_fetched_verified(artifact_store, finished_model, tmp_path):

@@ -4,14 +4,19 @@ would become ``runs latest`` or another run's champion."""
 
 from __future__ import annotations
 
+import json
 import uuid
+from dataclasses import replace
 
 import pytest
 
 from tasks.core.exceptions import IntegrityError
+from tasks.core.manifest import ManifestArtifact
 from tasks.core.results import ArtifactRef
 from tasks.core.storage import ArtifactStore
 from tasks.registry import champion
+from tests.tasks.manifests import manifest, verdict
+from tests.tasks.test_manifest import DATA
 
 pytestmark = pytest.mark.integration
 SOURCE = "s3://datasets/digits"
@@ -22,27 +27,30 @@ def prefix() -> str:
     return f"tests/champion-{uuid.uuid4().hex[:8]}/runs/"
 
 
-def _run(store: ArtifactStore, prefix: str, run_id: str, classes: list[str], gate: dict, source: str = SOURCE,
-         pin: bool = True) -> ArtifactRef:
+def _run(store: ArtifactStore, prefix: str, run_id: str, classes: list[str], blessed: bool | None,
+         source: str = SOURCE) -> ArtifactRef:
+    """A finished run's manifest; ``blessed`` None: a schema-1 manifest, written before the gate recorded a
+    verdict (what was deployed was blessed), which lists its fp32 by key + sha256 only."""
     key = f"{prefix}{run_id}/tflite/fp32.tflite"
     art = store.put_bytes(key, f"model of {run_id}".encode())
     fp32 = store.ref(art)
-    manifest = {"run_id": run_id, "dataset": {"source": source, "classes": classes},
-                "config": {"data": {"image_size": 32, "channels": 3}}, "gate": dict(gate),
-                "artifacts": [{"name": "tflite/fp32.tflite", "key": key, "sha256": art.sha256,
-                               "size_bytes": art.size_bytes}]}
-    if pin:  # the gate's verdict pins the exact version; older manifests only list key + sha256
-        manifest["gate"]["tflite"] = {"fp32": fp32.to_xcom()}
-    store.put_json(f"{prefix}{run_id}/manifest.json", manifest)
+    listed = ManifestArtifact("tflite/fp32.tflite", key, art.sha256, art.size_bytes)
+    if blessed is None:
+        raw = json.loads((DATA / "manifest_schema1.json").read_text())
+        raw.update(run_id=run_id, dataset={"source": source, "classes": classes}, artifacts=[listed.to_xcom()])
+    else:  # the gate's verdict pins the exact version
+        gate = replace(verdict(blessed), tflite={"fp32": fp32})
+        raw = manifest(run_id, gate=gate, source=source, classes=tuple(classes), artifacts=(listed,)).to_dict()
+    store.put_json(f"{prefix}{run_id}/manifest.json", raw)
     return fp32
 
 
 def test_newest_blessed_run_on_the_same_dataset_and_classes_is_the_champion(artifact_store, prefix, tmp_path):
     store = artifact_store
-    blessed = _run(store, prefix, "r1-blessed", ["a", "b"], {"blessed": True, "deploy": ["fp32"]})
-    _run(store, prefix, "r2-refused", ["a", "b"], {"blessed": False, "deploy": []})
-    _run(store, prefix, "r3-other-classes", ["a", "c"], {"blessed": True, "deploy": ["fp32"]})
-    _run(store, prefix, "r4-other-source", ["a", "b"], {"blessed": True, "deploy": ["fp32"]}, source=SOURCE + "x")
+    blessed = _run(store, prefix, "r1-blessed", ["a", "b"], True)
+    _run(store, prefix, "r2-refused", ["a", "b"], False)
+    _run(store, prefix, "r3-other-classes", ["a", "c"], True)
+    _run(store, prefix, "r4-other-source", ["a", "b"], True, source=SOURCE + "x")
     found = champion.find(store, SOURCE, ["a", "b"], exclude_run="r9-this-run", runs_prefix=prefix)
     assert found is not None and found.run_id == "r1-blessed" and found.fp32 == blessed
     assert (found.image_size, found.channels) == (32, 3)
@@ -54,7 +62,7 @@ def test_newest_blessed_run_on_the_same_dataset_and_classes_is_the_champion(arti
 def test_first_run_has_no_champion_and_a_tampered_champion_is_refused(artifact_store, prefix, tmp_path):
     store = artifact_store
     assert champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix) is None
-    _run(store, prefix, "r1", ["a", "b"], {"deploy": ["fp32"]}, pin=False)  # pre-gate manifest: deployed = blessed
+    _run(store, prefix, "r1", ["a", "b"], None)  # pre-gate manifest: deployed = blessed
     store.put_bytes(f"{prefix}r1/tflite/fp32.tflite", b"overwritten")
     found = champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix)
     assert found is not None and found.fp32.version_id is None

@@ -192,9 +192,10 @@ def test_int8_rescue_needs_qat_int8_in_the_modes():
 def test_metrics_table_reads_a_skipped_champion():
     from tasks.core.metrics import EvalMetrics
 
-    metrics = EvalMetrics.from_dict({
-        "labels": [0, 1] * 10, "predictions": {"fp32": [0, 1] * 10}, "classes": ["cat", "dog"],
-        "variants": {"fp32": {"size_bytes": 10, "gzip_bytes": 8}},
-        "champion": {"skipped": "gate.compare_champion is off: not compared"}}, "test")
-    v = _decide(EvalTable.from_metrics(metrics))
+    fp32 = {"accuracy": 1.0, "size_bytes": 10, "gzip_bytes": 8, "input_dtype": "float32", "agreement": 1.0,
+            "latency_ms": {"p50": 1.0, "p90": 1.0, "p99": 1.0, "mean": 1.0, "runs": 1}}
+    metrics = {"test_examples": 20, "keras": {"accuracy": 1.0, "size_bytes": 10}, "classes": ["a", "b"],
+               "labels": [0, 1] * 10, "predictions": {"fp32": [0, 1] * 10}, "variants": {"fp32": fp32},
+               "champion": {"skipped": "gate.compare_champion is off: not compared"}}
+    v = _decide(EvalTable.from_metrics(EvalMetrics.from_dict(metrics)))
     assert v.blessed and v.reasons[0] == "gate.compare_champion is off: not compared" and v.champion is None

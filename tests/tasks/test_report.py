@@ -7,7 +7,9 @@ import re
 
 import pytest
 
+from tasks.core.manifest import RunManifest
 from tasks.report import run_report
+from tests.tasks.manifests import manifest as build_manifest
 
 IMG = re.compile(r'<img [^>]*src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
 
@@ -23,6 +25,10 @@ def _variant(acc: float, size: int, p50: float, p90: float, agreement: float, pa
             "gate": {"passed": passed, "drop_pp": round((0.97 - acc) * 100, 4), "reasons": [], "p_value": None}}
 
 
+def _render(raw: dict, history: list | None = None) -> str:
+    return run_report.render_html(RunManifest.from_dict(raw), history)
+
+
 @pytest.fixture
 def manifest() -> dict:
     variants = {
@@ -32,7 +38,8 @@ def manifest() -> dict:
         "int8": _variant(0.95, 4_300_000, 5.2, 5.9, 0.98, False),
     }
     record = {"uri": "s3://artifacts/runs/r1/devices/pi1.json", "sha256": "cd" * 32, "size_bytes": 1}
-    return {
+    ref = {"uri": "s3://artifacts/runs/r1/x", "sha256": "ab" * 32, "size_bytes": 1, "version_id": None}
+    return {  # a schema-2 manifest as publish wrote it (device benchmarks in the manifest, gate.devices)
         "schema": 2, "run_id": "scheduled__2026-01-01T02_00_00_00_00", "code_version": "0123456789abcdef",
         "created_at": "2026-01-01T02:41:00+00:00", "config": {"profile": "seed"},
         "dataset": {"source": "tfds:cats_vs_dogs", "classes": ["cat", "dog"],
@@ -40,9 +47,11 @@ def manifest() -> dict:
         "artifacts": [{"name": "fp32.tflite", "key": "runs/x/tflite/fp32.tflite", "sha256": "ab" * 32,
                        "size_bytes": 16_000_000}],
         "variants": variants,
-        "evaluation": {"keras_accuracy": 0.971, "test_examples": 2300},
+        "train": {"model": ref, "keras_test_accuracy": 0.971, "best_val_accuracy": 0.97, "epochs_run": 3},
+        "evaluation": {"keras_accuracy": 0.971, "test_examples": 2300, "metrics": ref},
         "gate": {"blessed": True, "max_accuracy_drop_pp": 1.0, "deploy": ["dynamic", "fp16"], "current": "dynamic",
-                 "reasons": ["dynamic, fp16 within 1.0 pp of fp32"]},
+                 "reasons": ["dynamic, fp16 within 1.0 pp of fp32"], "variants": {}, "sample": ref,
+                 "tflite": {"dynamic": ref, "fp16": ref}, "devices": ["pi1", "pi-real"]},
         "devices": [
             {"device": "pi1", "arch": "x86_64", "release": "r1", "current_variant": "dynamic", "label": "host",
              "record": record, "models": {"dynamic": _bench(6.5), "fp16": _bench(8.8)}},
@@ -53,7 +62,7 @@ def manifest() -> dict:
 
 
 def test_full_manifest_has_charts_tables_and_device_rows(manifest: dict) -> None:
-    page = run_report.render_html(manifest)
+    page = _render(manifest)
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert len(IMG.findall(page)) == 3
     assert page.count("<img") == 3
@@ -77,8 +86,8 @@ def test_no_devices_and_missing_variants(manifest: dict) -> None:
     m = copy.deepcopy(manifest)
     m["devices"] = []
     del m["variants"]["fp16"], m["variants"]["int8"]
-    del m["variants"]["dynamic"]["latency_p50_ms"], m["variants"]["dynamic"]["latency_p90_ms"]
-    page = run_report.render_html(m)
+    m["variants"]["dynamic"].update(latency_p50_ms=None, latency_p90_ms=None)
+    page = _render(m)
     assert page.count("<img") == 3
     assert "No device results" in page and "<h2>Devices</h2>" in page
     assert '<td class="l">fp16' not in page and '<td class="l">int8' not in page
@@ -87,7 +96,7 @@ def test_no_devices_and_missing_variants(manifest: dict) -> None:
 
 
 def test_minimal_manifest_renders() -> None:
-    page = run_report.render_html({"run_id": "r0"})
+    page = run_report.render_html(build_manifest("r0", variants={}))
     assert "No variants were evaluated" in page and "No device results" in page
     assert "<img" not in page
 
@@ -97,7 +106,7 @@ def test_text_is_escaped(manifest: dict) -> None:
     m["run_id"] = '<script>alert("x")</script>'
     m["devices"][0]["device"] = "<b>evil</b>"
     m["dataset"]["classes"] = ["<img src=x onerror=alert(1)>"]
-    page = run_report.render_html(m)
+    page = _render(m)
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "<b>evil</b>" not in page and "&lt;b&gt;evil&lt;/b&gt;" in page
     assert "onerror=alert(1)>" not in page
@@ -114,11 +123,11 @@ def test_run_uploads_html(manifest: dict) -> None:
             return run_report.Artifact(name or "index.html", key, "0" * 64, len(data))
 
     store = FakeStore()
-    art = run_report.run(store, "r42", manifest)  # type: ignore[arg-type]
+    art = run_report.run(store, "r42", RunManifest.from_dict(manifest))  # type: ignore[arg-type]
     (key, data, _, ctype), = store.calls
     assert key == "runs/r42/report/index.html" == art.key
     assert ctype.startswith("text/html")
-    assert data.decode("utf-8") == run_report.render_html(manifest)
+    assert data.decode("utf-8") == _render(manifest)
 
 
 def test_gate_reasons_and_history_trend(manifest: dict) -> None:
@@ -126,7 +135,8 @@ def test_gate_reasons_and_history_trend(manifest: dict) -> None:
 
     older = copy.deepcopy(manifest)
     older["run_id"], older["created_at"] = "r-older", "2025-12-31T02:41:00+00:00"
-    page = run_report.render_html(manifest, history_rows([older], manifest))
+    this = RunManifest.from_dict(manifest)
+    page = run_report.render_html(this, history_rows([RunManifest.from_dict(older)], this))
     assert "BLESSED" in page and "within 1.0 pp of fp32" in page
     assert "<h2>History</h2>" in page and "r-older (champion)" in page
     assert page.count("<img") == 5  # three variant charts + two trend charts
@@ -136,7 +146,7 @@ def test_unblessed_run_says_nothing_was_deployed(manifest: dict) -> None:
     m = copy.deepcopy(manifest)
     m["gate"].update(blessed=False, deploy=[], current=None, reasons=["fp32 accuracy 0.33 < floor 0.90"])
     m["devices"] = []
-    page = run_report.render_html(m)
+    page = _render(m)
     assert "NOT BLESSED" in page and "devices keep their release" in page and "floor 0.90" in page
 
 
@@ -145,7 +155,7 @@ def test_history_compares_only_runs_on_the_same_data(manifest: dict) -> None:
 
     other = copy.deepcopy(manifest)
     other["run_id"], other["dataset"]["source"] = "r-other-data", "s3://datasets/digits"
-    rows = history_rows([other], manifest)
+    rows = history_rows([RunManifest.from_dict(other)], RunManifest.from_dict(manifest))
     assert [r["run_id"] for r in rows] == [manifest["run_id"]]
 
 
@@ -154,7 +164,7 @@ def test_device_rows_show_the_delegate_and_threads(manifest: dict) -> None:
     models = m["devices"][0]["models"]
     models["dynamic"].update(threads=4, delegate={"name": "xnnpack", "builtin": True, "partitions": 1})
     models["fp16"].update(threads=1, delegate={"name": "libedgetpu.so.1", "builtin": False, "partitions": 0})
-    page = run_report.render_html(m)
+    page = _render(m)
     assert "delegate × threads" in page and "xnnpack × 4" in page
     assert "libedgetpu.so.1 × 1 (0 partitions: CPU ran it)" in page
     assert page.count('<td class="l">—</td>') >= 1  # pi-real's record predates delegates

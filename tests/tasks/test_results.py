@@ -6,17 +6,9 @@ import json
 
 import pytest
 
-from tasks.core.results import (
-    ArtifactRef,
-    BenchmarkResult,
-    DelegateRun,
-    EvaluateResult,
-    GateVerdict,
-    ModelBench,
-    RecordError,
-    VariantMetrics,
-    VariantVerdict,
-)
+from tasks.core.exceptions import RecordError
+from tasks.core.results import ArtifactRef, BenchmarkResult, DelegateRun, EvaluateResult, ModelBench, VariantMetrics
+from tasks.core.verdict import GateVerdict, VariantVerdict
 
 REF = ArtifactRef("s3://artifacts/runs/r/tflite/fp32.tflite", "ab" * 32, 1234, "v1")
 

@@ -7,9 +7,12 @@ import copy
 import pytest
 
 from tasks.core import keys
+from tasks.core.manifest import RunManifest
+from tasks.core.results import BenchmarkResult, ModelBench
 from tasks.fleet.history import device_trend, previous_release, read_state, recent_records, state_history
 from tasks.report.history import history_rows
 from tests.tasks.fleet.builders import outcome, record, state
+from tests.tasks.manifests import REF, manifest, variant, verdict
 
 
 def _records():
@@ -74,17 +77,15 @@ def test_previous_release_reads_no_further_than_it_needs() -> None:
     assert previous_release(history()) == "run-b.fp32"
 
 
-def _manifest(run_id: str, devices: list | None = None) -> dict:
-    m = {"run_id": run_id, "created_at": "c", "dataset": {"source": "s3://d", "classes": ["0", "1"]},
-         "gate": {"blessed": True, "current": "int8"}, "variants": {"int8": {"accuracy": 0.9, "size_bytes": 9}}}
-    if devices is not None:
-        m["devices"] = devices
-    return m
+def _manifest(run_id: str, devices: tuple[BenchmarkResult, ...] = ()) -> RunManifest:
+    return manifest(run_id, {"fp32": variant(0.95), "int8": variant(0.9, 9)}, verdict(True, ("int8",), "int8"),
+                    created_at="c", devices=devices)
 
 
 def test_history_rows_take_the_mapping_and_old_manifests_still_work() -> None:
-    old_bench = {"latency_ms": {"p50": 7.5}}
-    old = _manifest("run-old", [{"current_variant": "int8", "label": "host", "models": {"int8": old_bench}}])
+    old_bench = ModelBench({"p50": 7.5}, 0.9, 1.0, 50.0, 32, "int8", 9)  # a schema-2 manifest's own devices
+    old = _manifest("run-old", (BenchmarkResult("pi", "x86_64", "run-old.int8", "int8", "host", REF,
+                                                {"int8": old_bench}),))
     rows = history_rows([_manifest("run-b"), old, _manifest("run-none")], _manifest("run-c"),
                         device_trend(_records()))
     got = {r["run_id"]: (r["device_p50_ms"], r["device_label"]) for r in rows}

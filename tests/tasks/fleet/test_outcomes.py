@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tasks.core.results import RecordError
+from tasks.core.exceptions import RecordError
 from tasks.fleet.records import DeviceOutcome, Outcome, RolloutRecord, RolloutStatus
 from tests.tasks.fleet.builders import outcome, record
 

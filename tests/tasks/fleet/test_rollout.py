@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tasks.core.exceptions import ConfigError
+from tasks.core.manifest import RunManifest
 from tasks.core.results import ArtifactRef, BenchmarkResult, DeployResult, ModelBench
 from tasks.core.verdict import GateVerdict, VariantVerdict
 from tasks.fleet.inventory import Inventory
 from tasks.fleet.records import SwitchResult, release_id
 from tasks.fleet.rollout import RolloutRequest, build_record, canary_gate, plan_forward, plan_rollback
+from tests.tasks.manifests import manifest, variant
 
 RUN = "run1"
 REF = ArtifactRef("s3://artifacts/x", "0" * 64, 1)
@@ -26,12 +28,13 @@ def _inventory(p95: float = 10.0) -> Inventory:
                     {"name": "c", "group": "slow", "wave": 1}, {"name": "d", "group": "slow", "wave": 2}]})
 
 
-def _manifest(blessed: bool = True) -> dict:
+def _manifest(blessed: bool = True, sample: dict[str, float] | None = None) -> RunManifest:
+    """``sample``: variant -> accuracy on the device sample (absent: a manifest from before it was measured)."""
     modes = ("fp16", "fp32", "int8") if blessed else ()
     verdict = GateVerdict(blessed, modes, "int8" if blessed else None, () if blessed else ("floor",),
                           {m: VariantVerdict(True, 0.0) for m in SIZES}, {m: REF for m in SIZES}, REF, 1.0)
-    return {"run_id": RUN, "config": {}, "gate": verdict.to_xcom(),
-            "variants": {m: {"accuracy": a} for m, a in HOST.items()}}
+    return manifest(RUN, {m: variant(a, sample_accuracy=(sample or {}).get(m)) for m, a in HOST.items()},
+                    gate=verdict, config={})
 
 
 def _bench(device: str, figures: dict[str, tuple[float, float]]) -> BenchmarkResult:
@@ -46,13 +49,12 @@ def _deployed(device: str, variant: str = "int8", previous: str | None = "old") 
 
 
 def test_the_canary_compares_with_the_host_on_the_same_sample_images():
-    manifest = _manifest()
-    manifest["variants"]["int8"]["sample_accuracy"] = 0.8125  # 32 images: far from the test split's 0.94
-    plan = plan_forward(_inventory(), RolloutRequest(), "r0", manifest)
+    sample = {"int8": 0.8125}  # 32 images: far from the test split's 0.94
+    plan = plan_forward(_inventory(), RolloutRequest(), "r0", _manifest(sample=sample))
     assert plan.host_accuracy["int8"] == 0.8125 and plan.test_accuracy["int8"] == 0.94
     assert plan.host_accuracy["fp32"] == 0.95  # an older manifest: the test-split accuracy
-    manifest["variants"]["fp16"]["sample_accuracy"] = 0.0  # measured, even if zero: not the test split's
-    assert plan_forward(_inventory(), RolloutRequest(), "r0", manifest).host_accuracy["fp16"] == 0.0
+    sample["fp16"] = 0.0  # measured, even if zero: not the test split's
+    assert plan_forward(_inventory(), RolloutRequest(), "r0", _manifest(sample=sample)).host_accuracy["fp16"] == 0.0
 
 
 def test_plan_puts_the_lowest_wave_first_with_every_blessed_variant():

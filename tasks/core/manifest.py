@@ -67,6 +67,8 @@ class ManifestVariant(Record):
     latency_p90_ms: float | None
     latency_label: str = "host"
     sample_accuracy: float | None = None  # on the device sample; None: written before it was measured
+    class_recall: tuple[float, ...] | None = None  # recall per class (classes' order); None: not measured
+    confusion: tuple[tuple[int, ...], ...] | None = None  # [true class][predicted class] counts on the test split
     gate: VariantVerdict | None = None  # None: the gate did not judge it
 
     @classmethod

@@ -36,6 +36,8 @@ class EvalVariant(Record):
     gzip_bytes: int | None = None  # None: an evaluation from before gzip sizes were measured
     latency_label: str = "host"
     sample_accuracy: float | None = None  # on the device sample (None: written before it was measured)
+    class_recall: tuple[float, ...] | None = None  # recall per class (classes' order); None: not measured
+    confusion: tuple[tuple[int, ...], ...] | None = None  # [true class][predicted class] counts on the test split
 
     @property
     def gzip_or_size(self) -> int:

@@ -113,6 +113,8 @@ class VariantMetrics(Record):
     latency_p90_ms: float
     latency_label: str = "host"
     sample_accuracy: float | None = None  # on the device sample (the first bench.sample_size test images)
+    class_recall: tuple[float, ...] | None = None  # recall per class (classes' order); None: not measured
+    confusion: tuple[tuple[int, ...], ...] | None = None  # [true class][predicted class] counts on the test split
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem} dt{font-w
 table{border-collapse:collapse;font-size:.9rem}
 th,td{border:1px solid #ddd;padding:.3rem .6rem;text-align:right}
 th{background:#f4f4f4} td.l,th.l{text-align:left} tr.current{background:#eef7ee}
-.pass{color:#176f2c;font-weight:600} .fail{color:#b00020;font-weight:600}
+.pass{color:#176f2c;font-weight:600} .fail{color:#b00020;font-weight:600} .warn{color:#a15c00;font-weight:600}
 .note{background:#fff8e1;border-left:4px solid #f0b400;padding:.5rem .8rem;margin:.8rem 0}
 .charts{display:flex;flex-wrap:wrap;gap:1rem} .charts img{max-width:380px;border:1px solid #eee}
 figure{margin:0} figcaption{font-size:.8rem;color:#555;text-align:center}

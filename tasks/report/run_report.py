@@ -14,6 +14,7 @@ from tasks.core import keys
 from tasks.core.manifest import ManifestVariant, RunManifest
 from tasks.core.modes import QUANT_MODES
 from tasks.core.storage import Artifact, ArtifactStore
+from tasks.core.verdict import Finding, VariantVerdict
 from tasks.report.charts import (
     CONTENT_TYPE,
     LABEL_NOTE,
@@ -27,6 +28,7 @@ from tasks.report.charts import (
     reasons_list,
     size,
 )
+from tasks.report.classes import class_section
 from tasks.report.history import history_section
 
 __all__ = ["CONTENT_TYPE", "Artifact", "render_html", "run"]
@@ -58,19 +60,21 @@ def _charts(variants: dict[str, ManifestVariant], names: list[str]) -> str:
 def _variants_table(manifest: RunManifest, names: list[str]) -> str:
     variants, current, deploy = manifest.variants, manifest.current, set(manifest.deploy)
     base = variants["fp32"].accuracy if "fp32" in variants else None
-    head = ("variant", "accuracy", "drop vs fp32", "p (paired)", "size", "gzip size", "p50 ms", "p90 ms",
-            "agreement", "gate", "deployed")
+    level = f"{1 - manifest.gate.significance:.0%}" if manifest.gate else "95%"
+    head = ("variant", "accuracy", "drop vs fp32", f"drop bound ({level})", "p (McNemar)", "size", "gzip size",
+            "p50 ms", "p90 ms", "agreement", "gate", "ships")
     rows = []
     for m in names:
         v, verdict = variants[m], variants[m].gate
         drop = "—" if base is None else f"{(base - v.accuracy) * 100:+.2f} pp"
         cells = [f'<td class="l">{escape(m)}{" (current)" if m == current else ""}</td>',
                  f"<td>{fmt(v.accuracy, '.2f', 100, ' %')}</td>", f"<td>{drop}</td>",
+                 f"<td>{fmt(verdict.drop_upper_pp if verdict else None, '+.2f', suffix=' pp')}</td>",
                  f"<td>{fmt(verdict.p_value if verdict else None, '.3g')}</td>", f"<td>{size(v.size_bytes)}</td>",
                  f"<td>{size(v.gzip_bytes)}</td>",
                  f"<td>{fmt(v.latency_p50_ms, '.3f')}</td>", f"<td>{fmt(v.latency_p90_ms, '.3f')}</td>",
                  f"<td>{fmt(v.agreement, '.2f', 100, ' %')}</td>",
-                 f"<td>{pass_fail(verdict.passed) if verdict else '—'}</td>",
+                 f"<td>{_finding(verdict)}</td>",
                  f"<td>{'yes' if m in deploy else 'no'}</td>"]
         rows.append(f'<tr{" class=current" if m == current else ""}>{"".join(cells)}</tr>')
     source = manifest.train.source if manifest.train is not None else None
@@ -82,11 +86,21 @@ def _variants_table(manifest: RunManifest, names: list[str]) -> str:
     return f"<table><tr>{th}</tr>{''.join(rows)}</table>"
 
 
+def _finding(verdict: VariantVerdict | None) -> str:
+    if verdict is None:
+        return "—"
+    if verdict.finding == Finding.INCONCLUSIVE:
+        need = f" (~{verdict.examples_needed} images)" if verdict.examples_needed else ""
+        return f'<span class="warn">inconclusive{need}</span>'
+    return pass_fail(verdict.passed)
+
+
 def _gate_section(manifest: RunManifest) -> str:
     if manifest.gate is None:
         return "<p>No gate verdict in this run.</p>"
-    status = pass_fail(manifest.gate.blessed, "BLESSED",
-                       "NOT BLESSED: nothing was announced for rollout; devices keep their release")
+    outcome = manifest.gate.outcome or ("blessed" if manifest.gate.blessed else "not_blessed")
+    status = pass_fail(manifest.gate.blessed, "BLESSED", f"{outcome.upper().replace('_', ' ')}: nothing was "
+                                                         "announced for rollout; devices keep their release")
     return f"<p>{status}</p>{reasons_list(list(manifest.gate.reasons))}"
 
 
@@ -123,6 +137,8 @@ def render_html(manifest: RunManifest, history: list[dict[str, Any]] | None = No
 <div class="note">Latencies in this section were measured on the build host (x86), not on a device.</div>
 {_charts(manifest.variants, names)}
 {_variants_table(manifest, names)}
+<h2>Per class</h2>
+{class_section(manifest, names)}
 <h2>Devices</h2>
 {LABEL_NOTE}
 {_device_table(manifest)}

@@ -123,6 +123,17 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
     return results, {mode: [int(v) for v in p] for mode, p in preds.items()}
 
 
+def per_class(y: Any, pred: Any, num_classes: int) -> dict[str, Any]:
+    """Recall per class and the confusion matrix ([true][predicted]) of one variant on the test split."""
+    import numpy as np
+
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(confusion, (np.asarray(y, dtype=np.int64), np.asarray(pred, dtype=np.int64)), 1)
+    support = confusion.sum(axis=1)
+    recall = [float(confusion[c, c] / support[c]) if support[c] else 0.0 for c in range(num_classes)]
+    return {"class_recall": recall, "confusion": confusion.tolist()}
+
+
 def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[str, Any] | None:
     """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
     from tasks.registry import champion as champ
@@ -164,6 +175,7 @@ def run(ctx: StepContext) -> EvaluateResult:
     n = min(cfg.bench.sample_size, len(x))
     for mode in variants:  # the host's accuracy on exactly the images shipped to devices (the canary compares)
         variants[mode]["sample_accuracy"] = float((np.asarray(preds[mode][:n]) == y[:n]).mean())
+        variants[mode].update(per_class(y, np.asarray(preds[mode]), len(classes)))
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x[:n].astype(np.float32), y=y[:n].astype(np.int64))
     sample = ctx.store.put_bytes(keys.evaluation(ctx.run_id, "sample.npz"), buf.getvalue())
@@ -179,6 +191,7 @@ def run(ctx: StepContext) -> EvaluateResult:
         keras_accuracy=keras_result["accuracy"],
         variants={mode: VariantMetrics(m["accuracy"], m["size_bytes"], m["gzip_bytes"], m["agreement"],
                                        m["latency_ms"]["p50"], m["latency_ms"]["p90"],
-                                       sample_accuracy=m["sample_accuracy"]) for mode, m in variants.items()},
+                                       sample_accuracy=m["sample_accuracy"], class_recall=m["class_recall"],
+                                       confusion=m["confusion"]) for mode, m in variants.items()},
         tflite=refs, champion_run=(champion or {}).get("run_id"), champion_accuracy=(champion or {}).get("accuracy"))
     return result

@@ -168,3 +168,18 @@ def test_device_rows_show_the_delegate_and_threads(manifest: dict) -> None:
     assert "delegate × threads" in page and "xnnpack × 4" in page
     assert "libedgetpu.so.1 × 1 (0 partitions: CPU ran it)" in page
     assert page.count('<td class="l">—</td>') >= 1  # pi-real's record predates delegates
+
+
+def test_per_class_view_and_inconclusive_variants(manifest: dict) -> None:
+    raw = copy.deepcopy(manifest)
+    for name, v in raw["variants"].items():
+        v["class_recall"] = [0.98, 0.96]
+        v["confusion"] = [[1127, 23], [46, 1104]]
+    raw["variants"]["int8"]["gate"].update(finding="inconclusive", examples_needed=4100, drop_upper_pp=1.8)
+    page = _render(raw)
+    assert "<h2>Per class</h2>" in page and "Confusion matrix: int8" in page and "Recall per class" in page
+    assert len(IMG.findall(page)) >= 3 + 1 + len(raw["variants"])  # variant charts, recall bars, heat maps
+    assert "inconclusive (~4100 images)" in page and "+1.80 pp" in page
+    assert "<th>ships</th>" in page and "deployed" not in page.split("<h2>Variants</h2>")[1].split("</table>")[0]
+    old = _render(manifest)
+    assert "No per-class figures in this run" in old

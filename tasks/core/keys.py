@@ -36,6 +36,11 @@ def source_kind(uri: str) -> str | None:
     return next((kind for suffix, kind in ((".keras", "keras"), (".h5", "h5")) if key.endswith(suffix)), None)
 
 
+def same_source(a: str, b: str) -> bool:
+    """Two dataset sources name the same data: ``s3://datasets/digits`` and ``s3://datasets/digits/`` do."""
+    return a.strip().rstrip("/") == b.strip().rstrip("/")
+
+
 def safe_run_id(run_id: str) -> str:
     """The form of a run id used in keys and device paths: stable, injective, safe for a shell and a path.
 

@@ -141,6 +141,13 @@ class RunManifest:
         return None if value is None else str(value)
 
     @property
+    def ships(self) -> bool:
+        """Whether the run's profile may reach devices (``ships`` in its resolved config; runs from before the
+        field existed: every profile but ``tiny``, the test profile)."""
+        value = self.config.get("ships")
+        return bool(value) if value is not None else self.profile != "tiny"
+
+    @property
     def input_shape(self) -> tuple[int, int] | None:
         """(image_size, channels) the run's model takes; None when its config does not say."""
         data = self.config.get("data")

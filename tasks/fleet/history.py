@@ -15,7 +15,7 @@ from typing import Any
 from tasks.core import keys
 from tasks.core.exceptions import RecordError, StorageError
 from tasks.core.storage import ArtifactStore
-from tasks.fleet.records import FORWARD, DeviceState, Outcome, RolloutRecord
+from tasks.fleet.records import FORWARD, DeviceState, Outcome, RolloutRecord, split_release
 
 log = logging.getLogger(__name__)
 RECENT_ROLLOUTS = 50  # how many records status and the history trend read, newest first
@@ -61,6 +61,21 @@ def state_history(store: ArtifactStore, device: str) -> Iterator[DeviceState]:
             yield DeviceState.from_xcom(store.get_json(key, version_id=version))
         except (StorageError, RecordError, ValueError) as exc:
             log.warning("skipping version %s of %s: %s", version, store.uri(key), exc)
+
+
+def fleet_runs(store: ArtifactStore) -> list[str]:
+    """The run ids the fleet's devices run now (``devices/*/state.json``), most devices first: what the
+    evaluate step offers the champion search, so the challenger meets the model the fleet actually serves."""
+    counts: dict[str, int] = {}
+    for obj in store.list(keys.DEVICES_PREFIX):
+        name = obj["Key"][len(keys.DEVICES_PREFIX):].split("/")[0]
+        if obj["Key"] != keys.device_state(name):
+            continue
+        state = read_state(store, name)
+        run, _variant = split_release(state.release if state else None)
+        if run:
+            counts[run] = counts.get(run, 0) + 1
+    return sorted(counts, key=lambda r: (-counts[r], r))
 
 
 def previous_release(history: Iterable[DeviceState]) -> str | None:

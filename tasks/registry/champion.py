@@ -8,10 +8,12 @@ test split, so candidate and champion are compared on the same images.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.core.exceptions import RecordError, StorageError
+from tasks.core.keys import same_source
 from tasks.core.manifest import RunManifest
 from tasks.core.results import ArtifactRef
 from tasks.core.storage import ArtifactStore
@@ -43,33 +45,46 @@ def _fp32_ref(store: ArtifactStore, manifest: RunManifest) -> ArtifactRef | None
 
 
 def find(store: ArtifactStore, source: str, classes: list[str], exclude_run: str,
-         runs_prefix: str = RUNS_PREFIX) -> Champion | None:
-    """The newest blessed run on the same dataset source and classes, or None (the first run has none).
+         runs_prefix: str = RUNS_PREFIX, fleet_runs: Sequence[str] = ()) -> Champion | None:
+    """The champion for a challenger on ``source`` with ``classes``, or None (the first run has none).
 
-    ``runs_prefix`` exists for tests, which must not add runs to the shared ``runs/`` (the pipeline's
-    credentials cannot delete them again).
+    A candidate is a blessed run of a shipping profile on the same data (sources compared normalised:
+    ``s3://datasets/digits/`` is ``s3://datasets/digits``) and the same classes. Among them, the run the fleet
+    serves now (``fleet_runs``, most devices first: ``tasks.fleet.history.fleet_runs``) wins; with none on the
+    fleet, the newest blessed run. ``runs_prefix`` exists for tests, which must not add runs to the shared
+    ``runs/`` (the pipeline's credentials cannot delete them again).
     """
     objs = [o for o in store.list(runs_prefix)
             if o["Key"][len(runs_prefix):].count("/") == 1 and o["Key"].endswith("/manifest.json")]
+    found: dict[str, Champion] = {}
     for obj in sorted(objs, key=lambda o: (o["LastModified"], o["Key"]), reverse=True):
         run_id = obj["Key"][len(runs_prefix):].split("/")[0]
         if run_id == exclude_run:
             continue
-        try:
-            manifest = RunManifest.from_dict(store.get_json(obj["Key"]), store.uri(obj["Key"]))
-        except (StorageError, ValueError, RecordError) as exc:
-            log.warning("champion search: skipping unreadable %s (%s)", obj["Key"], exc)
-            continue
-        if manifest.source != source or list(manifest.classes) != list(classes):
-            continue
-        if not is_blessed(manifest):
-            continue
-        fp32, shape = _fp32_ref(store, manifest), manifest.input_shape
-        if fp32 is None or shape is None:
-            log.warning("champion search: blessed run %s lists no fp32 model or input size; skipped", run_id)
-            continue
-        return Champion(run_id, fp32, *shape)
-    return None
+        champion = _candidate(store, obj["Key"], run_id, source, classes)
+        if champion is not None:
+            found[run_id] = champion
+            if not fleet_runs or run_id in fleet_runs:
+                break  # the newest one: enough without a fleet, and a fleet run is what we look for
+    served = [found[r] for r in fleet_runs if r in found]
+    return served[0] if served else next(iter(found.values()), None)
+
+
+def _candidate(store: ArtifactStore, key: str, run_id: str, source: str, classes: list[str]) -> Champion | None:
+    try:
+        manifest = RunManifest.from_dict(store.get_json(key), store.uri(key))
+    except (StorageError, ValueError, RecordError) as exc:
+        log.warning("champion search: skipping unreadable %s (%s)", key, exc)
+        return None
+    if not same_source(manifest.source or "", source) or list(manifest.classes) != list(classes):
+        return None
+    if not is_blessed(manifest) or not manifest.ships:
+        return None
+    fp32, shape = _fp32_ref(store, manifest), manifest.input_shape
+    if fp32 is None or shape is None:
+        log.warning("champion search: blessed run %s lists no fp32 model or input size; skipped", run_id)
+        return None
+    return Champion(run_id, fp32, *shape)
 
 
 def fetch_fp32(store: ArtifactStore, champion: Champion, dest_dir: Path) -> bytes:

@@ -69,11 +69,13 @@ def recent_manifests(store: ArtifactStore, limit: int) -> list[RunManifest]:
 
 
 def newest_blessed(store: ArtifactStore, scan: int = 50) -> RunManifest:
-    """The manifest of the newest run whose gate blessed a model (what a rollout with no run id ships)."""
+    """The manifest of the newest run whose gate blessed a model of a shipping profile (what a rollout with no
+    run id ships: a test profile's run reaches devices only when named)."""
     for manifest in recent_manifests(store, scan):
-        if manifest.gate is not None and manifest.gate.blessed:
+        if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
             return manifest
-    raise StorageError(f"none of the newest {scan} runs has a blessed model: run the nightly DAG first")
+    raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
+                       "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
 
 
 def _load(store: ArtifactStore, key: str) -> RunManifest:

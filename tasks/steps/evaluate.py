@@ -136,12 +136,14 @@ def per_class(y: Any, pred: Any, num_classes: int) -> dict[str, Any]:
 
 def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[str, Any] | None:
     """The blessed champion's fp32 on THIS run's test images (re-read at the champion's input size)."""
+    from tasks.fleet.history import fleet_runs
     from tasks.registry import champion as champ
 
     if not ctx.config.gate.compare_champion:
         log.info("gate.compare_champion is off: the candidate is not compared with the blessed model")
         return {"skipped": "gate.compare_champion is off: not compared with the currently blessed model"}
-    found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id)
+    found = champ.find(ctx.store, ctx.config.data.source, classes, exclude_run=ctx.run_id,
+                       fleet_runs=fleet_runs(ctx.store))
     if found is None:
         log.info("no champion: no earlier blessed run on %s with classes %s", ctx.config.data.source, classes)
         return None

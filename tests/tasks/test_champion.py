@@ -28,7 +28,7 @@ def prefix() -> str:
 
 
 def _run(store: ArtifactStore, prefix: str, run_id: str, classes: list[str], blessed: bool | None,
-         source: str = SOURCE) -> ArtifactRef:
+         source: str = SOURCE, profile: str = "seed") -> ArtifactRef:
     """A finished run's manifest; ``blessed`` None: a schema-1 manifest, written before the gate recorded a
     verdict (what was deployed was blessed), which lists its fp32 by key + sha256 only."""
     key = f"{prefix}{run_id}/tflite/fp32.tflite"
@@ -40,7 +40,9 @@ def _run(store: ArtifactStore, prefix: str, run_id: str, classes: list[str], ble
         raw.update(run_id=run_id, dataset={"source": source, "classes": classes}, artifacts=[listed.to_xcom()])
     else:  # the gate's verdict pins the exact version
         gate = replace(verdict(blessed), tflite={"fp32": fp32})
-        raw = manifest(run_id, gate=gate, source=source, classes=tuple(classes), artifacts=(listed,)).to_dict()
+        config = {"profile": profile, "ships": profile != "tiny", "data": {"image_size": 32, "channels": 3}}
+        raw = manifest(run_id, gate=gate, source=source, classes=tuple(classes), artifacts=(listed,),
+                       config=config).to_dict()
     store.put_json(f"{prefix}{run_id}/manifest.json", raw)
     return fp32
 
@@ -68,3 +70,19 @@ def test_first_run_has_no_champion_and_a_tampered_champion_is_refused(artifact_s
     assert found is not None and found.fp32.version_id is None
     with pytest.raises(IntegrityError, match="overwritten or corrupted"):
         champion.fetch_fp32(store, found, tmp_path)
+
+
+def test_champion_identity_normalised_source_shipping_profiles_and_the_fleet(artifact_store, prefix):
+    """A trailing slash is the same data; a test profile's run is never a champion; the run the fleet serves
+    beats a newer blessed run."""
+    store = artifact_store
+    _run(store, prefix, "r1-served", ["a", "b"], True)
+    _run(store, prefix, "r2-newer", ["a", "b"], True)
+    _run(store, prefix, "r3-tiny", ["a", "b"], True, profile="tiny")
+    newest = champion.find(store, SOURCE + "/", ["a", "b"], exclude_run="x", runs_prefix=prefix)
+    assert newest is not None and newest.run_id == "r2-newer"  # not r3-tiny, and found through "digits/"
+    served = champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix,
+                           fleet_runs=["r1-served"])
+    assert served is not None and served.run_id == "r1-served"
+    gone = champion.find(store, SOURCE, ["a", "b"], exclude_run="x", runs_prefix=prefix, fleet_runs=["elsewhere"])
+    assert gone is not None and gone.run_id == "r2-newer"  # nothing of ours on the fleet: the newest blessed

@@ -172,7 +172,7 @@ def test_device_rows_show_the_delegate_and_threads(manifest: dict) -> None:
 
 def test_per_class_view_and_inconclusive_variants(manifest: dict) -> None:
     raw = copy.deepcopy(manifest)
-    for name, v in raw["variants"].items():
+    for v in raw["variants"].values():
         v["class_recall"] = [0.98, 0.96]
         v["confusion"] = [[1127, 23], [46, 1104]]
     raw["variants"]["int8"]["gate"].update(finding="inconclusive", examples_needed=4100, drop_upper_pp=1.8)

@@ -28,11 +28,13 @@ def _inventory(p95: float = 10.0) -> Inventory:
                     {"name": "c", "group": "slow", "wave": 1}, {"name": "d", "group": "slow", "wave": 2}]})
 
 
-def _manifest(blessed: bool = True, sample: dict[str, float] | None = None) -> RunManifest:
-    """``sample``: variant -> accuracy on the device sample (absent: a manifest from before it was measured)."""
+def _manifest(blessed: bool = True, sample: dict[str, float] | None = None, floor: float = 0.0) -> RunManifest:
+    """``sample``: variant -> accuracy on the device sample (absent: a manifest from before it was measured);
+    ``floor``: the run's gate.min_accuracy."""
     modes = ("fp16", "fp32", "int8") if blessed else ()
     verdict = GateVerdict(blessed, modes, "int8" if blessed else None, () if blessed else ("floor",),
-                          {m: VariantVerdict(True, 0.0) for m in SIZES}, {m: REF for m in SIZES}, REF, 1.0)
+                          {m: VariantVerdict(True, 0.0) for m in SIZES}, {m: REF for m in SIZES}, REF, 1.0,
+                          min_accuracy=floor)
     return manifest(RUN, {m: variant(a, sample_accuracy=(sample or {}).get(m)) for m, a in HOST.items()},
                     gate=verdict, config={})
 
@@ -104,6 +106,18 @@ def test_a_canary_choice_other_than_its_release_is_promoted():
     assert verdict.choices["fast"].variant == "fp16"  # ties with fp32 on the test split: the smaller file
     assert [(t.device, t.release, t.bench_modes) for t in verdict.promote] == [("a", f"{RUN}.fp16", ("fp16",))]
     assert verdict.promote[0].modes == plan.canary[0].modes  # a release id always means the same files
+
+
+def test_the_canary_holds_the_runs_own_accuracy_floor_on_the_device():
+    """Within the tolerance of the host's sample accuracy is not enough: the run's gate.min_accuracy holds too."""
+    plan = plan_forward(_inventory(), RolloutRequest(), "r", _manifest(sample={"int8": 0.86, "fp16": 0.95,
+                                                                                "fp32": 0.95}, floor=0.9))
+    bench = _bench("a", {"fp32": (50.0, 0.95), "fp16": (50.0, 0.95), "int8": (3.0, 0.85)})  # int8 0.86 - 0.01
+    verdict = canary_gate(plan, [_deployed("a")], [bench])
+    int8 = [h for h in verdict.choices["fast"].health if h.variant == "int8"]
+    assert int8 and not int8[0].healthy
+    assert any("0.8500 on the sample < the run's floor gate.min_accuracy=0.9000" in r for r in int8[0].reasons)
+    assert not verdict.healthy  # fast's only other variants are over the p95 budget
 
 
 def test_no_variant_within_budget_fails_the_canary_and_switches_it_back():

@@ -69,7 +69,7 @@ def test_an_unblessed_run_skips_deploys_and_publishes_why(stack_env, airflow_db,
 
 @pytest.fixture
 def own_digits(stack_env, artifact_store) -> str:
-    """600 correctly labelled digits under a prefix of this test's own, so no other run can be its champion."""
+    """The digits, correctly labelled, under a prefix of this test's own, so no other run can be its champion."""
     from tasks.core.storage import ArtifactStore
     from tasks.ml.seed_data import digit_pngs
 
@@ -77,17 +77,28 @@ def own_digits(stack_env, artifact_store) -> str:
     target = ArtifactStore(artifact_store.client, bucket)
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda kb: target.put_bytes(f"{prefix}/{kb[0]}", kb[1], content_type="image/png"),
-                      digit_pngs()[:600]))
+                      digit_pngs()))
     return f"s3://{bucket}/{prefix}"
 
 
 def test_a_second_run_is_judged_against_the_first_as_champion(stack_env, airflow_db, own_digits, artifact_store):
-    conf = {"data_source": own_digits, "compare_champion": True}
+    """A shipping profile (demo, shrunk to the tiny CNN): a test profile's run is never anyone's champion."""
+    conf = {"profile": "demo", "data_source": own_digits, "compare_champion": True, "backbone": "tiny", "alpha": 1.0,
+            "image_size": 16, "epochs": 6, "modes": ["fp32"], "int8_rescue": False, "min_accuracy": 0.0}
     first = _run(stack_env, conf)
     first_manifest = artifact_store.get_json(keys.manifest(safe_run_id(first.run_id)))
     assert first_manifest["gate"]["blessed"] and first_manifest["gate"]["champion"] is None
     second = _run(stack_env, conf)
     gate = artifact_store.get_json(keys.manifest(safe_run_id(second.run_id)))["gate"]
     assert gate["champion"]["run_id"] == safe_run_id(first.run_id)
-    assert 0.0 <= gate["champion"]["p_value"] <= 1.0
+    assert 0.0 <= gate["champion"]["p_value"] <= 1.0 and gate["champion"]["finding"] in ("pass", "inconclusive", "fail")
+    assert gate["champion"]["drop_upper_pp"] is not None and gate["champion"]["margin_pp"] == 1.0
     assert any("champion" in r for r in gate["reasons"]), gate["reasons"]
+
+
+def test_a_test_profile_run_is_never_a_champion(stack_env, airflow_db, own_digits, artifact_store):
+    first = _run(stack_env, {"data_source": own_digits})  # tiny: blessed, but it may not ship
+    gate = artifact_store.get_json(keys.manifest(safe_run_id(first.run_id)))["gate"]
+    assert gate["blessed"] and _states(first)["announce"] == {"skipped"}
+    second = _run(stack_env, {"data_source": own_digits, "compare_champion": True})
+    assert artifact_store.get_json(keys.manifest(safe_run_id(second.run_id)))["gate"]["champion"] is None

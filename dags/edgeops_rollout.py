@@ -16,6 +16,7 @@ from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 
 from tasks.core.config import BenchConfig, DeployConfig
 from tasks.core.names import DEVICE_POOL
+from tasks.fleet.records import SwitchAction
 
 DOC = """
 ### edgeops rollout
@@ -84,7 +85,7 @@ with DAG(
     canary_bench = DeviceBenchmarkOperator.partial(task_id="canary_benchmark", **bench_common).expand(
         deploy=succeeded.override(task_id="canaries_deployed")(canary.output))
     verdict = canary_gate(p, canary.output, canary_bench.output)
-    promoted = DeviceDeployOperator.partial(task_id="promote", action="promote", verdict=p["verdict"],
+    promoted = DeviceDeployOperator.partial(task_id="promote", action=SwitchAction.PROMOTE, verdict=p["verdict"],
                                             **common).expand(target=fan_out.override(task_id="promotions")(
                                                 verdict, "promote"))
     waves = DeviceDeployOperator.partial(task_id="wave_deploy", verdict=p["verdict"], **common).expand(

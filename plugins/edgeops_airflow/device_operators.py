@@ -26,6 +26,7 @@ from airflow.sdk import BaseOperator
 from edgeops_airflow.device_transport import DeviceTransport, label_for
 from tasks.core import keys
 from tasks.core.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
+from tasks.fleet.records import SwitchAction
 
 
 def _fail(message: str) -> None:
@@ -111,7 +112,7 @@ class DeviceDeployOperator(_DeviceOperator):
 
     template_fields: Sequence[str] = ("target", "verdict", "rollout_id", "config")
 
-    def __init__(self, *, target: Any, verdict: Any, action: str = "deploy", **kwargs: Any) -> None:
+    def __init__(self, *, target: Any, verdict: Any, action: str = SwitchAction.DEPLOY, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.target, self.verdict, self.action = target, verdict, action
 
@@ -196,7 +197,7 @@ class DeviceSwitchOperator(_DeviceOperator):
                 result = self._fatal(releases.rollback, target.release, target.runtime)
             else:
                 result = releases.remove_current()
-            self._record_state(target, result.release, result.previous, "rollback")
+            self._record_state(target, result.release, result.previous, SwitchAction.ROLLBACK)
         switched = SwitchResult(device=target.device, release=result.release, previous=result.previous,
                                 variant=split_release(result.release)[1], runtime=target.runtime.to_xcom())
         self.log.info("%s", switched.summary())

@@ -34,6 +34,14 @@ class Outcome(StrEnum):
     NOT_REACHED = "not_reached"  # the rollout stopped before the device's wave
 
 
+class SwitchAction(StrEnum):
+    """Why a device's ``current`` moved (``DeviceState.action``); the values are what records on disk hold."""
+
+    DEPLOY = "deploy"  # a forward rollout's deploy (canary or later wave)
+    PROMOTE = "promote"  # a canary re-deployed with its group's chosen variant
+    ROLLBACK = "rollback"  # switched back: a failed canary, or a rollback on request
+
+
 class RolloutStatus(StrEnum):
     """How a rollout ended (``RolloutRecord.status``); the values are what records on disk hold."""
 
@@ -214,7 +222,7 @@ class DeviceState(Record):
     run_id: str | None
     variant: str | None
     rollout_id: str
-    action: str  # deploy | promote | rollback
+    action: str  # a SwitchAction value
     switched_at: str  # ISO 8601 UTC
     group: str = ""
     arch: str = ""

@@ -12,9 +12,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-ENV_FILE = REPO / ".devstack" / "env.json"
+# The tests' own dev stack (scripts/run_tests.sh starts it): its MinIO data, device roots and Airflow DB are not
+# the ones `make demo` uses (.devstack/, config/stack.json), so tests never change the user's fleet, champions or
+# runs list. Set before anything imports scripts.devstack, which reads them once.
+os.environ.setdefault("EDGEOPS_DEVSTACK_DIR", str(REPO / ".devstack-test"))
+os.environ.setdefault("EDGEOPS_STACK_FILE", str(REPO / "config" / "stack.test.json"))
+STATE_DIR = Path(os.environ["EDGEOPS_DEVSTACK_DIR"])
+STACK_FILE = Path(os.environ["EDGEOPS_STACK_FILE"])
+ENV_FILE = STATE_DIR / "env.json"
 
-os.environ.setdefault("AIRFLOW_HOME", str(REPO / ".devstack" / "test-airflow"))
+os.environ.setdefault("AIRFLOW_HOME", str(STATE_DIR / "test-airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__PLUGINS_FOLDER", str(REPO / "plugins"))

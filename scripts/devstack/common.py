@@ -13,10 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-STATE = REPO / ".devstack"
+# Which stack: the user's (.devstack/, config/stack.json) unless these name another one. `make test` runs its own
+# (scripts/run_tests.sh: .devstack-test/, config/stack.test.json: other ports, its own MinIO data, device roots
+# and Airflow DB), so tests never change what `make demo` left: its fleet, champions or runs list.
+ENV_STATE_DIR, ENV_STACK_FILE = "EDGEOPS_DEVSTACK_DIR", "EDGEOPS_STACK_FILE"
+STATE = Path(os.environ.get(ENV_STATE_DIR) or REPO / ".devstack")
 LOGS = STATE / "logs"
 RUN = STATE / "run"
-STACK_JSON = REPO / "config" / "stack.json"
+STACK_JSON = Path(os.environ.get(ENV_STACK_FILE) or REPO / "config" / "stack.json")
 ENV_JSON = STATE / "env.json"
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from . import devices
-from .common import LOGS, DevstackError, ensure_port_free, port_open, tail
+from .common import LOGS, DevstackError, ensure_port_free, load_stack, port_open, tail
 
 ENGINE_HINT = "scripts/engine.sh"
 IMAGE_HINT = "scripts/images/pi_arm64.sh"
@@ -35,7 +35,9 @@ def container_devices(cfg: dict) -> list[dict]:
 
 
 def container_name(dev: dict) -> str:
-    return "edgeops-" + dev["name"].replace("_", "-")
+    """``edgeops-<device>``, or ``edgeops-<stack>-<device>`` for a named stack (the tests' own, beside the user's)."""
+    stack = load_stack().get("name", "")
+    return "edgeops-" + (f"{stack}-" if stack else "") + dev["name"].replace("_", "-")
 
 
 def log_file(dev: dict) -> Path:

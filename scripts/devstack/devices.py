@@ -246,17 +246,19 @@ DEVICE_COUNT = STATE / "device-count"  # the N of the last `up --devices N`, so 
 FLEET_JSON = STATE / "fleet.json"  # the inventory of the running devices (tasks/fleet/inventory.py format)
 
 
-def with_devices(cfg: dict, n: int, first_port: int = FIRST_PORT) -> dict:
+def with_devices(cfg: dict, n: int, first_port: int | None = None) -> dict:
     """A copy of the stack config whose process devices are pi1..piN: the config's own entries where it has
-    them (pi1, pi2), new ones on the next free ports from 2221 (skipping ports other config devices use);
-    container devices are kept as they are. Each device gets its own host key and deploy root on `up`."""
+    them (pi1, pi2), new ones on the next free ports from the config's first device port (2221 for the user's
+    stack; skipping ports other config devices use); container devices are kept as they are. Each device gets
+    its own host key and deploy root on `up`."""
     if not 1 <= n <= MAX_DEVICES:
         raise DevstackError(f"--devices {n}: choose 1..{MAX_DEVICES}")
     existing = {d["name"]: d for d in process_devices(cfg)}
     kept = [d for d in cfg.get("devices", []) if is_container(d)]
     taken = {d["port"] for d in kept} | {d["port"] for name, d in existing.items() if name in _names(n)}
     host = next(iter(existing.values()), {}).get("host", "127.0.0.1")
-    out, port = [], first_port
+    out = []
+    port = first_port or min((d["port"] for d in cfg.get("devices", [])), default=FIRST_PORT)
     for name in _names(n):
         if name not in existing:
             while port in taken:

@@ -24,6 +24,7 @@ import pytest
 from edgeops_airflow.device import DeviceClient, label_for
 
 from tasks.core.exceptions import DeviceError
+from tests.conftest import ENV_FILE, STACK_FILE
 from tests.helpers import conn_env_var
 
 pytestmark = pytest.mark.containers
@@ -39,7 +40,7 @@ MODES = ("fp32", "fp16", "dynamic", "int8")
 @pytest.fixture(scope="module")
 def arm(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     """The pi_arm64 entry of env.json, with its connection exported the way Airflow reads env connections."""
-    env_file = ROOT / ".devstack" / "env.json"
+    env_file = ENV_FILE
     doc = json.loads(env_file.read_text()) if env_file.exists() else {"devices": [], "connections": {}}
     dev = next((d for d in doc["devices"] if d["name"] == DEVICE), None)
     if dev is None:
@@ -104,7 +105,8 @@ def test_connection_is_pinned_and_labelled_emulated(arm: dict[str, Any], client:
     extra = arm["conn"]["extra"]
     assert extra["kind"] == "qemu" and client.kind == "qemu" and label_for(client.kind) == "emulated"
     assert extra["host_key"] == arm["dev"]["host_key"] and extra["no_host_key_check"] is False
-    assert arm["dev"]["arch"] == "arm64" and arm["dev"]["port"] == 2223
+    configured = next(d for d in json.loads(STACK_FILE.read_text())["devices"] if d["name"] == DEVICE)
+    assert arm["dev"]["arch"] == "arm64" and arm["dev"]["port"] == configured["port"]
 
 
 def test_facts_say_aarch64(client: DeviceClient) -> None:

@@ -19,12 +19,12 @@ from edgeops_airflow.device import DeviceClient
 
 from tasks.core.exceptions import DeviceError, FatalError, ReleaseConflictError
 from tasks.device.records import Switched
+from tests.conftest import ENV_FILE
 from tests.helpers import conn_env_var, tiny_tflite_release
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV_FILE = ROOT / ".devstack" / "env.json"
 BENCH = ROOT / "tasks" / "device" / "bench.py"
 
 

@@ -12,15 +12,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ENV_FILE, STACK_FILE
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-ENV_JSON = REPO / ".devstack" / "env.json"
+ENV_JSON = ENV_FILE
 UP = ".venv/bin/python -m scripts.devstack up --no-airflow"
 _LIVE = {d["name"] for d in json.loads(ENV_JSON.read_text())["devices"]} if ENV_JSON.exists() else set()
 DEVICE_NAMES = [
     d["name"]
-    for d in json.loads((REPO / "config" / "stack.json").read_text())["devices"]
+    for d in json.loads(STACK_FILE.read_text())["devices"]
     if not d.get("optional") or d["name"] in _LIVE  # optional (container) devices only while they are up
 ]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tasks.core import names
 from tasks.core.config import RUNNERS
 
@@ -23,8 +25,19 @@ def test_registry_names_are_the_config_runners_and_resolve_to_classes():
         assert callable(runner.run) and callable(runner.kill)
 
 
-def test_dev_stack_uses_the_names_of_tasks_names():
-    stack = json.loads((REPO / "config" / "stack.json").read_text())
+@pytest.mark.parametrize("stack_file", ["stack.json", "stack.test.json"])
+def test_dev_stacks_use_the_names_of_tasks_names(stack_file):
+    stack = json.loads((REPO / "config" / stack_file).read_text())
     assert stack["minio"]["artifacts_bucket"] == names.ARTIFACTS_BUCKET
     assert stack["minio"]["datasets_bucket"] == names.DATASETS_BUCKET
     assert stack["airflow"]["minio_conn_id"] == names.MINIO_CONN_ID
+
+
+def test_the_tests_stack_shares_no_port_with_the_users():
+    user, test = (json.loads((REPO / "config" / f).read_text()) for f in ("stack.json", "stack.test.json"))
+
+    def ports(s: dict) -> set[int]:
+        services = {s["minio"]["port"], s["minio"]["console_port"], s["airflow"]["port"]}
+        return services | {d["port"] for d in s["devices"]}
+
+    assert not ports(user) & ports(test) and test["name"] and not user.get("name")

@@ -20,7 +20,7 @@ up-core: install           ## MinIO + simulated Pis only (what the tests need)
 down:                      ## stop everything the project started
 	@if [ -x $(PY) ]; then $(DEVSTACK) down; fi
 
-status:
+status: install
 	$(DEVSTACK) status
 
 demo: install              ## start the stack, run the nightly DAG once through Airflow, print the summary
@@ -40,7 +40,7 @@ test-docker-runner: install  ## the nightly DAG with task_runner=docker on the d
 	$(MAKE) images
 	scripts/run_tests.sh --with-containers -m "containers and slow"
 
-images:                    ## step image (edgeops/tasks:<code hash>) + emulated Pi image; cached in the engine
+images: install            ## step image (edgeops/tasks:<code hash>) + emulated Pi image; cached in the engine
 	scripts/images.sh all
 	scripts/images.sh prune
 	scripts/images/pi_arm64.sh
@@ -51,14 +51,15 @@ test-unit: install
 lint: install              ## ruff, and the layer contracts in pyproject.toml (import-linter)
 	.venv/bin/ruff check dags plugins tasks tests scripts benchmarks
 	.venv/bin/lint-imports
+	.venv/bin/mkdocs build --strict -q        # docs/: a broken link or a page missing from nav fails
 
 # --- the platform as containers (docker-compose.yml); never touches the process dev stack -------------------
-compose-images:            ## every image docker-compose.yml uses, built locally from the debootstrap base
+compose-images: install    ## every image docker-compose.yml uses, built locally from the debootstrap base
 	scripts/engine.sh
 	scripts/build_minio.sh >/dev/null
 	scripts/images.sh compose
 
-compose-up:                ## Compose v2 + images + `docker compose up` with 2 Celery workers (UI 127.0.0.1:18080)
+compose-up: install        ## Compose v2 + images + `docker compose up` with 2 Celery workers (UI 127.0.0.1:18080)
 	scripts/compose/up.sh
 
 compose-demo:              ## one run through the REST API on the compose stack: summary + worker per task

@@ -99,17 +99,20 @@ def run_header(manifest: RunManifest) -> str:
 
 def _variants(manifest: RunManifest) -> None:
     gate = manifest.verdict
-    print(f"{'variant':<9}{'accuracy':>9}{'drop pp':>9}{'p':>8}{'size KB':>10}{'gzip KB':>9}{'host p50 ms':>13}"
-          f"{'agree':>7}  gate")
+    level = f"{1 - gate.significance:.0%}"
+    print(f"{'variant':<9}{'accuracy':>9}{'drop pp':>9}{'bound pp':>9}{'size KB':>10}{'gzip KB':>9}"
+          f"{'host p50 ms':>13}{'agree':>7}  gate ({level} bound vs {gate.max_accuracy_drop_pp} pp margin)")
     for mode, v in sorted(manifest.variants.items(), key=lambda kv: kv[1].size_bytes):
         verdict = v.gate
-        mark = "current" if mode == gate.current else ("ship" if mode in gate.deploy else "-")
-        p = verdict.p_value if verdict else None
+        mark = "current" if mode == gate.current else ("ships" if mode in gate.deploy else "-")
+        bound = verdict.drop_upper_pp if verdict else None
+        finding = (verdict.finding or ("pass" if verdict.passed else "fail")) if verdict else "-"
         print(f"{mode:<9}{v.accuracy:>9.4f}{verdict.drop_pp if verdict else 0:>9.2f}"
-              f"{'' if p is None else f'{p:.3f}':>8}{v.size_bytes / 1024:>10.1f}{(v.gzip_bytes or 0) / 1024:>9.1f}"
-              f"{v.latency_p50_ms or 0:>13.3f}{v.agreement or 0:>7.3f}  "
-              f"{'pass' if verdict and verdict.passed else 'FAIL'} {mark}")
-    print(("\nBLESSED" if gate.blessed else "\nNOT BLESSED (nothing deployed; devices keep their release)")
+              f"{'' if bound is None else f'{bound:+.2f}':>9}{v.size_bytes / 1024:>10.1f}"
+              f"{(v.gzip_bytes or 0) / 1024:>9.1f}{v.latency_p50_ms or 0:>13.3f}{v.agreement or 0:>7.3f}  "
+              f"{finding} {mark}")
+    outcome = (gate.outcome or ("blessed" if gate.blessed else "not_blessed")).upper().replace("_", " ")
+    print(f"\n{outcome}" + ("" if gate.blessed else " (nothing deployed; devices keep their release)")
           + "".join(f"\n  - {r}" for r in gate.reasons))
 
 

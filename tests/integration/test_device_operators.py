@@ -173,6 +173,7 @@ def test_a_device_with_its_own_connection_is_reached_through_it(env: dict[str, A
     from tasks.fleet.rollout import RolloutRequest, plan_forward
     from tasks.fleet.status import read_with_env_connection
     from tests.helpers import conn_env_var
+    from tests.tasks.manifests import manifest as build_manifest
 
     conns = env["connections"]
     monkeypatch.setenv(conn_env_var("my_garage_pi"), json.dumps(conns[device_conn_id("pi2")]))
@@ -184,7 +185,7 @@ def test_a_device_with_its_own_connection_is_reached_through_it(env: dict[str, A
     bucket, run_id = env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-cn"
     store, release = artifact_store(MINIO, bucket), f"{run_id}.int8"
     verdict = _verdict(store, run_id, payload)
-    manifest = {"run_id": run_id, "gate": verdict, "config": _config(), "variants": {}}
+    manifest = build_manifest(run_id, variants={}, gate=GateVerdict.from_xcom(verdict), config=_config())
     target = plan_forward(inventory, RolloutRequest(devices=("pi2",)), f"{run_id}-rollout", manifest).canary[0]
     assert target.connection == "my_garage_pi" and target.runtime.threads == 1
     common = {"rollout_id": f"{run_id}-rollout", "artifacts_conn_id": MINIO, "bucket": bucket, "config": _config()}

@@ -9,7 +9,6 @@ from tasks.core.exceptions import ConfigError, StorageError
 
 def test_fatal_error_becomes_a_final_failure():
     from airflow.sdk.exceptions import AirflowFailException
-
     from edgeops_airflow.reliability import fatal_is_final
 
     with pytest.raises(AirflowFailException, match="ConfigError: bad epochs"), fatal_is_final():

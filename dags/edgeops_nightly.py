@@ -11,11 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
-from airflow.sdk.definitions.callback import AsyncCallback
-from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 from edgeops_airflow.fan_out import fan_out
 from edgeops_airflow.new_data import dataset_asset
-from edgeops_airflow.notify import announce_skipped, deadline_missed, nightly_deadline, task_failed
+from edgeops_airflow.notify import announce_skipped, nightly_deadline_alert, task_failed
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.reliability import PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset
@@ -63,9 +61,8 @@ with DAG(
     # (max_active_runs=1), never run in parallel on the same 2 cores.
     catchup=False,
     max_active_runs=1,
-    # Not finished this long after it was queued (EDGEOPS_NIGHTLY_DEADLINE_HOURS, default 6): notify.
-    deadline=DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=nightly_deadline(),
-                           callback=AsyncCallback(deadline_missed)),
+    # Not finished this long after it was queued (EDGEOPS_NIGHTLY_DEADLINE_HOURS, default 6; 0 = off): notify.
+    deadline=nightly_deadline_alert(),
     default_args=default_args,
     params=dag_params(),
     doc_md=DOC,
@@ -112,3 +109,14 @@ with DAG(
             announce_blessed(run_key, config, verdict, published, get_current_context())
 
     announce(plan["run_id"], plan["config"], gate.output, publish.output)
+
+    @task(execution_timeout=timedelta(minutes=5), **PLUMBING_RETRIES)
+    def watch_fleet() -> int:
+        """Notify each device stale for more than $EDGEOPS_STALE_HOURS (default 24): one notice per device."""
+        from edgeops_airflow.fleet_watch import watch
+        from edgeops_airflow.reliability import fatal_is_final
+
+        with fatal_is_final():
+            return watch()
+
+    watch_fleet()  # no upstream: the fleet is watched every night, whatever the training does

@@ -108,16 +108,30 @@ def deliver(notice: Notice, conn_id: str = NOTIFY_CONN_ID) -> bool:
     return True
 
 
-def nightly_deadline() -> timedelta:
-    """How long after it is queued a night must be finished (``$EDGEOPS_NIGHTLY_DEADLINE_HOURS``, default 6)."""
+def nightly_deadline() -> timedelta | None:
+    """How long after it is queued a night must be finished (``$EDGEOPS_NIGHTLY_DEADLINE_HOURS``, default 6;
+    0 = no deadline)."""
     raw = os.environ.get(ENV_DEADLINE_HOURS, "6")
     try:
         hours = float(raw)
     except ValueError:
         hours = -1.0
-    if hours <= 0:
-        raise ValueError(f"{ENV_DEADLINE_HOURS}={raw!r}: give the hours a night may take, a number > 0 (e.g. 6)")
-    return timedelta(hours=hours)
+    if hours < 0:
+        raise ValueError(f"{ENV_DEADLINE_HOURS}={raw!r}: give the hours a night may take, a number >= 0 (e.g. 6; "
+                         "0 = no deadline)")
+    return timedelta(hours=hours) if hours else None
+
+
+def nightly_deadline_alert() -> Any:
+    """The nightly's ``DeadlineAlert`` (None when the deadline is off): ``deadline_missed`` notifies."""
+    from airflow.sdk.definitions.callback import AsyncCallback
+    from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
+
+    interval = nightly_deadline()
+    if interval is None:
+        return None
+    return DeadlineAlert(reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=interval,
+                         callback=AsyncCallback(deadline_missed))
 
 
 # --- links ---------------------------------------------------------------------------------------------------

@@ -56,7 +56,10 @@ def test_missed_and_overlapping_nights():
     assert nxt is not None and nxt.run_after == newest_tick  # one run, for the newest missed 02:00
 
 
-def test_nightly_has_a_deadline_that_notifies():
+def test_nightly_has_a_deadline_that_notifies(monkeypatch):
+    from edgeops_airflow.notify import ENV_DEADLINE_HOURS
+
+    monkeypatch.setenv(ENV_DEADLINE_HOURS, "6")
     [alert] = _nightly().deadline
     assert alert.interval.total_seconds() == 6 * 3600
     assert alert.callback.path == "edgeops_airflow.notify.deadline_missed"

@@ -64,8 +64,10 @@ def test_deadline_is_configurable_and_checked(monkeypatch):
 
     monkeypatch.setenv(ENV_DEADLINE_HOURS, "2.5")
     assert nightly_deadline() == timedelta(hours=2.5)
+    monkeypatch.setenv(ENV_DEADLINE_HOURS, "0")
+    assert nightly_deadline() is None
     monkeypatch.setenv(ENV_DEADLINE_HOURS, "soon")
-    with pytest.raises(ValueError, match="a number > 0"):
+    with pytest.raises(ValueError, match="a number >= 0"):
         nightly_deadline()
 
 
@@ -83,3 +85,22 @@ def test_deadline_callback_posts(monkeypatch):
     [body] = received
     assert body["event"] == "deadline_missed" and "2026-12-02T08:00:05Z" in body["title"]
     assert "/dags/edgeops_nightly/runs/scheduled__2026-12-02T02%3A00%3A00%2B00%3A00" in body["links"]["run"]
+
+
+def test_stale_device_notice_only_past_the_threshold():
+    import datetime as dt
+
+    from edgeops_airflow.fleet_watch import stale_notices
+
+    from tasks.fleet.status import DeviceStatus
+
+    now = dt.datetime(2026, 12, 2, 12, tzinfo=dt.UTC)
+    rows = [DeviceStatus("pi2", "x86_sim", 1, "stale", release="r0.fp32", reason="rollout ro1 marked it failed",
+                         last_rollout="ro1"),
+            DeviceStatus("pi3", "x86_sim", 1, "stale", last_rollout="ro2"),
+            DeviceStatus("pi1", "x86_sim", 0, "ok", last_rollout="ro1")]
+    ended = {"ro1": "2026-12-01T02:00:00+00:00", "ro2": "2026-12-02T10:00:00+00:00"}
+    [notice] = stale_notices(rows, ended, 24, now)
+    assert notice.event == "device_stale" and notice.title.startswith("device pi2 stale for 34 h")
+    assert notice.reasons[0] == "rollout ro1 marked it failed"
+    assert notice.links["record"] == "s3://artifacts/rollouts/ro1/record.json"

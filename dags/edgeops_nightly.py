@@ -13,7 +13,9 @@ from typing import Any
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.fan_out import fan_out
 from edgeops_airflow.new_data import dataset_asset
+from edgeops_airflow.notify import announce_skipped, nightly_deadline_alert, task_failed
 from edgeops_airflow.params import dag_params
+from edgeops_airflow.reliability import PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset
 from edgeops_airflow.step_operator import StepOperator
 
@@ -41,6 +43,7 @@ default_args = {
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
     "execution_timeout": timedelta(minutes=30),
+    "on_failure_callback": task_failed,  # a final failure (not a try that is retried) notifies edgeops_notify
 }
 
 with DAG(
@@ -53,21 +56,30 @@ with DAG(
         timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
         assets=dataset_asset(),
     ),
+    # A missed 02:00 (stack down) is run once, when the scheduler starts: catchup=False creates only the newest
+    # missed tick. A night still running at the next 02:00 keeps going; the next one is queued behind it
+    # (max_active_runs=1), never run in parallel on the same 2 cores.
     catchup=False,
     max_active_runs=1,
+    # Not finished this long after it was queued (EDGEOPS_NIGHTLY_DEADLINE_HOURS, default 6; 0 = off): notify.
+    deadline=nightly_deadline_alert(),
     default_args=default_args,
     params=dag_params(),
     doc_md=DOC,
     tags=["edgeops", "tflite", "raspberry-pi"],
 ) as dag:
 
-    @task(multiple_outputs=True, retries=0, execution_timeout=timedelta(minutes=2))
+    @task(multiple_outputs=True, execution_timeout=timedelta(minutes=2), **PLUMBING_RETRIES)
     def resolve_config() -> dict[str, Any]:  # a RunPlan
-        """Validate every Param and the run id: bad input fails here, before compute."""
+        """Validate every Param and the run id: bad input fails here, at once, before compute; an
+        infrastructure error (API server, MinIO, a connection lookup) is retried."""
         from edgeops_airflow.params import resolve
+        from edgeops_airflow.reliability import fatal_is_final, fault_point
 
+        fault_point("resolve_config")
         ctx = get_current_context()
-        return resolve(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0).to_xcom()
+        with fatal_is_final():
+            return resolve(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0).to_xcom()
 
     plan = resolve_config()
     step = {"run_id": plan["run_id"], "config": plan["config"]}
@@ -85,12 +97,26 @@ with DAG(
         inputs={"train": train.output, "evaluation": evaluate.output, "verdict": gate.output}, **step,
     )
 
-    @task(outlets=[blessed_model_asset()], retries=0, execution_timeout=timedelta(minutes=2))
+    @task(outlets=[blessed_model_asset()], execution_timeout=timedelta(minutes=2),
+          on_skipped_callback=announce_skipped, **PLUMBING_RETRIES)
     def announce(run_key: str, config: dict[str, Any], verdict: dict[str, Any], published: dict[str, Any]) -> None:
         """Emit the blessed-model asset event (run id, variants) for the rollout; skipped when not blessed or
         when the profile may not ship (test profiles)."""
+        from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import announce_blessed
 
-        announce_blessed(run_key, config, verdict, published, get_current_context())
+        with fatal_is_final():
+            announce_blessed(run_key, config, verdict, published, get_current_context())
 
     announce(plan["run_id"], plan["config"], gate.output, publish.output)
+
+    @task(execution_timeout=timedelta(minutes=5), **PLUMBING_RETRIES)
+    def watch_fleet() -> int:
+        """Notify each device stale for more than $EDGEOPS_STALE_HOURS (default 24): one notice per device."""
+        from edgeops_airflow.fleet_watch import watch
+        from edgeops_airflow.reliability import fatal_is_final
+
+        with fatal_is_final():
+            return watch()
+
+    watch_fleet()  # no upstream: the fleet is watched every night, whatever the training does

@@ -12,6 +12,8 @@ from typing import Any
 from airflow.sdk import DAG, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
 from edgeops_airflow.fan_out import fan_out, succeeded
+from edgeops_airflow.notify import task_failed
+from edgeops_airflow.reliability import PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 
 from tasks.core.config import BenchConfig, DeployConfig
@@ -51,28 +53,36 @@ with DAG(
     tags=["edgeops", "rollout", "raspberry-pi"],
 ) as dag:
 
-    @task(multiple_outputs=True, retries=0)
+    @task(multiple_outputs=True, on_failure_callback=task_failed, **PLUMBING_RETRIES)
     def plan() -> dict[str, Any]:  # a RolloutPlan
-        """Validate the form, the devices and the run (blessed?) before any device is touched."""
+        """Validate the form, the devices and the run (blessed?) before any device is touched: bad input fails
+        at once, an infrastructure error is retried."""
+        from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import plan as make_plan
 
         ctx = get_current_context()
-        return make_plan(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0,
-                         ctx.get("triggering_asset_events")).to_xcom()
+        with fatal_is_final():
+            return make_plan(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0,
+                             ctx.get("triggering_asset_events")).to_xcom()
 
-    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
+    @task(trigger_rule="all_done", multiple_outputs=False, **PLUMBING_RETRIES)
     def canary_gate(plan: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:  # a CanaryVerdict
+        from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import judge_canary
 
-        return judge_canary(plan, deploys, benches)
+        with fatal_is_final():
+            return judge_canary(plan, deploys, benches)
 
-    @task(trigger_rule="all_done", retries=0, multiple_outputs=False)
+    # a failed canary, a rollback or too many failed devices fail record with the reasons: that notifies
+    @task(trigger_rule="all_done", multiple_outputs=False, on_failure_callback=task_failed, **PLUMBING_RETRIES)
     def record(plan: dict[str, Any], verdict: Any, canary: Any, promoted: Any, waves: Any, canary_bench: Any,
                wave_bench: Any, switched_back: Any, rolled_back: Any) -> dict[str, Any]:  # a RolloutRecord
+        from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import finish
 
-        return finish(plan, verdict, [canary, promoted, waves], [canary_bench, wave_bench],
-                      [switched_back, rolled_back], get_current_context()["run_id"])
+        with fatal_is_final():  # a failed rollout is AirflowFailException: written, then final
+            return finish(plan, verdict, [canary, promoted, waves], [canary_bench, wave_bench],
+                          [switched_back, rolled_back], get_current_context()["run_id"])
 
     p = plan()
     common: dict[str, Any] = {"rollout_id": p["rollout_id"], "config": p["config"], "pool": DEVICE_POOL,

@@ -12,8 +12,10 @@ from typing import Any
 
 from airflow.sdk import task
 
+from edgeops_airflow.reliability import PLUMBING_RETRIES
 
-@task(retries=0, execution_timeout=timedelta(minutes=2), trigger_rule="all_done")
+
+@task(execution_timeout=timedelta(minutes=2), trigger_rule="all_done", **PLUMBING_RETRIES)
 def succeeded(results: Any) -> list[Any]:
     """The outputs of a mapped task's instances that succeeded (failed ones pushed nothing). A task expanded
     directly over a mapped task is upstream_failed as a whole when one instance fails; expanding over this
@@ -21,7 +23,7 @@ def succeeded(results: Any) -> list[Any]:
     return [r for r in list(results or []) if r]
 
 
-@task(retries=0, execution_timeout=timedelta(minutes=2))
+@task(execution_timeout=timedelta(minutes=2), **PLUMBING_RETRIES)
 def fan_out(record: dict[str, Any], field: str) -> list[Any]:
     """``record[field]`` as this task's return value, so a downstream task can ``expand`` over it."""
     return list(record[field])

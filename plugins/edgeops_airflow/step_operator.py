@@ -75,8 +75,10 @@ class StepOperator(BaseOperator):
                            self.step_env() if env is None else env, self.log)
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from edgeops_airflow.reliability import fault_point
         from edgeops_airflow.runners import runner_for
 
+        fault_point(self.task_id)
         request = self.request()
         self.log.info("step %s of run %s on the %s runner", self.step, self.run_id, request.config.execution.runner)
         self._runner = runner_for(request)

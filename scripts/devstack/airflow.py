@@ -34,6 +34,9 @@ ENV_FILE = HOME / "airflow.env"
 SECRETS = HOME / "secrets.json"
 CONNECTIONS = HOME / "connections.json"
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# Started only once the api-server answers its health check: a task the scheduler queues before that would
+# reach a server still starting, time out and fail a night (issue 20: the 02:00 run lost at a 02:31 restart).
+AFTER_API = ("scheduler", "triggerer")
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 
 
@@ -68,6 +71,19 @@ def _secrets() -> dict:
     return values
 
 
+# The task -> api-server client (every task's supervisor talks to it for its state, XCom, connections). Defaults:
+# 5 s timeout, 5 retries waiting 1..90 s (all over after ~31 s). On 2 cores the api-server shares the CPUs with a
+# TensorFlow step and the scheduler; right after a restart it answers its first calls in 5-20 s, so the default
+# timeout fails a task (httpx.ReadTimeout) that a patient client would have run. 30 s per call, 8 tries waiting
+# 2..30 s rides out ~3 minutes of a busy or restarting api-server before the try fails (and is then retried).
+EXECUTION_API_CLIENT = {
+    "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "8",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MIN": "2",
+    "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "30",
+}
+
+
 def settings(cfg: dict) -> dict[str, str]:
     """Everything Airflow needs, as environment variables (no airflow.cfg edits)."""
     a, s = cfg["airflow"], _secrets()
@@ -91,6 +107,7 @@ def settings(cfg: dict) -> dict[str, str]:
         "AIRFLOW__API_AUTH__JWT_SECRET": s["jwt_secret"],
         "AIRFLOW__API__SECRET_KEY": s["api_secret_key"],
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        **EXECUTION_API_CLIENT,
         "PYTHONPATH": str(REPO),
         "EDGEOPS_REPO": str(REPO),
         names.ENV_FLEET: str(STATE / "fleet.json"),  # the running devices' inventory (`up` writes it)
@@ -126,6 +143,21 @@ def _run(args: list[str], env: dict, log: Path, what: str) -> None:
         )
 
 
+def _start(components: list[str], env: dict) -> dict[str, subprocess.Popen]:
+    procs = {}
+    for comp in components:
+        pid = running(f"airflow-{comp}")
+        if pid:
+            print(f"airflow {comp}: already running (pid {pid})")
+            continue
+        # task logs are read from local files by the api-server: no need for the 0.0.0.0:8793 log server
+        extra = ["--skip-serve-logs"] if comp in ("scheduler", "triggerer") else []
+        log = LOGS / f"airflow-{comp}.log"
+        procs[comp] = spawn(f"airflow-{comp}", [airflow_bin(), comp, *extra], log, env)
+        print(f"airflow {comp}: started (pid {procs[comp].pid}), log {log}")
+    return procs
+
+
 def up(cfg: dict, connections: dict) -> None:
     HOME.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)
@@ -141,17 +173,7 @@ def up(cfg: dict, connections: dict) -> None:
           "rollout device tasks (deploy, benchmark, switch) in flight at once"], env, setup_log, "device pool")
     print(f"airflow: db migrated, {len(connections)} connections imported, pool {names.DEVICE_POOL} "
           f"({names.DEFAULT_DEVICE_POOL_SLOTS} slots) (log {setup_log})")
-    procs = {}
-    for comp in COMPONENTS:
-        pid = running(f"airflow-{comp}")
-        if pid:
-            print(f"airflow {comp}: already running (pid {pid})")
-            continue
-        # task logs are read from local files by the api-server: no need for the 0.0.0.0:8793 log server
-        extra = ["--skip-serve-logs"] if comp in ("scheduler", "triggerer") else []
-        log = LOGS / f"airflow-{comp}.log"
-        procs[comp] = spawn(f"airflow-{comp}", [airflow_bin(), comp, *extra], log, env)
-        print(f"airflow {comp}: started (pid {procs[comp].pid}), log {log}")
+    procs = _start([c for c in COMPONENTS if c not in AFTER_API], env)
     took = wait_for(
         lambda: http_ok(health_url(cfg)),
         f"Airflow api-server at {health_url(cfg)}",
@@ -159,13 +181,15 @@ def up(cfg: dict, connections: dict) -> None:
         180,
         procs.get("api-server"),
     )
+    print(f"airflow: api-server healthy after {took:.1f}s; starting {', '.join(AFTER_API)}")
+    procs.update(_start(list(AFTER_API), env))
     for comp, proc in procs.items():
         if proc.poll() is not None:
             raise DevstackError(
                 f"airflow {comp} exited with code {proc.returncode}; see "
                 f"{LOGS / f'airflow-{comp}.log'}\n{tail(LOGS / f'airflow-{comp}.log')}"
             )
-    print(f"airflow: UI/API healthy at {url(cfg)} after {took:.1f}s")
+    print(f"airflow: UI/API healthy at {url(cfg)}")
 
 
 def down() -> None:

@@ -67,6 +67,12 @@ class AirflowApi:
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
 
+    def newest_run(self, dag_id: str) -> dict[str, Any] | None:
+        """The DAG's newest run (by run_after) as the API describes it, or None when it never ran."""
+        reply = self._request("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns?order_by=-run_after&limit=1")
+        runs = reply.get("dag_runs")
+        return dict(runs[0]) if isinstance(runs, list) and runs else None
+
     def wait(self, dag_id: str, run_id: str, timeout_s: float = 3600, poll_s: float = 5.0,
              progress: Any = None) -> str:
         """Poll until the run is ``success`` or ``failed``; return that state. ``progress(state)`` on changes."""

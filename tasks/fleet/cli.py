@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from tasks.core import names
 from tasks.core.modes import QUANT_MODES
@@ -65,13 +66,33 @@ def cmd_status(args: argparse.Namespace) -> None:
     rows = status.fleet_status(store, inventory, records)
     if args.check:
         rows = [status.check(row, inventory.device(row.device), status.read_with_env_connection) for row in rows]
+    nights = _last_nights(store)
     if args.json:
-        print(json.dumps(status.to_json(rows, records, args.check), indent=2))
+        print(json.dumps({**status.to_json(rows, records, args.check), "nights": nights.to_xcom()}, indent=2))
         return
     columns = status.CHECK_COLUMNS if args.check else status.COLUMNS
     print(runs.format_table(status.table_rows(rows), columns))
     if records:
         print(f"\nnewest rollout: {records[0].summary()}")
+    print("\n" + "\n".join(night_lines(nights)))
+
+
+def _last_nights(store: Any) -> Any:
+    """The newest blessed run and the newest nightly (state from Airflow if it answers within 5 s)."""
+    from tasks.fleet.airflow_api import AirflowApi
+    from tasks.fleet.nights import last_nights
+
+    api = AirflowApi.from_env()
+    api.timeout = 5.0
+    return last_nights(store, api)
+
+
+def night_lines(nights: Any) -> list[str]:
+    import datetime as dt
+
+    from tasks.fleet.nights import lines
+
+    return lines(nights, dt.datetime.now(dt.UTC))
 
 
 def cmd_trigger(args: argparse.Namespace) -> None:

@@ -17,7 +17,7 @@ from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from edgeops_airflow.ui.links import object_path
+from edgeops_airflow.ui.links import object_url
 from tasks.core import keys
 from tasks.core.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 
@@ -44,7 +44,7 @@ def fleet() -> HTMLResponse:
         inventory = load_inventory()
     except EdgeOpsError as exc:
         raise HTTPException(status_code=500, detail=f"fleet inventory: {exc}") from exc
-    return HTMLResponse(render(fleet_page(_store(), inventory), object_path))
+    return HTMLResponse(render(fleet_page(_store(), inventory), object_url))
 
 
 @app.get("/object/{key:path}")

@@ -7,7 +7,7 @@ URL under ``_link_<class>``, which the REST API's extra-links endpoint returns.
 
 Where they point:
 
-* **Report**, **Device record**, **Rollout report**: ``<airflow>/edgeops/object/<key>`` on the Fleet app
+* **Report**, **Device record**, **Rollout report**: ``/edgeops/object/<key>`` on the Fleet app
   (``fleet_app.py``), which checks the user's Airflow login and redirects to a fresh presigned URL of the
   object. A presigned URL stored in XCom would expire after 7 days; this link does not.
 * **Artifacts**: the run's folder in the MinIO console. Its address is the ``console_url`` of the store's
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlparse
 
 from airflow.sdk import BaseOperatorLink
 
@@ -29,11 +29,12 @@ APP_PREFIX = "/edgeops"  # where the plugin mounts the Fleet app in the api-serv
 CONSOLE_URL_EXTRA = "console_url"  # the store connection's extra naming the MinIO console
 
 
-def airflow_url() -> str:
-    """The api-server's public address (``[api] base_url``), without a trailing slash."""
+def airflow_root() -> str:
+    """The path the api-server is served under (of ``[api] base_url``; "" at the root). The links keep no host:
+    the UI resolves them against the address the user reached it on (a proxy, another port)."""
     from airflow.configuration import conf
 
-    return conf.get("api", "base_url", fallback="http://localhost:8080").rstrip("/")
+    return urlparse(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
 
 
 def object_path(key: str) -> str:
@@ -42,7 +43,7 @@ def object_path(key: str) -> str:
 
 
 def object_url(key: str) -> str:
-    return f"{airflow_url()}{object_path(key)}"
+    return f"{airflow_root()}{object_path(key)}"
 
 
 def console_folder_url(conn_id: str, bucket: str, prefix: str) -> str:

@@ -26,7 +26,8 @@ status: install
 demo: install              ## start the stack, run the nightly DAG once through Airflow, print the summary
 	$(PY) -m scripts.demo
 
-test: install              ## unit + integration tests; starts/stops the services it needs
+test: install              ## unit + integration tests (and the browser test: chromium via apt); starts/stops services
+	scripts/chromium.sh
 	scripts/run_tests.sh -m "not containers and not compose"
 
 test-containers: install   ## the containers tier (.ci/run): step image + arm64 Pi, then the compose stack

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, get_current_context, task
+from airflow.sdk import DAG, TaskGroup, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
 from edgeops_airflow.fan_out import fan_out, succeeded
 from edgeops_airflow.notify import task_failed
 from edgeops_airflow.reliability import PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
+from edgeops_airflow.ui.links import ROLLOUT_LINKS
 
 from tasks.core.config import BenchConfig, DeployConfig
 from tasks.core.names import DEVICE_POOL
@@ -79,7 +80,9 @@ with DAG(
                wave_bench: Any, switched_back: Any, rolled_back: Any) -> dict[str, Any]:  # a RolloutRecord
         from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import finish
+        from edgeops_airflow.ui.links import persist_rollout_link
 
+        persist_rollout_link(get_current_context(), plan["rollout_id"])  # the report exists even if it failed
         with fatal_is_final():  # a failed rollout is AirflowFailException: written, then final
             return finish(plan, verdict, [canary, promoted, waves], [canary_bench, wave_bench],
                           [switched_back, rolled_back], get_current_context()["run_id"])
@@ -90,21 +93,26 @@ with DAG(
                               "execution_timeout": DEVICE_TASK_TIMEOUT}
     bench_common = {**common, "map_index_template": "{{ task.deploy['device'] }}"}
 
-    canary = DeviceDeployOperator.partial(task_id="canary_deploy", verdict=p["verdict"], **common).expand(
-        target=fan_out.override(task_id="canaries")(p, "canary"))
-    canary_bench = DeviceBenchmarkOperator.partial(task_id="canary_benchmark", **bench_common).expand(
-        deploy=succeeded.override(task_id="canaries_deployed")(canary.output))
-    verdict = canary_gate(p, canary.output, canary_bench.output)
-    promoted = DeviceDeployOperator.partial(task_id="promote", action=SwitchAction.PROMOTE, verdict=p["verdict"],
-                                            **common).expand(target=fan_out.override(task_id="promotions")(
-                                                verdict, "promote"))
-    waves = DeviceDeployOperator.partial(task_id="wave_deploy", verdict=p["verdict"], **common).expand(
-        target=fan_out.override(task_id="later_waves")(verdict, "later"))
-    wave_bench = DeviceBenchmarkOperator.partial(task_id="wave_benchmark", **bench_common).expand(
-        deploy=succeeded.override(task_id="waves_deployed")(waves.output))
-    switched_back = DeviceSwitchOperator.partial(task_id="switch_back", **common).expand(
-        target=fan_out.override(task_id="canary_rollbacks")(verdict, "rollback"))
-    rolled_back = DeviceSwitchOperator.partial(task_id="rollback", **common).expand(
-        target=fan_out.override(task_id="rollbacks")(p, "switches"))
-    record(p, verdict, canary.output, promoted.output, waves.output, canary_bench.output, wave_bench.output,
-           switched_back.output, rolled_back.output)
+    # The grid shows three groups; the fan-out tasks inside them only reshape records for `expand`.
+    with TaskGroup("canary", tooltip="wave 0: deploy, benchmark on the device, gate, then promote or switch back"):
+        canary = DeviceDeployOperator.partial(task_id="deploy", verdict=p["verdict"], **common).expand(
+            target=fan_out.override(task_id="targets")(p, "canary"))
+        canary_bench = DeviceBenchmarkOperator.partial(task_id="benchmark", **bench_common).expand(
+            deploy=succeeded.override(task_id="deployed")(canary.output))
+        verdict = canary_gate.override(task_id="gate")(p, canary.output, canary_bench.output)
+        promoted = DeviceDeployOperator.partial(task_id="promote", action=SwitchAction.PROMOTE,
+                                                verdict=p["verdict"], **common).expand(
+            target=fan_out.override(task_id="promotions")(verdict, "promote"))
+        switched_back = DeviceSwitchOperator.partial(task_id="switch_back", **common).expand(
+            target=fan_out.override(task_id="switch_backs")(verdict, "rollback"))
+    with TaskGroup("waves", tooltip="the later waves: deploy their group's variant, benchmark on the device"):
+        waves = DeviceDeployOperator.partial(task_id="deploy", verdict=p["verdict"], **common).expand(
+            target=fan_out.override(task_id="targets")(verdict, "later"))
+        wave_bench = DeviceBenchmarkOperator.partial(task_id="benchmark", **bench_common).expand(
+            deploy=succeeded.override(task_id="deployed")(waves.output))
+    with TaskGroup("rollback", tooltip="action=rollback: switch the devices asked for to a release they keep"):
+        rolled_back = DeviceSwitchOperator.partial(task_id="switch", **common).expand(
+            target=fan_out.override(task_id="targets")(p, "switches"))
+    done = record(p, verdict, canary.output, promoted.output, waves.output, canary_bench.output, wave_bench.output,
+                  switched_back.output, rolled_back.output)
+    done.operator.operator_extra_links = ROLLOUT_LINKS  # Rollout report (edgeops_airflow/ui/links.py)

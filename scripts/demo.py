@@ -196,6 +196,7 @@ def main() -> int:
     rollout_summary(run_key(rollout_id))
     fleet_status()
     print(f"\nRollout        {af.url(cfg)}/dags/{ROLLOUT_DAG_ID}")
+    print(f"Fleet page     {af.url(cfg)}/plugin/edgeops-fleet  (in the Airflow UI: Browse > Fleet)")
     return 0 if rollout_state == "success" else 1
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from edgeops_airflow.device_transport import DeviceTransport, label_for
+from edgeops_airflow.ui.links import DEVICE_LINKS, persist_device_link
 from tasks.core import keys
 from tasks.core.names import ARTIFACTS_BUCKET, MINIO_CONN_ID
 from tasks.fleet.records import SwitchAction
@@ -43,6 +44,7 @@ def _first_try(context: Any) -> bool:
 
 class _DeviceOperator(BaseOperator):
     ui_color = "#fdf1e0"
+    operator_extra_links = DEVICE_LINKS  # Device record (edgeops_airflow/ui/links.py)
 
     def __init__(self, *, rollout_id: str, config: Any, artifacts_conn_id: str = MINIO_CONN_ID,
                  bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
@@ -96,6 +98,14 @@ class _DeviceOperator(BaseOperator):
             variant=variant or variant_of_release, rollout_id=self.rollout_id, action=action,
             switched_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), group=target.group, arch=arch)
         self._store().put_json(keys.device_state(target.device), state.to_xcom())
+
+    def _subject(self) -> Any:
+        """The record naming this task's device (a DeviceTask's or DeployResult's XCom): its ``device`` key."""
+        return self.target
+
+    def pre_execute(self, context: Any) -> None:
+        super().pre_execute(context)
+        persist_device_link(context, str(self._subject()["device"]))
 
     def on_kill(self) -> None:
         if self._transport is not None:
@@ -215,6 +225,9 @@ class DeviceBenchmarkOperator(_DeviceOperator):
     def __init__(self, *, deploy: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.deploy = deploy
+
+    def _subject(self) -> Any:
+        return self.deploy
 
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases

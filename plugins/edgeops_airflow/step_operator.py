@@ -16,6 +16,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from edgeops_airflow.ui.links import STEP_LINKS, persist_run_links
 from tasks.core.names import ARTIFACTS_BUCKET, ENV_CODE_VERSION, MINIO_CONN_ID
 
 
@@ -38,6 +39,7 @@ class StepOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("run_id", "config", "inputs", "mode")
     ui_color = "#e8f4ea"
+    operator_extra_links = STEP_LINKS  # Report, Artifacts (edgeops_airflow/ui/links.py)
 
     def __init__(self, *, step: str, run_id: str, config: Any, inputs: Any = None, mode: str | None = None,
                  artifacts_conn_id: str = MINIO_CONN_ID, bucket: str = ARTIFACTS_BUCKET, **kwargs: Any) -> None:
@@ -79,6 +81,7 @@ class StepOperator(BaseOperator):
         from edgeops_airflow.runners import runner_for
 
         fault_point(self.task_id)
+        persist_run_links(context, self.run_id, self.artifacts_conn_id, self.bucket)
         request = self.request()
         self.log.info("step %s of run %s on the %s runner", self.step, self.run_id, request.config.execution.runner)
         self._runner = runner_for(request)

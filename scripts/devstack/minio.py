@@ -176,5 +176,6 @@ def connection(cfg: dict) -> dict:
         "conn_type": "aws",
         "login": access,
         "password": secret,
-        "extra": {"endpoint_url": endpoint(cfg), "region_name": "us-east-1"},
+        # console_url: the MinIO console, for the Artifacts extra link (plugins/edgeops_airflow/ui/links.py)
+        "extra": {"endpoint_url": endpoint(cfg), "region_name": "us-east-1", "console_url": console_url(cfg)},
     }

@@ -33,7 +33,7 @@ NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate
 ROLLOUT = demo.ROLLOUT_DAG_ID  # deploy + benchmark
 MODES = {"fp32", "fp16", "dynamic", "int8"}
 DEVICES = ["pi1", "pi2", "pi_arm64"]  # config/fleet.json: pi1 the canary, pi2 and pi_arm64 in wave 1
-BENCH_TASKS = ("canary_benchmark", "wave_benchmark")
+BENCH_TASKS = ("canary.benchmark", "waves.benchmark")
 MINIO = f"http://127.0.0.1:{os.environ.get('EDGEOPS_MINIO_PORT', '19000')}"
 DEVICE_TIMEOUT_S = int(os.environ.get("EDGEOPS_COMPOSE_DEVICE_TIMEOUT", "900"))
 

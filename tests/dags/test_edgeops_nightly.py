@@ -49,3 +49,10 @@ def test_announce_emits_the_blessed_model_asset_the_rollout_is_scheduled_on(dag)
 def test_every_param_is_typed(dag):
     for name, param in dag.params.items():
         assert "type" in param.schema, name
+
+
+def test_steps_link_the_report_and_the_artifacts(dag):
+    steps = [t for t in dag.tasks if type(t).__name__ == "StepOperator" or t.task_id == "quantize"]
+    assert {t.task_id for t in steps} >= {"train", "quantize", "evaluate", "gate", "publish"}
+    for t in steps:
+        assert [link.name for link in t.operator_extra_links] == ["Report", "Artifacts"], t.task_id

@@ -21,13 +21,41 @@ def nightly_run(request):
 
     from tests.conftest import REPO
 
-    stack_env = request.getfixturevalue("stack_env")
+    request.getfixturevalue("stack_env")
     request.getfixturevalue("airflow_db")
     request.getfixturevalue("digits")
     mp = pytest.MonkeyPatch()
-    export_connections(mp, stack_env["connections"])
+    export_connections(mp, request.getfixturevalue("ui_connections"))  # the store's names the MinIO console
     try:
         dag_file = REPO / "dags" / "edgeops_nightly.py"
         return DagBag(dag_folder=str(dag_file)).dags["edgeops_nightly"].test(run_conf={"profile": "tiny"})
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def ui_connections(stack_env) -> dict:
+    """The stack's connections, the store's as ``scripts.devstack`` writes it now (with the console URL)."""
+    from scripts.devstack.common import load_stack
+    from scripts.devstack.minio import connection
+    from tasks.core.names import MINIO_CONN_ID
+
+    minio = {**stack_env["connections"][MINIO_CONN_ID]}
+    minio["extra"] = {**minio["extra"], "console_url": connection(load_stack())["extra"]["console_url"]}
+    return {**stack_env["connections"], MINIO_CONN_ID: minio}
+
+
+@pytest.fixture(scope="session")
+def airflow_ui(tmp_path_factory, airflow_db, ui_connections):
+    """An api-server with auth ON on the tests' metadata DB (tests/integration/airflow_ui.py)."""
+    from airflow.configuration import conf
+
+    from tests.conftest import STATE_DIR
+    from tests.integration import airflow_ui as ui
+
+    server, proc = ui.start(tmp_path_factory.mktemp("airflow-ui"), conf.get("database", "sql_alchemy_conn"),
+                            ui_connections, STATE_DIR / "fleet.json")
+    try:
+        yield server
+    finally:
+        ui.stop(proc)

@@ -120,7 +120,7 @@ def test_canary_then_later_wave(blessed_run, rollout, stack_env, extra_devices, 
     choice = record["choices"]["sim"]
     assert choice["variant"] and choice["measured_on"] == ["pi1"], choice
     by_device = {d["device"]: d for d in record["devices"]}
-    assert states["wave_deploy"] == {"success"} and len(by_device) == 4
+    assert states["waves.deploy"] == {"success"} and len(by_device) == 4
     for name in ("pi1", "pi2", "pi3", "pi4"):
         assert by_device[name]["status"] == "switched"
         assert by_device[name]["release"] == f"{blessed_run}.{choice['variant']}"
@@ -141,7 +141,7 @@ def test_a_canary_over_budget_stops_the_rollout_and_is_switched_back(blessed_run
     dag_run = rollout(_fleet(tmp_path, FOUR, p95_ms=0.001), run_id=blessed_run, variant="fp32")
     states = _states(dag_run)
     assert "failed" in str(dag_run.state).lower(), states
-    assert states["switch_back"] == {"success"} and states["wave_deploy"] <= {"skipped", "None"}, states
+    assert states["canary.switch_back"] == {"success"} and states["waves.deploy"] <= {"skipped", "None"}, states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
     assert record["status"] == "canary_failed"
     assert any("p95" in r and "budget 0.001" in r for r in record["choices"]["sim"]["reasons"]), record
@@ -185,7 +185,7 @@ def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp
     fleet = _fleet(tmp_path, [("pi1", 0)])
     dag_run = rollout(fleet, devices=["nope"])
     states = _states(dag_run)
-    assert states["plan"] == {"failed"} and states["canary_deploy"] == {"upstream_failed"}, states
+    assert states["plan"] == {"failed"} and states["canary.deploy"] == {"upstream_failed"}, states
 
 
 def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run, rollout, stack_env, monkeypatch,
@@ -211,7 +211,7 @@ def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run
     assert by_device == {"pi1": "switched", "pi2": "switched", "ghost": "failed", "spare": "skipped"}, record
     assert any("within max_failed=1" in r and "ghost" in r and "spare" not in r for r in record["reasons"])
     tries = {ti.map_index: (str(ti.state), ti.try_number) for ti in dag_run.get_task_instances()
-             if ti.task_id == "wave_deploy"}
+             if ti.task_id == "waves.deploy"}
     assert sorted(s for s, _ in tries.values()) == ["failed", "skipped", "success"], tries
     assert [n for s, n in tries.values() if s == "skipped"] == [1], tries  # skipped on its first try
     pi2 = next(d for d in record["devices"] if d["device"] == "pi2")

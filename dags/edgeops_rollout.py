@@ -78,16 +78,17 @@ with DAG(
                               "map_index_template": "{{ task.target['device'] }}",
                               "execution_timeout": DEVICE_TASK_TIMEOUT}
     bench_common = {**common, "map_index_template": "{{ task.deploy['device'] }}"}
+    shipped = {"verdict": p["verdict"], "manifest": p["manifest"]}  # the pinned manifest version, signed for
 
-    canary = DeviceDeployOperator.partial(task_id="canary_deploy", verdict=p["verdict"], **common).expand(
+    canary = DeviceDeployOperator.partial(task_id="canary_deploy", **shipped, **common).expand(
         target=fan_out.override(task_id="canaries")(p, "canary"))
     canary_bench = DeviceBenchmarkOperator.partial(task_id="canary_benchmark", **bench_common).expand(
         deploy=succeeded.override(task_id="canaries_deployed")(canary.output))
     verdict = canary_gate(p, canary.output, canary_bench.output)
-    promoted = DeviceDeployOperator.partial(task_id="promote", action="promote", verdict=p["verdict"],
+    promoted = DeviceDeployOperator.partial(task_id="promote", action="promote", **shipped,
                                             **common).expand(target=fan_out.override(task_id="promotions")(
                                                 verdict, "promote"))
-    waves = DeviceDeployOperator.partial(task_id="wave_deploy", verdict=p["verdict"], **common).expand(
+    waves = DeviceDeployOperator.partial(task_id="wave_deploy", **shipped, **common).expand(
         target=fan_out.override(task_id="later_waves")(verdict, "later"))
     wave_bench = DeviceBenchmarkOperator.partial(task_id="wave_benchmark", **bench_common).expand(
         deploy=succeeded.override(task_id="waves_deployed")(waves.output))

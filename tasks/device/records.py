@@ -6,6 +6,7 @@ Each is a frozen dataclass with one writer (the device operation) and one reader
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass, field
 from shlex import quote
@@ -91,3 +92,18 @@ def parse_listing(out: str) -> OnDevice:
     head, _, tail = out.partition(LISTING_SEPARATOR)
     current = posixpath.basename(head.strip().rstrip("/")) or None
     return OnDevice(current=current, kept=tuple(line.strip() for line in tail.splitlines() if line.strip()))
+
+
+def bench_doc(stdout: str) -> dict[str, Any]:
+    """bench.py's JSON document (its last stdout line), or {} when it printed none."""
+    try:
+        doc = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def bench_error(stdout: str) -> str | None:
+    """The message of bench.py's error document (a delegate that did not load or apply), if it printed one."""
+    error = bench_doc(stdout).get("error")
+    return str(error.get("message")) if isinstance(error, dict) else None

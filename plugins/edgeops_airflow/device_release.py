@@ -334,26 +334,33 @@ class DeviceReleases:
             raise UntrustedReleaseError(f"{self.t.who}: a rollback needs the release signer (a new statement)")
         staging = posixpath.join(self.root, layout.STAGING, uuid.uuid4().hex)
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
-            rc, out = self._run(f"test -f {quote(final)}/{layout.SUMS} && cat {quote(final)}/{layout.STATEMENT}",
-                                "release check", check=False)
+            rc, out = self._run(f"test -f {quote(final)}/{layout.SUMS} && {{ cat {quote(final)}/{layout.STATEMENT} "
+                                "2>/dev/null || true; }", "release check", check=False)
             if rc != 0:
-                raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to, "
-                                           "or it has no signed statement (deployed before signing: deploy its "
-                                           "run again)")
-            try:
-                statement = trust.resign(json.loads(out))
-            except (ValueError, IntegrityError) as exc:
-                raise UntrustedReleaseError(f"{self.t.who}: release {to_release}: {exc}") from None
-            self._run(f"mkdir -p {quote(staging)}", "staging the statement")
-            device_trust.pin(self.t, self.root, trust, self.cfg.upload_timeout_s)
-            device_trust.put_statement(self.t, staging, statement, self.cfg.upload_timeout_s)
-            if not self._accept_in_place(to_release, final, staging):
-                raise DeviceError(f"{self.t.who}: release {to_release} is damaged on the device: roll out its run "
-                                  "again (that repairs it), or roll back to another release")
+                raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to")
+            if out.strip():
+                self._accept_resigned(to_release, final, staging, out, trust)
+            else:  # kept from before signing: accepted then; only its hashes can be checked (sha256sum -c)
+                log.warning("%s: %s has no signed statement (deployed before signing)", self.t.who, to_release)
+                self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}; }}",
+                              f"verifying {to_release}", self.cfg.command_timeout_s)
             previous = self.current_release()
             self._switch_check_prune(to_release, previous if previous != to_release else None,
                                      runtime or RuntimeOptions(threads=SMOKE_THREADS), previous)
         return Switched(release=to_release, previous=previous)
+
+    def _accept_resigned(self, release: str, final: str, staging: str, kept: str, trust: Trust) -> None:
+        """The kept release's statement, checked and signed again (a new sequence), verified in place."""
+        try:
+            statement = trust.resign(json.loads(kept))
+        except (ValueError, IntegrityError) as exc:
+            raise UntrustedReleaseError(f"{self.t.who}: release {release}: {exc}") from None
+        self._run(f"mkdir -p {quote(staging)}", "staging the statement")
+        device_trust.pin(self.t, self.root, trust, self.cfg.upload_timeout_s)
+        device_trust.put_statement(self.t, staging, statement, self.cfg.upload_timeout_s)
+        if not self._accept_in_place(release, final, staging):
+            raise DeviceError(f"{self.t.who}: release {release} is damaged on the device: roll out its run again "
+                              "(that repairs it), or roll back to another release")
 
     def remove_current(self) -> Switched:
         """Remove ``current`` (a canary that had no release before its first deploy goes back to none)."""

@@ -17,5 +17,5 @@ def release_trust(conn_id: str = names.SIGNING_CONN_ID) -> Trust:
         conn = BaseHook.get_connection(conn_id)
     except Exception as exc:  # noqa: BLE001 - AirflowNotFoundException and friends: all mean "not usable"
         raise ConfigError(f"no Airflow connection {conn_id!r} (the release signing key): the dev stack creates "
-                          "it; elsewhere run `edgeops trust init` and import the connection it prints") from exc
+                          "it; elsewhere add it: password = a hex Ed25519 seed (see tasks/device/signing.py)") from exc
     return trust_from_connection(conn.password, conn.extra_dejson)

@@ -114,7 +114,7 @@ def trust_from_connection(password: str | None, extra: dict[str, Any]) -> Trust:
     """The ``edgeops_signing`` connection's fields -> Trust; one ConfigError says what to fix."""
     if not password:
         raise ConfigError("connection edgeops_signing has no password: put the hex Ed25519 seed there "
-                          "(`edgeops trust rotate` or scripts/devstack creates one)")
+                          "(the dev stack creates one; `python -m scripts.devstack rotate-key` rotates it)")
     accepted = extra.get("accepted", [])
     if not isinstance(accepted, list) or not all(isinstance(k, str) and len(k) == 64 for k in accepted):
         raise ConfigError("connection edgeops_signing: extra.accepted must be a list of hex Ed25519 public keys")

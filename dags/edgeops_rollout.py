@@ -92,21 +92,22 @@ with DAG(
                               "map_index_template": "{{ task.target['device'] }}",
                               "execution_timeout": DEVICE_TASK_TIMEOUT}
     bench_common = {**common, "map_index_template": "{{ task.deploy['device'] }}"}
+    shipped = {"verdict": p["verdict"], "manifest": p["manifest"]}  # the pinned manifest version, signed for
 
     # The grid shows three groups; the fan-out tasks inside them only reshape records for `expand`.
     with TaskGroup("canary", tooltip="wave 0: deploy, benchmark on the device, gate, then promote or switch back"):
-        canary = DeviceDeployOperator.partial(task_id="deploy", verdict=p["verdict"], **common).expand(
+        canary = DeviceDeployOperator.partial(task_id="deploy", **shipped, **common).expand(
             target=fan_out.override(task_id="targets")(p, "canary"))
         canary_bench = DeviceBenchmarkOperator.partial(task_id="benchmark", **bench_common).expand(
             deploy=succeeded.override(task_id="deployed")(canary.output))
         verdict = canary_gate.override(task_id="gate")(p, canary.output, canary_bench.output)
         promoted = DeviceDeployOperator.partial(task_id="promote", action=SwitchAction.PROMOTE,
-                                                verdict=p["verdict"], **common).expand(
+                                                **shipped, **common).expand(
             target=fan_out.override(task_id="promotions")(verdict, "promote"))
         switched_back = DeviceSwitchOperator.partial(task_id="switch_back", **common).expand(
             target=fan_out.override(task_id="switch_backs")(verdict, "rollback"))
     with TaskGroup("waves", tooltip="the later waves: deploy their group's variant, benchmark on the device"):
-        waves = DeviceDeployOperator.partial(task_id="deploy", verdict=p["verdict"], **common).expand(
+        waves = DeviceDeployOperator.partial(task_id="deploy", **shipped, **common).expand(
             target=fan_out.override(task_id="targets")(verdict, "later"))
         wave_bench = DeviceBenchmarkOperator.partial(task_id="benchmark", **bench_common).expand(
             deploy=succeeded.override(task_id="deployed")(waves.output))

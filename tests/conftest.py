@@ -32,6 +32,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("EDGEOPS_NIGHTLY_DEADLINE_HOURS", "0")
 
 
+def _signing_connection() -> None:
+    """Tests sign releases with their own key (the release signer's connection, as Airflow reads env
+    connections); a test that needs another key sets it itself."""
+    from tasks.device.signing import Trust, connection_doc, generate
+
+    os.environ.setdefault("AIRFLOW_CONN_EDGEOPS_SIGNING", json.dumps(connection_doc(Trust(generate()[0]))))
+
+
+_signing_connection()
+
+
 @pytest.fixture(scope="session")
 def stack_env() -> dict:
     """The running dev stack (real MinIO + sshd devices), as written by scripts/devstack."""

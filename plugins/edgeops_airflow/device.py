@@ -16,9 +16,12 @@ from typing import Any
 from edgeops_airflow.device_release import DeviceReleases
 from edgeops_airflow.device_runtime import DeviceRuntime
 from edgeops_airflow.device_transport import DeviceTransport, label_for
+from edgeops_airflow.device_trust import ReleaseSigning
+from edgeops_airflow.signing import release_trust
 from tasks.core.config import BenchConfig, DeployConfig
 from tasks.device.records import BenchRun, Deployed, DeviceFacts, Provisioned, Switched
 from tasks.device.runtime import RuntimeOptions
+from tasks.device.signing import Trust
 
 __all__ = ["DeviceClient", "label_for"]
 
@@ -40,11 +43,14 @@ class DeviceClient(DeviceTransport):
         return self.runtime.provision()
 
     def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None) -> Deployed:
-        return self.releases.deploy(run_id, files, current_mode, runtime)
+               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None) -> Deployed:
+        """Deploy, signed with ``signing`` (default: the ``edgeops_signing`` connection's key, run id = release)."""
+        signing = signing or ReleaseSigning(release_trust(), run_id)
+        return self.releases.deploy(run_id, files, current_mode, runtime, signing)
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> Switched:
-        return self.releases.rollback(to_release, runtime)
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None
+                 ) -> Switched:
+        return self.releases.rollback(to_release, runtime, trust or release_trust())
 
     def current_release(self) -> str | None:
         return self.releases.current_release()

@@ -120,11 +120,19 @@ class DeviceDeployOperator(_DeviceOperator):
     ``verdict`` the shipped run's ``GateVerdict`` (the artifact refs), ``config`` its resolved config dict.
     """
 
-    template_fields: Sequence[str] = ("target", "verdict", "rollout_id", "config")
+    template_fields: Sequence[str] = ("target", "verdict", "rollout_id", "config", "manifest")
 
-    def __init__(self, *, target: Any, verdict: Any, action: str = SwitchAction.DEPLOY, **kwargs: Any) -> None:
+    def __init__(self, *, target: Any, verdict: Any, action: str = SwitchAction.DEPLOY, manifest: Any = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.target, self.verdict, self.action = target, verdict, action
+        self.target, self.verdict, self.action, self.manifest = target, verdict, action, manifest
+
+    @property
+    def _manifest(self) -> Any:
+        """The pinned manifest version the signed statement names (the plan's ``manifest``), if given."""
+        from tasks.core.results import ArtifactRef
+
+        return ArtifactRef.from_xcom(self.manifest) if self.manifest else None
 
     def _connect(self, target: Any) -> DeviceTransport:
         """The connected transport; an optional device that does not answer skips this deploy (no retry): it
@@ -144,6 +152,8 @@ class DeviceDeployOperator(_DeviceOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from edgeops_airflow.device_release import DeviceReleases
         from edgeops_airflow.device_runtime import DeviceRuntime
+        from edgeops_airflow.device_trust import ReleaseSigning
+        from edgeops_airflow.signing import release_trust
         from tasks.core.results import DeployResult
         from tasks.core.verdict import GateVerdict
         from tasks.fleet.records import DeviceTask
@@ -169,7 +179,9 @@ class DeviceDeployOperator(_DeviceOperator):
                 runtime = runtime_ops.provision()
                 releases = DeviceReleases(transport, cfg.deploy)
                 before = releases.current_release() if _first_try(context) else None
-                result = self._fatal(releases.deploy, target.release, files, target.current, target.runtime)
+                signing = ReleaseSigning(self._fatal(release_trust), target.run_id or target.release,
+                                         {"groups": [target.group]}, self._manifest)
+                result = self._fatal(releases.deploy, target.release, files, target.current, target.runtime, signing)
                 if before == target.release:  # it already ran this very release: switching back = staying
                     result = dataclasses.replace(result, previous=before)
                 self._record_state(target, result.release, result.previous, self.action, facts.arch,
@@ -204,7 +216,9 @@ class DeviceSwitchOperator(_DeviceOperator):
         with self._transport as transport:
             releases = DeviceReleases(transport, cfg.deploy)
             if target.release:
-                result = self._fatal(releases.rollback, target.release, target.runtime)
+                from edgeops_airflow.signing import release_trust
+
+                result = self._fatal(releases.rollback, target.release, target.runtime, self._fatal(release_trust))
             else:
                 result = releases.remove_current()
             self._record_state(target, result.release, result.previous, SwitchAction.ROLLBACK)

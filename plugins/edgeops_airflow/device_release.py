@@ -41,15 +41,24 @@ from pathlib import Path
 from shlex import quote
 from typing import Any
 
+from edgeops_airflow import device_trust
 from edgeops_airflow.device_transport import DeviceTransport
+from edgeops_airflow.device_trust import ReleaseSigning
 from tasks.core.config import BenchConfig, DeployConfig
-from tasks.core.exceptions import DelegateError, DeviceError, ReleaseConflictError
+from tasks.core.exceptions import (
+    DelegateError,
+    DeviceError,
+    IntegrityError,
+    ReleaseConflictError,
+    UntrustedReleaseError,
+)
 from tasks.core.results import FileEntry
 from tasks.core.storage import sha256_file
 from tasks.device import layout
 from tasks.device.layout import DeployExit
-from tasks.device.records import BenchRun, Deployed, Switched
+from tasks.device.records import BenchRun, Deployed, Switched, bench_doc, bench_error
 from tasks.device.runtime import SMOKE_THREADS, RuntimeOptions, runtime_key
+from tasks.device.signing import Trust
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +70,8 @@ _VERIFY_SUMS = (
 
 
 _EXIT_WHAT = {DeployExit.CHECKSUMS: "checksum check (sha256sum -c: corrupted on the way or on disk?)",
-              DeployExit.LOST_LOCK: "the deploy lock was lost (connection dropped?)"}
+              DeployExit.LOST_LOCK: "the deploy lock was lost (connection dropped?)",
+              DeployExit.UNTRUSTED: "the device refused the signed release statement"}
 
 
 def _exit(code: DeployExit) -> str:
@@ -72,21 +82,6 @@ def _exit(code: DeployExit) -> str:
 def _sync(path: str) -> str:
     """fsync the filesystem holding ``path`` (coreutils sync -f), or everything where -f is unknown."""
     return f"{{ sync -f {path} 2>/dev/null || sync; }}"
-
-
-def bench_doc(stdout: str) -> dict[str, Any]:
-    """bench.py's JSON document (its last stdout line), or {} when it printed none."""
-    try:
-        doc = json.loads(stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def bench_error(stdout: str) -> str | None:
-    """The message of bench.py's error document (a delegate that did not load or apply), if it printed one."""
-    error = bench_doc(stdout).get("error")
-    return str(error.get("message")) if isinstance(error, dict) else None
 
 
 def safe_name(name: str, what: str) -> str:
@@ -113,8 +108,8 @@ class DeviceReleases:
 
     # --- deploy -----------------------------------------------------------------------------------------------
     def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None) -> Deployed:
-        """Run the deploy protocol (module docstring) for one release.
+               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None) -> Deployed:
+        """Run the deploy protocol (module docstring) for one release, signed by ``signing``.
 
         The smoke tests run with ``runtime`` (the device group's threads and delegate; default: XNNPACK on one
         thread). Device round trips are few on purpose (each costs a process start on the device): prepare,
@@ -122,6 +117,8 @@ class DeviceReleases:
         """
         smoke = runtime or RuntimeOptions(threads=SMOKE_THREADS)
         safe_name(release_id, "release id")
+        if signing is None:
+            raise UntrustedReleaseError(f"{self.t.who}: a release is deployed only with a signed statement")
         link = layout.variant_file(safe_name(current_mode, "mode"))
         if link not in files or layout.BENCH not in files or layout.SAMPLE not in files:
             raise ReleaseConflictError(f"{self.t.who}: a release needs {link}, {layout.BENCH} and {layout.SAMPLE}; "
@@ -133,23 +130,45 @@ class DeviceReleases:
             entries.append(FileEntry(name=safe_name(name, "file name"), sha256=sha256_file(path),
                                      size_bytes=Path(path).stat().st_size))
         sums = "".join(f"{e.sha256}  {e.name}\n" for e in entries)
+        statement = signing.statement(release_id, current_mode, tuple(entries))
         final = layout.release_path(self.root, release_id)
         staging = posixpath.join(self.root, layout.STAGING, uuid.uuid4().hex)
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
             previous, existing = self._prepare(final, staging)
-            reused = self._existing(final, existing, sums, link)
+            before = previous  # what ran before this attempt: the switch-back target
+            device_trust.pin(self.t, self.root, signing.trust, self.cfg.upload_timeout_s)
+            device_trust.put_statement(self.t, staging, statement, self.cfg.upload_timeout_s)
+            reused = self._existing(final, existing, sums, link) and self._accept_in_place(release_id, final, staging)
             if not reused:
                 meta = {"release": release_id, "files": [e.to_xcom() for e in entries], "previous": previous,
                         "current_variant": current_mode}
-                self._stage_and_rename(staging, final, files, sums, link, meta, smoke)
+                self._stage_and_rename(staging, final, files, sums, link, meta, smoke, existing is not None)
             elif previous == release_id:  # an earlier attempt switched already: report what it replaced
                 meta_file = quote(posixpath.join(final, layout.RELEASE_META))
                 previous = self.t.json(f"cat {meta_file}", f"reading {layout.RELEASE_META}")["previous"]
-            self._switch_check_prune(release_id, previous, smoke)
+            self._switch_check_prune(release_id, previous, smoke, before)
         log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None
         return Deployed(release=release_id, previous=previous, current_variant=current_mode, files=tuple(entries),
                         reused=reused)
+
+    def _accept_in_place(self, release_id: str, final: str, staging: str) -> bool:
+        """A kept release is reused only when its files' actual hashes match (sha256sum -c) and the new signed
+        statement verifies against them; then the statement replaces the release's. False: damaged, rebuild."""
+        stmt, kept = quote(posixpath.join(staging, layout.STATEMENT)), quote(posixpath.join(final, layout.STATEMENT))
+        script = "\n".join([
+            f"cd {quote(final)} || {_exit(DeployExit.OTHER)}", f"{self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}",
+            device_trust.verify_cmd(self.venv_python, self.root, release_id, posixpath.join(staging, layout.STATEMENT)),
+            f"cp {stmt} {kept}.tmp && mv {kept}.tmp {kept} && {_sync('.')} || {_exit(DeployExit.OTHER)}"])
+        try:
+            self._checked(script, f"verifying the kept release {release_id}", self.cfg.command_timeout_s)
+        except DeviceError as exc:
+            if _EXIT_WHAT[DeployExit.CHECKSUMS] not in str(exc):
+                raise
+            log.warning("%s: kept release %s is damaged (%s): uploading it again", self.t.who, release_id, exc)
+            return False
+        log.info("%s: %s is already on the device, intact; reusing it", self.t.who, final)
+        return True
 
     def _prepare(self, final: str, staging: str) -> tuple[str | None, str | None]:
         """Remove stale staging dirs, make ours; return (current release, existing SHA256SUMS + link or None)."""
@@ -169,15 +188,18 @@ class DeviceReleases:
         if existing is None:
             return False
         if existing == f"{sums}LINK {link}\n":
-            log.info("%s: %s is already on the device with identical files; reusing it", self.t.who, final)
-            return True
+            return True  # the same release by its records; its files are checked next (_accept_in_place)
         raise ReleaseConflictError(
             f"{self.t.who}: {final} already exists with different content (or another current variant); "
             "release ids are immutable: deploy under a new run id, or remove that directory on the device")
 
     def _stage_and_rename(self, staging: str, final: str, files: dict[str, str | Path], sums: str, link: str,
-                          meta: dict[str, Any], runtime: RuntimeOptions) -> None:
+                          meta: dict[str, Any], runtime: RuntimeOptions, replace: bool) -> None:
+        """Upload, verify (sums, then the signed statement), smoke, rename; ``replace`` rebuilds a damaged kept
+        release (``_replace_cmd``)."""
         models = sorted(n for n in files if n.endswith(layout.TFLITE_SUFFIX))
+        rename = (self._replace_cmd(staging, final, meta["release"]) if replace else
+                  f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || {_exit(DeployExit.OTHER)}")
         try:
             self.t.put_files(staging, files, {layout.SUMS: sums, layout.RELEASE_META: json.dumps(meta)},
                              self.cfg.upload_timeout_s)
@@ -185,15 +207,33 @@ class DeviceReleases:
             script = "\n".join([
                 f"cd {quote(staging)} || {other}", f"{self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}",
                 f"ln -s {quote(link)} {layout.MODEL} && {_sync('.')} || {other}",
-                f"{self._smoke_cmd(models, runtime)} || {_exit(DeployExit.SMOKE)}", self._guard(),
-                f"mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || {other}"])
+                device_trust.verify_cmd(self.venv_python, self.root, meta["release"], layout.STATEMENT),
+                f"{self._smoke_cmd(models, runtime)} || {_exit(DeployExit.SMOKE)}", self._guard(), rename])
             self._checked(script, "in staging", self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
             self._cleanup(staging, exc)
             raise
 
-    def _switch_check_prune(self, release_id: str, previous: str | None, runtime: RuntimeOptions) -> None:
-        """Protocol steps 4-6 in one device command; on a failed health check, switch back (step 5)."""
+    def _replace_cmd(self, staging: str, final: str, release_id: str) -> str:
+        """Rebuild a damaged kept release from the verified staging dir, never leaving ``current`` dangling:
+        while ``final`` is replaced, ``current`` (if it pointed there) shows a hard-linked copy of the staging dir
+        (``releases/.repair-<uuid>``), then points at the rebuilt release again."""
+        root, other = quote(self.root), _exit(DeployExit.OTHER)
+        repair = posixpath.join(layout.RELEASES, f"{layout.REPAIR_PREFIX}{uuid.uuid4().hex}")
+        target = quote(layout.release_link(release_id))
+        return "\n".join([
+            f"cp -al {quote(staging)} {root}/{quote(repair)} || {other}",
+            f"was=$(readlink {root}/{layout.CURRENT})",
+            f"if [ \"$was\" = {target} ]; then cd {root} && {self._switch_cmd(quote(repair))} || {other}; fi",
+            f"rm -rf {quote(final)} && mv -T {quote(staging)} {quote(final)} && {_sync(quote(final))} || {other}",
+            f"if [ \"$was\" = {target} ]; then cd {root} && {self._switch_cmd(target)} || {other}; fi",
+            f"rm -rf {root}/{quote(repair)}"])
+
+    def _switch_check_prune(self, release_id: str, previous: str | None, runtime: RuntimeOptions,
+                            fallback: str | None) -> None:
+        """Protocol steps 4-6 in one device command; on a failed health check, switch back (step 5) to
+        ``fallback``, what ran before this attempt: when that is this very release, ``current`` stays; it is
+        removed only when the device had none."""
         root, target = quote(self.root), quote(layout.release_link(release_id))
         keep = " ".join(f"-e {quote(k)}" for k in (release_id, previous) if k)
         other = _exit(DeployExit.OTHER)
@@ -208,10 +248,13 @@ class DeviceReleases:
             self._checked(script, "through current (health check)",
                           self.cfg.smoke_timeout_s + 2 * self.cfg.command_timeout_s)
         except DeviceError as exc:
-            self._switch(previous)
+            if fallback != release_id:
+                self._switch(fallback)
             kind = DelegateError if isinstance(exc, DelegateError) else DeviceError
+            back = ("kept (it ran this release before the attempt)" if fallback == release_id else
+                    f"switched back to {fallback or 'nothing (it had no release before)'}")
             raise kind(f"{self.t.who}: release {release_id} failed its health check after the switch; "
-                       f"current switched back to {previous or 'nothing (no previous release)'}: {exc}") from exc
+                       f"current {back}: {exc}") from exc
 
     def _guard(self) -> str:
         """Stop a protocol script whose deploy lost the lock: its SSH connection dropped while it ran on the
@@ -245,6 +288,8 @@ class DeviceReleases:
                 failed = {layout.BENCH: tail}
             raise DeviceError(f"{self.t.who}: smoke test {where} failed: {failed}")
         what = _EXIT_WHAT.get(rc, f"exit {rc}")
+        if rc == DeployExit.UNTRUSTED:
+            raise UntrustedReleaseError(f"{self.t.who}: deploy step {where} failed: {what}: {tail}")
         raise DeviceError(f"{self.t.who}: deploy step {where} failed: {what}: {tail}")
 
     def _cleanup(self, staging: str, exc: DeviceError) -> None:
@@ -279,19 +324,43 @@ class DeviceReleases:
         return (f"touch -h {target} && ln -sfn {target} {layout.CURRENT_TMP} && mv -T {layout.CURRENT_TMP} "
                 f"{layout.CURRENT} && {_sync('.')}")
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None) -> Switched:
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None
+                 ) -> Switched:
         """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy (the health
-        check's smoke test runs with ``runtime``, as in ``deploy``)."""
+        check's smoke test runs with ``runtime``, as in ``deploy``). A deliberate rollback is a new statement:
+        the release's own one, checked against the accepted keys and signed again with a higher sequence."""
         final = layout.release_path(self.root, safe_name(to_release, "release id"))
+        if trust is None:
+            raise UntrustedReleaseError(f"{self.t.who}: a rollback needs the release signer (a new statement)")
+        staging = posixpath.join(self.root, layout.STAGING, uuid.uuid4().hex)
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
-            if self._run(f"test -f {quote(final)}/{layout.SUMS}", "release check", check=False)[0] != 0:
+            rc, out = self._run(f"test -f {quote(final)}/{layout.SUMS} && {{ cat {quote(final)}/{layout.STATEMENT} "
+                                "2>/dev/null || true; }", "release check", check=False)
+            if rc != 0:
                 raise ReleaseConflictError(f"{self.t.who}: no release {to_release} on the device to roll back to")
-            self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}; }}",
-                          f"verifying {to_release}", self.cfg.command_timeout_s)
+            if out.strip():
+                self._accept_resigned(to_release, final, staging, out, trust)
+            else:  # kept from before signing: accepted then; only its hashes can be checked (sha256sum -c)
+                log.warning("%s: %s has no signed statement (deployed before signing)", self.t.who, to_release)
+                self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}; }}",
+                              f"verifying {to_release}", self.cfg.command_timeout_s)
             previous = self.current_release()
             self._switch_check_prune(to_release, previous if previous != to_release else None,
-                                     runtime or RuntimeOptions(threads=SMOKE_THREADS))
+                                     runtime or RuntimeOptions(threads=SMOKE_THREADS), previous)
         return Switched(release=to_release, previous=previous)
+
+    def _accept_resigned(self, release: str, final: str, staging: str, kept: str, trust: Trust) -> None:
+        """The kept release's statement, checked and signed again (a new sequence), verified in place."""
+        try:
+            statement = trust.resign(json.loads(kept))
+        except (ValueError, IntegrityError) as exc:
+            raise UntrustedReleaseError(f"{self.t.who}: release {release}: {exc}") from None
+        self._run(f"mkdir -p {quote(staging)}", "staging the statement")
+        device_trust.pin(self.t, self.root, trust, self.cfg.upload_timeout_s)
+        device_trust.put_statement(self.t, staging, statement, self.cfg.upload_timeout_s)
+        if not self._accept_in_place(release, final, staging):
+            raise DeviceError(f"{self.t.who}: release {release} is damaged on the device: roll out its run again "
+                              "(that repairs it), or roll back to another release")
 
     def remove_current(self) -> Switched:
         """Remove ``current`` (a canary that had no release before its first deploy goes back to none)."""

@@ -18,6 +18,7 @@ from tasks.core.config import load_config
 from tasks.core.exceptions import ConfigError, StorageError
 from tasks.core.keys import run_key
 from tasks.core.modes import QUANT_MODES
+from tasks.core.results import ArtifactRef
 from tasks.fleet.records import FORWARD, ROLLBACK, RolloutPlan, RolloutStatus, split_release
 
 
@@ -46,14 +47,30 @@ def rollout_params() -> dict[str, Param]:
     }
 
 
-def _event_run_id(events: Any) -> str:
-    """The run id of the newest blessed-model asset event that triggered this run ("" when triggered by hand)."""
-    found = ""
+def _event(events: Any) -> tuple[str, ArtifactRef | None]:
+    """The run id and pinned manifest version of the newest blessed-model asset event that triggered this run
+    (("", None) when triggered by hand)."""
+    found: tuple[str, ArtifactRef | None] = ("", None)
     for key, evs in dict(events or {}).items():
         if names.BLESSED_ASSET in str(key):
             for ev in evs:
-                found = str((getattr(ev, "extra", None) or {}).get("run_id") or found)
+                extra = getattr(ev, "extra", None) or {}
+                if extra.get("run_id"):
+                    ref = extra.get("manifest")
+                    found = (str(extra["run_id"]), ArtifactRef.from_xcom(ref) if ref else None)
     return found
+
+
+def _pinned(store: Any, run_id: str, event: tuple[str, ArtifactRef | None]) -> Any:
+    """The manifest to ship, pinned to one version before anything is sent: the asset event's own version when
+    this rollout ships the announced run, else the version of ``runs/<id>/manifest.json`` (or of the newest
+    blessed run) read right now."""
+    from tasks.registry import runs
+
+    event_run, ref = event
+    if ref is not None and run_id == event_run:
+        return runs.load_pinned(store, ref)
+    return runs.pin(store, run_id) if run_id else runs.pin_newest_blessed(store)
 
 
 def _store() -> Any:
@@ -84,8 +101,9 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
     from tasks.registry import runs
 
     action = params.get("action") or FORWARD
+    event = _event(events) if action == FORWARD else ("", None)
     request = RolloutRequest(
-        action=action, run_id=str(params.get("run_id") or (_event_run_id(events) if action == FORWARD else "")),
+        action=action, run_id=str(params.get("run_id") or event[0]),
         devices=tuple(params.get("devices") or ()), groups=tuple(params.get("groups") or ()),
         variant=str(params.get("variant") or ""), waves=tuple(int(w) for w in params.get("waves") or ()),
         max_failed=int(params.get("max_failed") or 0))
@@ -95,8 +113,8 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
     rollout_id, store = run_key(airflow_run_id, clear_number), _store()
     try:
         if action == FORWARD:
-            manifest = runs.resolve(store, request.run_id) if request.run_id else runs.newest_blessed(store)
-            return plan_forward(inventory, request, rollout_id, manifest)
+            pinned = _pinned(store, request.run_id, event)
+            return plan_forward(inventory, request, rollout_id, pinned.manifest, pinned.ref)
         previous = {d.name: previous_release(state_history(store, d.name)) for d in targets}
         to_release = {}
         if request.run_id:

@@ -45,10 +45,36 @@ def live_devices(cfg: dict) -> list[tuple[dict, dict, dict]]:
     return out
 
 
+SIGNING_KEY = STATE / "signing.json"  # the release signing key (0600): only Airflow's connection carries it
+
+
+def signing_connection() -> dict:
+    """The release signer's Airflow connection, its key generated at the first start into .devstack/ (0600).
+    Rotate with `.venv/bin/python -m tasks.device.rotate` (see README)."""
+    from tasks.device.signing import Trust, connection_doc, generate
+
+    if not SIGNING_KEY.exists():
+        write_private(SIGNING_KEY, json.dumps(connection_doc(Trust(generate()[0]))) + "\n")
+    return json.loads(SIGNING_KEY.read_text())
+
+
+def cmd_rotate_key(cfg: dict, finish: bool) -> None:
+    """Key rotation, one command per step: a new signing key with the old public key still accepted (devices
+    get both at their next deploy); ``--finish`` drops the old key once every device was deployed since."""
+    from tasks.device.signing import connection_doc, rotated, trust_from_connection
+
+    old = signing_connection()
+    trust = rotated(trust_from_connection(old["password"], json.loads(old["extra"])), finish)
+    write_private(SIGNING_KEY, json.dumps(connection_doc(trust)) + "\n")
+    if airflow.status(cfg):
+        airflow.import_connections(cfg, {names.SIGNING_CONN_ID: signing_connection()})
+    print(f"signing key {trust.key_id}; devices accept {sorted(trust.public_keys())}")
+
+
 def env_doc(cfg: dict) -> dict:
     m = cfg["minio"]
     access, secret = minio.service_account(cfg)
-    connections = {cfg["airflow"]["minio_conn_id"]: minio.connection(cfg)}
+    connections = {cfg["airflow"]["minio_conn_id"]: minio.connection(cfg), names.SIGNING_CONN_ID: signing_connection()}
     live = live_devices(cfg)
     for dev, _, conn in live:
         connections[devices.conn_id(dev["name"])] = conn
@@ -82,6 +108,8 @@ def shell_lines(doc: dict) -> list[str]:
     if devices.FLEET_JSON.exists():
         values[names.ENV_FLEET] = str(devices.FLEET_JSON)
     for conn_id, conn in doc["connections"].items():
+        if conn_id == names.SIGNING_CONN_ID:
+            continue  # the release signing key stays in Airflow: never exported into a shell (or a step)
         values[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 
@@ -164,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser(
         "status", help="show what runs, with URLs; exit 3 if MinIO or a non-optional device is down"
     )
+    rotate = sub.add_parser("rotate-key", help="rotate the release signing key (old key still accepted)")
+    rotate.add_argument("--finish", action="store_true", help="drop the old key (after every device deployed)")
     env = sub.add_parser("env", help="print the stack's JSON description (or export lines with --shell)")
     env.add_argument("--shell", action="store_true", help="print `export` lines for a POSIX shell")
     args = parser.parse_args(argv)
@@ -179,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "status":
             return cmd_status(cfg)
+        if args.cmd == "rotate-key":
+            cmd_rotate_key(cfg, args.finish)
+            return 0
         STATE.mkdir(parents=True, exist_ok=True)
         with open(STATE / ".lock", "w") as lock:  # one up/down at a time
             fcntl.flock(lock, fcntl.LOCK_EX)

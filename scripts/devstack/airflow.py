@@ -158,6 +158,17 @@ def _start(components: list[str], env: dict) -> dict[str, subprocess.Popen]:
     return procs
 
 
+def import_connections(cfg: dict, connections: dict) -> None:
+    """Import (overwrite) connections into the running stack's Airflow (e.g. a rotated signing key)."""
+    path = HOME / "connections-update.json"
+    write_private(path, json.dumps(connections, indent=2) + "\n")
+    try:
+        _run(["connections", "import", "--overwrite", str(path)], child_env(cfg), LOGS / "airflow-setup.log",
+             "connections import")
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def up(cfg: dict, connections: dict) -> None:
     HOME.mkdir(parents=True, exist_ok=True)
     LOGS.mkdir(parents=True, exist_ok=True)

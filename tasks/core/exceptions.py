@@ -49,6 +49,10 @@ class ReleaseConflictError(FatalError, DeviceError):
     """A device already holds a different release under the same id: retrying cannot make them equal."""
 
 
+class UntrustedReleaseError(FatalError, DeviceError):
+    """The device refused a release statement (bad signature, unknown key, expired, replayed sequence)."""
+
+
 class AirflowApiError(EdgeOpsError):
     """Airflow's REST API refused a request or did not answer."""
 

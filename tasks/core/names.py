@@ -8,6 +8,7 @@ from __future__ import annotations
 
 # Airflow connections
 MINIO_CONN_ID = "edgeops_minio"
+SIGNING_CONN_ID = "edgeops_signing"  # the release signing key (tasks.device.signing), Airflow only
 DEVICE_CONN_PREFIX = "edgeops_device_"
 
 # Object store

@@ -155,6 +155,25 @@ class ArtifactStore:
     def get_json(self, key: str, version_id: str | None = None) -> Any:
         return json.loads(self.get_bytes(key, version_id=version_id))
 
+    def get_pinned(self, key: str) -> tuple[bytes, ArtifactRef]:
+        """The newest version of ``key`` and the ref that pins exactly those bytes (version id + their sha256):
+        one read, so a version written after it is never mixed in."""
+        from tasks.core.results import ArtifactRef
+
+        resp = self._call("get", key, lambda: self.client.get_object(Bucket=self.bucket, Key=key))
+        data = resp["Body"].read()
+        return data, ArtifactRef(self.uri(key), hashlib.sha256(data).hexdigest(), len(data), resp.get("VersionId"))
+
+    def get_ref(self, ref: ArtifactRef) -> bytes:
+        """The bytes of exactly ``ref`` (its version), checked against its sha256; a mismatch is fatal."""
+        bucket, key = parse_s3_uri(ref.uri)
+        data = self.get_bytes(key, bucket=bucket, version_id=ref.version_id)
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != ref.sha256:
+            raise IntegrityError(f"{ref.uri} (version {ref.version_id or 'unversioned'}) has sha256 {digest[:16]}…, "
+                                 f"but it was pinned as {ref.sha256[:16]}…: the object was overwritten or corrupted")
+        return data
+
     def versions(self, key: str) -> Iterator[str]:
         """Yield the version ids of exactly ``key``, newest first (S3 lists a key's versions in that order);
         an unversioned bucket yields its one version ("null"). Delete markers are not versions."""

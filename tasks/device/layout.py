@@ -8,6 +8,11 @@ A device's deploy root (``extra.deploy_root`` of its connection)::
     <root>/.staging/<uuid>/                     an upload being verified (never a name derived from the release)
     <root>/.lock                                the deploy lock (flock)
     <root>/runtimes/<runtime_key>/              pinned LiteRT venvs (``tasks.device.runtime``), own .lock
+    <root>/trust/keys/<key_id>.pub              the public keys the device accepts (pinned by each deploy)
+    <root>/trust/verify_release.py              the statement verifier (``tasks.device.verify_release``)
+    <root>/trust/sequence.json                  the highest statement sequence accepted per key (fsync'd)
+
+Every release also holds ``STATEMENT.json``, the signed statement it was accepted with (``tasks.device.signing``).
 
 The device side (the Airflow plugin's device_release.py) and ``edgeops fleet status --check`` both read
 these names from here.
@@ -30,6 +35,11 @@ MODEL = "model.tflite"  # a symlink to the current variant's <mode>.tflite
 BENCH = "bench.py"
 SAMPLE = "sample.npz"
 TFLITE_SUFFIX = ".tflite"
+TRUST = "trust"
+TRUST_KEYS = "keys"
+STATEMENT = "STATEMENT.json"
+VERIFIER = "verify_release.py"
+REPAIR_PREFIX = ".repair-"  # releases/.repair-<uuid>: what `current` shows while a damaged release is rebuilt
 
 
 def variant_file(mode: str) -> str:
@@ -54,3 +64,4 @@ class DeployExit(IntEnum):
     SMOKE = 11  # bench.py --smoke failed (or a delegate did not load)
     OTHER = 12  # a file operation (cd, ln, mv, sync) failed
     LOST_LOCK = 13  # the lock helper is gone (connection dropped): stop before a rename
+    UNTRUSTED = 14  # verify_release.py refused the signed statement (key, signature, expiry, replay)

@@ -6,6 +6,7 @@ Each is a frozen dataclass with one writer (the device operation) and one reader
 
 from __future__ import annotations
 
+import json
 import posixpath
 from dataclasses import dataclass, field
 from shlex import quote
@@ -79,15 +80,36 @@ class OnDevice(Record):
 
     current: str | None  # the release ``current`` points at
     kept: tuple[str, ...]  # releases kept on the device, newest first
+    damaged: tuple[str, ...] = ()  # files of ``current`` that fail ``sha256sum -c`` on the device
 
 
 def listing_command(root: str) -> str:
     """One device command whose output ``parse_listing`` reads: ``current``'s target, then the kept releases."""
     current, releases = quote(posixpath.join(root, layout.CURRENT)), quote(posixpath.join(root, layout.RELEASES))
-    return f"readlink {current} 2>/dev/null; echo {LISTING_SEPARATOR}; ls -1t {releases} 2>/dev/null"
+    return (f"readlink {current} 2>/dev/null; echo {LISTING_SEPARATOR}; ls -1t {releases} 2>/dev/null; "
+            f"echo {LISTING_SEPARATOR}; cd {current} 2>/dev/null && sha256sum -c --quiet {layout.SUMS} 2>&1 | "
+            "grep -v '^sha256sum:' || true")
 
 
 def parse_listing(out: str) -> OnDevice:
     head, _, tail = out.partition(LISTING_SEPARATOR)
+    tail, _, check = tail.partition(LISTING_SEPARATOR)
     current = posixpath.basename(head.strip().rstrip("/")) or None
-    return OnDevice(current=current, kept=tuple(line.strip() for line in tail.splitlines() if line.strip()))
+    damaged = tuple(line.split(":", 1)[0].strip() for line in check.splitlines() if "FAILED" in line)
+    return OnDevice(current=current, kept=tuple(line.strip() for line in tail.splitlines() if line.strip()),
+                    damaged=damaged)
+
+
+def bench_doc(stdout: str) -> dict[str, Any]:
+    """bench.py's JSON document (its last stdout line), or {} when it printed none."""
+    try:
+        doc = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def bench_error(stdout: str) -> str | None:
+    """The message of bench.py's error document (a delegate that did not load or apply), if it printed one."""
+    error = bench_doc(stdout).get("error")
+    return str(error.get("message")) if isinstance(error, dict) else None

@@ -101,6 +101,7 @@ class RolloutPlan(Record):
     host_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the device sample
     test_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the test split
     verdict: GateVerdict | None = None  # forward: the run's gate verdict (artifact refs, sample)
+    manifest: ArtifactRef | None = None  # forward: the manifest version shipped (pinned before anything is sent)
     forced_variant: str = ""  # the form's `variant`: ship this one everywhere (still checked on the canary)
     max_failed: int = 0  # later-wave devices that may fail or be offline without failing the rollout
 

@@ -28,7 +28,7 @@ from typing import Any
 from tasks.core.exceptions import ConfigError
 from tasks.core.manifest import RunManifest
 from tasks.core.modes import QUANT_MODES
-from tasks.core.results import BenchmarkResult, DeployResult
+from tasks.core.results import ArtifactRef, BenchmarkResult, DeployResult
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import (
     ACTIONS,
@@ -84,9 +84,10 @@ def select_targets(inventory: Inventory, request: RolloutRequest) -> tuple[Devic
     return chosen
 
 
-def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str, manifest: RunManifest
-                 ) -> RolloutPlan:
-    """Plan shipping the run of ``manifest``; a run whose gate blessed nothing is a ConfigError."""
+def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str, manifest: RunManifest,
+                 manifest_ref: ArtifactRef | None = None) -> RolloutPlan:
+    """Plan shipping the run of ``manifest`` (read from the version ``manifest_ref`` pins: the plan carries it,
+    and every artifact ref in it names one version too); a run whose gate blessed nothing is a ConfigError."""
     run_id = manifest.run_id
     verdict = manifest.verdict
     if not verdict.blessed:
@@ -115,7 +116,7 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
         host_accuracy={m: v.accuracy if v.sample_accuracy is None else v.sample_accuracy
                        for m, v in manifest.variants.items()},
         test_accuracy={m: v.accuracy for m, v in manifest.variants.items()},
-        forced_variant=request.variant, max_failed=request.max_failed,
+        forced_variant=request.variant, max_failed=request.max_failed, manifest=manifest_ref,
     )
 
 

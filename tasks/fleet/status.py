@@ -31,6 +31,7 @@ from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import DeviceOutcome, DeviceState, Outcome, RolloutRecord
 
 OK, STALE, NEVER, DRIFT, UNREACHABLE = "ok", "stale", "never deployed", "drift", "unreachable"
+DAMAGED = "damaged"  # --check: files of the device's current release fail sha256sum -c on the device
 COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "status")
 CHECK_COLUMNS = (*COLUMNS[:-1], "on_device", "status")
 
@@ -125,6 +126,10 @@ def check(row: DeviceStatus, device: Device, read: DeviceReader) -> DeviceStatus
     if seen.current != row.release:
         return dataclasses.replace(checked, status=DRIFT, reason=(
             f"the device's current is {seen.current or 'nothing'}, its state record says {row.release or 'nothing'}"))
+    if seen.damaged:
+        return dataclasses.replace(checked, status=DAMAGED, reason=(
+            f"files of {seen.current} fail sha256sum -c on the device: {', '.join(seen.damaged)}; roll out its run "
+            "again to repair it"))
     return checked
 
 

@@ -7,13 +7,16 @@ no "latest" keys in the bucket.
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import ConfigError, RecordError, StorageError
 from tasks.core.keys import safe_run_id
 from tasks.core.manifest import RunManifest
+from tasks.core.results import ArtifactRef
 from tasks.core.storage import ArtifactStore
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,53 @@ def newest_blessed(store: ArtifactStore, scan: int = 50) -> RunManifest:
     for manifest in recent_manifests(store, scan):
         if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
             return manifest
+    raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
+                       "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A run's manifest and the one version of ``manifest.json`` it was read from (what a rollout ships)."""
+
+    manifest: RunManifest
+    ref: ArtifactRef
+
+
+def _decode(store: ArtifactStore, key: str, data: bytes) -> RunManifest:
+    try:
+        raw = json.loads(data)
+    except ValueError as exc:
+        raise StorageError(f"{store.uri(key)} is not valid JSON: {exc}") from exc
+    return RunManifest.from_dict(raw, store.uri(key))
+
+
+def load_pinned(store: ArtifactStore, ref: ArtifactRef) -> Pinned:
+    """Exactly the manifest version ``ref`` names (e.g. the one the nightly's ``announce`` put on the asset
+    event), checked against its sha256: a newer version written since is never read."""
+    if not ref.version_id:
+        raise StorageError(f"{ref.uri}: a pinned manifest needs a version id (is the bucket versioned?)")
+    key = ref.uri.split("/", 3)[-1]
+    return Pinned(_decode(store, key, store.get_ref(ref)), ref)
+
+
+def pin(store: ArtifactStore, ref: str) -> Pinned:
+    """``resolve`` then pinned: the run's manifest and the version it was read from, in one read."""
+    key = keys.manifest(resolve(store, ref).run_id)
+    data, pinned = store.get_pinned(key)
+    return Pinned(_decode(store, key, data), pinned)
+
+
+def pin_newest_blessed(store: ArtifactStore, scan: int = 50) -> Pinned:
+    """``newest_blessed`` pinned to the manifest version it was read from."""
+    for obj in _manifest_objects(store)[:scan]:
+        try:
+            data, pinned = store.get_pinned(obj["Key"])
+            manifest = _decode(store, obj["Key"], data)
+        except (StorageError, RecordError) as exc:
+            log.warning("skipping %s: %s", obj["Key"], exc)
+            continue
+        if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
+            return Pinned(manifest, pinned)
     raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
                        "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
 

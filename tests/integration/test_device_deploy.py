@@ -97,7 +97,7 @@ def test_release_layout_and_atomic_switch(deployed: dict[str, Any], payload: dic
     dev: DeviceClient = deployed["dev"]
     root, run_a, run_b = dev.root, deployed["a"], deployed["b"]
     listing = dev.run(f"ls {quote(root)}/releases/{run_b}")[1].split()
-    assert set(listing) == {*payload, "SHA256SUMS", "release.json", "model.tflite"}
+    assert set(listing) == {*payload, "SHA256SUMS", "release.json", "model.tflite", "STATEMENT.json"}
     dev.run(f"cd {quote(root)}/releases/{run_b} && sha256sum -c --quiet SHA256SUMS")
     assert dev.run(f"readlink {quote(root)}/current")[1].strip() == f"releases/{run_b}"
     assert dev.run(f"readlink {quote(root)}/releases/{run_b}/model.tflite")[1].strip() == "fp32.tflite"

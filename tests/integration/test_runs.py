@@ -91,3 +91,26 @@ def test_latest_in_empty_bucket_gives_clear_error(admin_s3) -> None:
             runs.resolve(empty, "latest")
     finally:
         admin_s3.delete_bucket(Bucket=bucket)
+
+
+def test_a_rollout_ships_the_announced_manifest_version_not_a_newer_one(store: ArtifactStore, finished_run) -> None:
+    """Issue 18: a new manifest version written with the pipeline's credentials after announce (another current
+    variant, other artifact refs) does not change what the rollout ships: the event's version is read."""
+    from types import SimpleNamespace
+
+    from edgeops_airflow.rollout import _event, _pinned
+
+    from tasks.core import names
+
+    run_id, manifest = finished_run
+    announced = runs.pin(store, run_id)
+    assert announced.manifest == manifest and announced.ref.version_id
+    forged = build_manifest(run_id, {"fp32": variant(0.99)}, verdict(True, ("fp32",), "fp32"),
+                            config={"profile": "tiny"})
+    store.put_json(keys.manifest(run_id), forged.to_dict(), name="manifest")  # the pipeline's service account
+    events = {f"Asset(name='{names.BLESSED_ASSET}')": [
+        SimpleNamespace(extra={"run_id": run_id, "manifest": announced.ref.to_xcom()})]}
+    shipped = _pinned(store, run_id, _event(events))
+    assert shipped.manifest == manifest and shipped.ref == announced.ref
+    assert runs.load_pinned(store, announced.ref).manifest.verdict.current == "int8"
+    assert runs.pin(store, run_id).manifest.verdict.current == "fp32"  # by hand: the newest, pinned at once

@@ -21,7 +21,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIImGrZRi+vNBRfjq+hztyptwRN3aiv/GwL4XR
 
 
 def test_exit_codes_and_paths() -> None:
-    assert [int(c) for c in DeployExit] == [10, 11, 12, 13]
+    assert [int(c) for c in DeployExit] == [10, 11, 12, 13, 14]
     assert layout.release_path("/srv/e", "r1.int8") == "/srv/e/releases/r1.int8"
     assert layout.release_link("r1") == "releases/r1" and layout.variant_file("int8") == "int8.tflite"
 

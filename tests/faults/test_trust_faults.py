@@ -1,0 +1,146 @@
+"""Chain of trust on real sshd devices (issue 18): replayed, expired and foreign statements are refused; a file
+damaged after deploy is reported by ``--check`` and repaired by a rollout of the same run, with ``current``
+there all the time; a manifest replaced with the pipeline's credentials does not change what ships."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edgeops_airflow.device import DeviceClient
+from edgeops_airflow.device_trust import ReleaseSigning
+from edgeops_airflow.signing import release_trust
+
+from tasks.core.exceptions import UntrustedReleaseError
+from tasks.core.results import FileEntry
+from tasks.device import signing
+from tasks.device.records import listing_command, parse_listing
+from tests.faults.conftest import device_state, sha_ok
+
+
+@dataclasses.dataclass(frozen=True)
+class Forged(ReleaseSigning):
+    """Pins the real keys (as Airflow does) but hands the device another statement: the injected fault."""
+
+    forge: Any = None
+
+    def statement(self, release: str, variant: str, files: tuple[FileEntry, ...]) -> dict[str, Any]:
+        return self.forge(release, variant, files)
+
+
+def _rid(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:8]}"
+
+
+def _refused(client: DeviceClient, root: Path, payload: dict[str, Path], signer: ReleaseSigning) -> bool:
+    """The deploy is refused, the device keeps its intact current, and the refused release never appears."""
+    before = device_state(root)
+    rid = _rid("refused")
+    try:
+        client.deploy(rid, payload, "int8", signing=signer)
+    except UntrustedReleaseError:
+        after = device_state(root)
+        return after[:2] == before[:2] and after[1] and not (root / "releases" / rid).exists()
+    return False
+
+
+def test_replayed_expired_and_foreign_statements_are_refused(device_factory: Any, provisioned: Any,
+                                                             payload: dict[str, Path], figures: Any) -> None:
+    dev, name = device_factory()
+    trust = release_trust()
+    reps = 3
+    replayed = expired = foreign = 0
+    with DeviceClient(name) as client:
+        client.deploy(_rid("base"), payload, "int8")
+        for _ in range(reps):
+            rid = _rid("old")
+            old: dict[str, Any] = {}
+
+            def keep_first(release: str, variant: str, files: tuple, old: dict = old) -> dict[str, Any]:
+                old.setdefault("doc", trust.statement(release, release, variant, files, {}))
+                return old["doc"]
+
+            client.deploy(rid, payload, "int8", signing=Forged(trust, rid, forge=keep_first))  # accepted once
+            client.deploy(_rid("new"), payload, "int8")  # a newer statement raises the highest sequence
+            before = device_state(dev.root)
+            try:
+                client.deploy(rid, payload, "int8", signing=Forged(trust, rid, forge=keep_first))
+            except UntrustedReleaseError as exc:
+                replayed += "replay" in str(exc) and device_state(dev.root)[:2] == before[:2]
+            expired += _refused(client, dev.root, payload, Forged(trust, "x", forge=lambda r, v, f: trust.statement(
+                r, r, v, f, {}, now=time.time() - 7200, ttl_s=3600)))
+            other = signing.Trust(signing.generate()[0])
+            foreign += _refused(client, dev.root, payload, Forged(trust, "x", forge=lambda r, v, f, o=other:
+                                                                  o.statement(r, r, v, f, {})))
+    figures("replay of an older signed release: refused", reps, replayed, 0)
+    figures("an expired statement: refused", reps, expired, 0)
+    figures("a statement signed with another key: refused", reps, foreign, 0)
+    assert (replayed, expired, foreign) == (reps, reps, reps)
+
+
+def test_a_damaged_file_is_reported_and_repaired_without_a_moment_without_current(
+        device_factory: Any, provisioned: Any, payload: dict[str, Path], figures: Any) -> None:
+    dev, name = device_factory()
+    reps, passed, gaps, reads = 3, 0, [0], [0]
+    with DeviceClient(name) as client:
+        rid = _rid("run")
+        client.deploy(rid, payload, "int8")
+        stop = threading.Event()
+
+        def watch() -> None:  # `current` must always resolve to a release
+            while not stop.is_set():
+                reads[0] += 1
+                gaps[0] += not os.path.isfile(dev.root / "current" / "model.tflite")
+                time.sleep(0.002)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        for _ in range(reps):
+            victim = dev.root / "releases" / rid / "fp32.tflite"  # not the current variant (int8)
+            with open(victim, "r+b") as fh:
+                fh.seek(16)
+                fh.write(b"\0" * 64)
+            seen = parse_listing(client.run(listing_command(client.root))[1])  # what `fleet status --check` reads
+            reported = seen.damaged == ("fp32.tflite",) and seen.current == rid
+            result = client.deploy(rid, payload, "int8")  # a rollout of the same run
+            current, intact, staging = device_state(dev.root)
+            passed += reported and not result.reused and current == rid and intact and not staging
+        stop.set()
+        watcher.join()
+    figures("a file damaged on the device: --check reports it, same run repairs it", reps, passed, gaps[0],
+            f"watcher read current {reads[0]} times during repairs; data lost = reads without current")
+    assert passed == reps and gaps[0] == 0 and sha_ok(dev.root / "current")
+
+
+@pytest.mark.usefixtures("provisioned")
+def test_a_replaced_manifest_version_never_ships(artifact_store: Any, figures: Any) -> None:
+    """The pipeline's service account writes a new manifest version after announce: the rollout still reads the
+    announced version (version id + sha256), so no device is sent the substituted model."""
+    from types import SimpleNamespace
+
+    from edgeops_airflow.rollout import _event, _pinned
+
+    from tasks.core import keys, names
+    from tasks.registry import runs
+    from tests.tasks.manifests import manifest, variant, verdict
+
+    run_id, reps, passed = f"faults-pin-{uuid.uuid4().hex[:8]}", 3, 0
+    good = manifest(run_id, {"int8": variant(0.95)}, verdict(True, ("int8",), "int8"), config={"profile": "tiny"})
+    artifact_store.put_json(keys.manifest(run_id), good.to_dict(), name="manifest")
+    announced = runs.pin(artifact_store, run_id)
+    events = {f"Asset(name='{names.BLESSED_ASSET}')": [
+        SimpleNamespace(extra={"run_id": run_id, "manifest": announced.ref.to_xcom()})]}
+    for n in range(reps):
+        bad = manifest(run_id, {"fp32": variant(0.9 + n / 100)}, verdict(True, ("fp32",), "fp32"),
+                       config={"profile": "tiny"})
+        artifact_store.put_json(keys.manifest(run_id), bad.to_dict(), name="manifest")
+        shipped = _pinned(artifact_store, run_id, _event(events))
+        passed += shipped.manifest == good and shipped.ref == announced.ref
+    figures("manifest replaced by a new version (pipeline credentials): not shipped", reps, passed, 0)
+    assert passed == reps

@@ -98,10 +98,15 @@ def main() -> int:
     parser.add_argument("--profile", default="demo")
     parser.add_argument("--set", action="append", default=[], dest="sets", help="SECTION.KEY=VALUE override")
     args = parser.parse_args()
+    from tasks.core import keys
+    from tasks.core.storage import ArtifactStore
+
     uri = upload(args.classes, args.per_class)
     sets = [f"data.source={uri}", *args.sets]
     run = train(f"bench-small-{uuid.uuid4().hex[:6]}", args.profile, sets)
     pred, labels = predictions(run, args.profile, sets)
+    history = ArtifactStore.from_env().get_json(keys.model(run.run_id, "history.json"))
+    print("val accuracy by epoch:", " ".join(f"{v:.2f}" for v in history["val_accuracy"]))
     acc = float((pred == labels).mean())
     counts = run.result["dataset"]["counts"]
     print(f"profile {args.profile} {' '.join(args.sets)}\nsplit train/val/test {counts['train']}/{counts['val']}/"

@@ -35,10 +35,14 @@ class AugmentConfig:
     rotation: float = 0.0
     translation: float = 0.0
     contrast: float = 0.0
+    # random channel order and, for half the images, inverted pixels: for classes that do not depend on colour
+    # (shapes in any colour on any background); without it a small dataset's model memorises the colours
+    color: bool = False
 
     @property
     def active(self) -> bool:
-        return self.flip != "none" or any(v > 0 for v in (self.rotation, self.translation, self.contrast))
+        return self.flip != "none" or self.color or any(v > 0 for v in (self.rotation, self.translation,
+                                                                         self.contrast))
 
     def __post_init__(self) -> None:
         _require(self.flip in FLIPS, f"train.augment.flip={self.flip!r}: choose one of {FLIPS}")

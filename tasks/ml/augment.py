@@ -35,6 +35,18 @@ def layers(cfg: AugmentConfig, seed: int) -> list[Any]:
     return out
 
 
+def _color(images: Any, seed: int) -> Any:
+    """Per image: one of the six channel orders, and inverted (255 - x) with probability 1/2 (seeded)."""
+    import tensorflow as tf
+
+    orders = tf.constant([[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]])
+    n = tf.shape(images)[0]
+    pick = tf.random.uniform([n], 0, 6, dtype=tf.int32, seed=seed + 4)
+    images = tf.gather(images, tf.gather(orders, pick), axis=-1, batch_dims=1)
+    invert = tf.random.uniform([n, 1, 1, 1], seed=seed + 5) < 0.5
+    return tf.where(invert, 255.0 - images, images)
+
+
 def batch_transform(cfg: AugmentConfig, seed: int) -> Callable[[Any, Any], tuple[Any, Any]] | None:
     """A ``(images, labels) -> (augmented images, labels)`` map for batched TRAIN data; None when all off."""
     if not cfg.active:
@@ -46,6 +58,8 @@ def batch_transform(cfg: AugmentConfig, seed: int) -> Callable[[Any, Any], tuple
     def apply(images: Any, labels: Any) -> tuple[Any, Any]:
         for layer in chain:
             images = layer(images, training=True)
+        if cfg.color and images.shape[-1] == 3:
+            images = _color(images, seed)
         return tf.clip_by_value(images, 0.0, 255.0), labels
 
     return apply

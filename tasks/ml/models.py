@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 HEAD_LAYERS = ("head_dense1", "head_bn", "head_dense2", "head_dropout", "probs")
 TINY_LAYERS = ("tiny_conv1", "tiny_pool", "tiny_conv2", "tiny_gap")
-# the compact CNN ('cnn'): blocks of Conv(3x3, no bias)-BN-ReLU-MaxPool, then global average pooling
+# the compact CNN ('cnn'): blocks of Conv(3x3, no bias)-BN-ReLU-MaxPool, then global max pooling
 CNN_FILTERS = (32, 64, 128, 128)
-CNN_GAP = "cnn_gap"
+CNN_GAP = "cnn_global_max"  # global MAX pooling: a small object on a large background is not averaged away
 RESCALE = {"mobilenetv2": (1 / 127.5, -1.0), "tiny": (1 / 255.0, 0.0),
            "cnn": (1 / 255.0, 0.0)}  # efficientnet rescales internally
 # backbone 'auto': fewer train images per class than this -> 'cnn'. MobileNetV2 from scratch needs thousands of
@@ -60,7 +60,7 @@ def _cnn(keras: Any) -> Any:
         layers += [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=conv),
                    keras.layers.BatchNormalization(name=bn), keras.layers.ReLU(name=relu),
                    keras.layers.MaxPooling2D(name=pool)]
-    return keras.Sequential([*layers, keras.layers.GlobalAveragePooling2D(name=CNN_GAP)], name="cnn_backbone")
+    return keras.Sequential([*layers, keras.layers.GlobalMaxPooling2D(name=CNN_GAP)], name="cnn_backbone")
 
 
 def _backbone(name: str, shape: tuple[int, int, int], weights: str | None, alpha: float) -> tuple[Any, Any]:

@@ -74,7 +74,7 @@ def build_flat(cfg: PipelineConfig, num_classes: int, backbone: str = "") -> Any
             x = tfk.layers.BatchNormalization(name=bn)(x)
             x = tfk.layers.ReLU(name=relu)(x)
             x = tfk.layers.MaxPooling2D(name=pool)(x)
-        x = tfk.layers.GlobalAveragePooling2D(name=CNN_GAP)(x)
+        x = tfk.layers.GlobalMaxPooling2D(name=CNN_GAP)(x)
     else:
         conv1, pool, conv2, gap = TINY_LAYERS
         x = tfk.layers.Conv2D(16, 3, padding="same", activation="relu", name=conv1)(x)

@@ -34,7 +34,8 @@ from tests.tasks.test_models import _stripes
 det = sys.argv[1] == "1"
 cfg = load_config("tiny", {"data.image_size": 16, "train.epochs": 4, "train.deterministic": det,
                            "train.augment.flip": "horizontal", "train.augment.rotation": 0.05,
-                           "train.augment.translation": 0.1, "train.augment.contrast": 0.2})
+                           "train.augment.translation": 0.1, "train.augment.contrast": 0.2,
+                           "train.augment.color": True})
 parts = [tf.data.Dataset.from_tensor_slices(_stripes(n, 16, seed)) for n, seed in ((96, 1), (30, 2), (60, 3))]
 splits = Splits(*parts, class_names=("h", "v", "flat"), counts={"train": 96, "val": 30, "test": 60})
 on = train.seed_everything(cfg.data.seed, det)
@@ -86,7 +87,8 @@ def test_augmentation_changes_training_batches_only():
     from tasks.ml.augment import batch_transform
 
     assert batch_transform(AugmentConfig(), 0) is None
-    apply = batch_transform(AugmentConfig(flip="horizontal", rotation=0.1, translation=0.1, contrast=0.3), 0)
+    apply = batch_transform(AugmentConfig(flip="horizontal", rotation=0.1, translation=0.1, contrast=0.3,
+                                          color=True), 0)
     x = np.random.RandomState(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
     out, labels = apply(x, np.arange(4))
     out = np.asarray(out)
@@ -106,7 +108,7 @@ def test_cnn_backbone_has_named_conv_bn_blocks():
     cfg = load_config("demo", {"model.backbone": "cnn", "model.alpha": 1.0, "data.image_size": 32})
     model = build_model(cfg, num_classes=4)
     names = {layer.name for layer in model._flatten_layers(include_self=False, recursive=True)}
-    assert {"cnn_conv1", "cnn_bn1", "cnn_conv4", "cnn_bn4", "cnn_gap", "probs"} <= names
+    assert {"cnn_conv1", "cnn_bn1", "cnn_conv4", "cnn_bn4", "cnn_global_max", "probs"} <= names
     assert model.name == "edgeops_cnn" and backbone_of(names) == "cnn"
     assert model.output_shape == (None, 4)
 

@@ -18,11 +18,14 @@ from tasks.core.exceptions import ConfigError
 from tasks.core.keys import S3_SCHEME, source_kind
 from tasks.core.modes import INT8_IO_DTYPES, PTQ_MODES, QUANT_MODES, TFMOT_MODES
 from tasks.core.names import DEFAULT_PROFILE
+from tasks.core.train_config import TrainConfig
 from tasks.core.typed_json import build_dataclass, deep_merge
 
-BACKBONES = ("efficientnetb0", "mobilenetv2", "tiny")
+# auto: a compact CNN ('cnn') for few images per class, else mobilenetv2 (rule in tasks/ml/models.py resolve_backbone)
+BACKBONES = ("auto", "cnn", "efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
-TFMOT_BACKBONES = ("mobilenetv2", "tiny")  # flat tf-keras rebuild exists for these (tasks/ml/tfmot_variants.py)
+# a flat tf-keras rebuild exists for these (tasks/ml/tfmot_variants.py build_flat)
+TFMOT_BACKBONES = ("auto", "cnn", "mobilenetv2", "tiny")
 
 
 def _require(cond: bool, message: str) -> None:
@@ -78,12 +81,13 @@ class ModelConfig:
             f"model.weights={self.weights!r}: use 'imagenet', 'none' or an s3:// URI of a .keras file",
         )
         _require(
-            not (self.backbone == "tiny" and self.weights == "imagenet"),
-            "model.weights='imagenet' needs a real backbone; the 'tiny' backbone has no pretrained weights",
+            not (self.backbone in ("tiny", "cnn") and self.weights == "imagenet"),
+            f"model.weights='imagenet' needs a pretrained backbone; {self.backbone!r} has no pretrained weights "
+            "(backbone 'auto' with imagenet weights picks mobilenetv2)",
         )
         _require(len(self.head_units) == 2 and min(self.head_units) > 0, "model.head_units: two positive ints")
         _require(0 < self.alpha <= 2.0, f"model.alpha={self.alpha}: must be in (0, 2]")
-        _require(self.alpha == 1.0 or self.backbone == "mobilenetv2",
+        _require(self.alpha == 1.0 or self.backbone in ("mobilenetv2", "auto"),
                  f"model.alpha={self.alpha}: the width multiplier applies to mobilenetv2 only, "
                  f"not {self.backbone!r}; remove it or set model.backbone='mobilenetv2'")
         _require(not (self.weights == "imagenet" and self.alpha not in MOBILENET_ALPHAS),
@@ -97,24 +101,6 @@ class ModelConfig:
                  "model.source imports a finished model; model.weights (a warm start for training) cannot be an "
                  "s3:// URI at the same time")
         _require(0.0 <= self.dropout < 1.0, f"model.dropout={self.dropout}: must be in [0, 1)")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 10
-    learning_rate: float = 1e-4
-    reduce_lr_factor: float = 0.2
-    reduce_lr_patience: int = 2
-    min_learning_rate: float = 1e-7
-    # best val accuracy must exceed 1/num_classes by this much, else TrainingError (the model did not learn)
-    min_accuracy_over_chance: float = 0.1
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.min_accuracy_over_chance < 1, "train.min_accuracy_over_chance: must be in [0, 1)")
-        _require(1 <= self.epochs <= 1000, f"train.epochs={self.epochs}: must be 1..1000")
-        _require(0 < self.learning_rate < 1, f"train.learning_rate={self.learning_rate}: must be in (0, 1)")
-        _require(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor: must be in (0, 1)")
-        _require(self.reduce_lr_patience >= 0, "train.reduce_lr_patience: must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -322,10 +308,8 @@ def load_config(profile: str, overrides: dict[str, Any] | None = None) -> Pipeli
     """Resolve defaults < profile < overrides. Overrides are nested dicts or dotted keys."""
     nested: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
-        if "." in key:
-            section, _, leaf = key.partition(".")
-            nested = deep_merge(nested, {section: {leaf: value}})
-        else:
-            nested = deep_merge(nested, {key: value})
+        for part in reversed(key.split(".")):  # train.augment.rotation -> {train: {augment: {rotation: v}}}
+            value = {part: value}
+        nested = deep_merge(nested, value)
     raw = deep_merge({"profile": profile, **load_profile(profile)}, nested)
     return PipelineConfig.from_dict(raw)

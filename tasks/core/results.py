@@ -76,6 +76,9 @@ class TrainResult(Record):
     epochs_run: int
     dataset: dict[str, Any]  # source, classes, counts, fingerprint
     source: SourceModel | None = None  # set when the model was imported (model.source), not trained
+    # trained with seeds + TF op determinism (train.deterministic): a rerun on the same machine, data, config and
+    # code gives the same model. False for an imported model (nothing was trained) and for records before it.
+    deterministic: bool = False
 
     @property
     def model_format(self) -> str:

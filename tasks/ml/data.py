@@ -227,13 +227,18 @@ def _digest(parts: Any, cfg: DataConfig) -> str:
     return hashlib.sha256(repr((parts, cfg.seed, cfg.split, cfg.max_examples)).encode()).hexdigest()[:16]
 
 
-def batched(ds: Any, batch_size: int, shuffle_seed: int | None = None, buffer: int = 2048) -> Any:
-    """Batch + prefetch; shuffle (re-shuffled every epoch, seeded) only when a seed is given."""
+def batched(ds: Any, batch_size: int, shuffle_seed: int | None = None, buffer: int = 2048,
+            transform: Any = None) -> Any:
+    """Batch + prefetch; shuffle (re-shuffled every epoch, seeded) only when a seed is given; ``transform``
+    (training augmentation) maps each batch, sequentially, so its random draws follow the seeded order."""
     import tensorflow as tf
 
     if shuffle_seed is not None:
         ds = ds.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if transform is not None:
+        ds = ds.map(transform)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def to_arrays(ds: Any, limit: int = 0) -> tuple[Any, Any]:

@@ -25,7 +25,7 @@ from tasks.core import modes
 from tasks.core.config import TFMOT_BACKBONES, PipelineConfig
 from tasks.core.exceptions import TrainingError
 from tasks.ml.convert import convert
-from tasks.ml.models import HEAD_LAYERS, RESCALE, TINY_LAYERS
+from tasks.ml.models import CNN_FILTERS, CNN_GAP, HEAD_LAYERS, RESCALE, TINY_LAYERS, backbone_of, cnn_layer_names
 
 log = logging.getLogger(__name__)
 PRUNABLE = ("Conv2D", "Dense")  # tfmot registers DepthwiseConv2D with no prunable weights
@@ -51,17 +51,30 @@ def _legacy_keras() -> Any:
     return tf_keras
 
 
-def build_flat(cfg: PipelineConfig, num_classes: int) -> Any:
-    """The models.build_model architecture in tf-keras, flat, with the head BN folded away."""
+def build_flat(cfg: PipelineConfig, num_classes: int, backbone: str = "") -> Any:
+    """The models.build_model architecture in tf-keras, flat, with the head BN folded away.
+
+    ``backbone`` is the one the trained model was built with (what 'auto' resolved to); empty = the config's.
+    """
     tfk = _legacy_keras()
+    backbone = backbone or cfg.model.backbone
+    backbone = "cnn" if backbone == "auto" else backbone
     size, ch = cfg.data.image_size, cfg.data.channels
     inputs = tfk.Input((size, size, ch), name="image")
-    scale, offset = RESCALE[cfg.model.backbone]
+    scale, offset = RESCALE[backbone]
     x = tfk.layers.Rescaling(scale, offset=offset, name="rescale")(inputs)
-    if cfg.model.backbone == "mobilenetv2":
+    if backbone == "mobilenetv2":
         base = tfk.applications.MobileNetV2(include_top=False, weights=None, input_tensor=x, alpha=cfg.model.alpha,
                                             pooling="avg")
         x = base.output
+    elif backbone == "cnn":
+        for i, filters in enumerate(CNN_FILTERS, start=1):
+            conv, bn, relu, pool = cnn_layer_names(i)
+            x = tfk.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=conv)(x)
+            x = tfk.layers.BatchNormalization(name=bn)(x)
+            x = tfk.layers.ReLU(name=relu)(x)
+            x = tfk.layers.MaxPooling2D(name=pool)(x)
+        x = tfk.layers.GlobalMaxPooling2D(name=CNN_GAP)(x)
     else:
         conv1, pool, conv2, gap = TINY_LAYERS
         x = tfk.layers.Conv2D(16, 3, padding="same", activation="relu", name=conv1)(x)
@@ -74,7 +87,7 @@ def build_flat(cfg: PipelineConfig, num_classes: int) -> Any:
     x = tfk.layers.Dense(units2, activation="relu", name=d2)(x)  # takes the folded BN
     x = tfk.layers.Dropout(cfg.model.dropout, name=drop)(x)
     outputs = tfk.layers.Dense(num_classes, activation="softmax", name=probs)(x)
-    model = tfk.Model(inputs, outputs, name=f"edgeops_{cfg.model.backbone}_flat")
+    model = tfk.Model(inputs, outputs, name=f"edgeops_{backbone}_flat")
     for layer in model.layers:  # tf-keras' 0.999 would keep pre-pruning statistics through the short fine-tune
         if isinstance(layer, tfk.layers.BatchNormalization):
             layer.momentum = cfg.model.bn_momentum
@@ -193,7 +206,7 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
         raise TrainingError(f"tfmot mode {mode!r} with backbone {cfg.model.backbone!r} is not supported")
     probe = np.concatenate([img for img, in _take(representative, 8)])
     weights, reference = read_keras3(keras_path, probe)  # last Keras 3 code of this process
-    flat = build_flat(cfg, splits.num_classes)
+    flat = build_flat(cfg, splits.num_classes, backbone_of(set(weights)))
     copy_weights(flat, fold_head_bn(weights))
     diff = float(np.abs(flat.predict(probe, verbose=0) - reference).max())
     if diff > 1e-3:

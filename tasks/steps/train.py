@@ -13,14 +13,20 @@ from tasks.core.exceptions import TrainingError
 from tasks.core.keys import source_kind
 from tasks.core.results import SourceModel, TrainResult
 from tasks.core.step import StepContext, timed
-from tasks.ml import data, models, saved_model
+from tasks.core.train_config import scaled_patience
+from tasks.ml import augment, data, models, saved_model
 from tasks.ml.model_source import check_io
 
 log = logging.getLogger(__name__)
 Imported = tuple[Path, dict[str, list[float]], SourceModel | None]  # best model, history, the imported source
 
 
-def _callbacks(ctx: StepContext, checkpoint: Path) -> list[Any]:
+def _callbacks(ctx: StepContext, checkpoint: Path, n_val: int) -> list[Any]:
+    """Keep the best epoch (val_accuracy); halve the LR on a plateau down to a floor; stop early if asked.
+
+    Patiences grow on a small validation split (tasks/core/train_config.py scaled_patience): its noise alone
+    would otherwise read as a plateau every other epoch and take the learning rate to the floor.
+    """
     import keras
 
     class Progress(keras.callbacks.Callback):
@@ -30,12 +36,36 @@ def _callbacks(ctx: StepContext, checkpoint: Path) -> list[Any]:
             log.info("epoch %d/%d %s", epoch + 1, ctx.config.train.epochs, shown)
 
     t = ctx.config.train
-    return [
+    lr_patience = scaled_patience(t.reduce_lr_patience, n_val)
+    stop_patience = scaled_patience(t.early_stopping_patience, n_val)
+    log.info("schedule: LR %.2g, x%.2g after %d flat epoch(s), floor %.2g; early stop after %s (val split %d)",
+             t.learning_rate, t.reduce_lr_factor, lr_patience, t.floor_learning_rate,
+             f"{stop_patience} epoch(s)" if stop_patience else "never", n_val)
+    callbacks = [
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_accuracy", mode="max", save_best_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor,
-                                          patience=t.reduce_lr_patience, min_lr=t.min_learning_rate),
+        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=t.reduce_lr_factor, patience=lr_patience,
+                                          min_lr=t.floor_learning_rate),
         Progress(),
     ]
+    if stop_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=stop_patience,
+                                                       restore_best_weights=True))
+    return callbacks
+
+
+def seed_everything(seed: int, deterministic: bool) -> bool:
+    """Seed python, numpy and TF (keras.utils.set_random_seed); with ``deterministic``, also make every TF op
+    deterministic (process-wide; ops with no deterministic kernel then raise instead of varying). Returns
+    whether op determinism is on. Input order is already fixed: sorted listing, seeded split and shuffle,
+    sequential maps.
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    return deterministic
 
 
 def check_learned(best_val_accuracy: float, num_classes: int, margin: float) -> None:
@@ -53,16 +83,21 @@ def _fit(ctx: StepContext, splits: data.Splits, out: Path) -> Imported:
     import keras
 
     cfg = ctx.config
-    model = models.initial_model(cfg, splits.num_classes, ctx.store)
+    backbone = models.resolve_backbone(cfg.model.backbone, cfg.model.weights, splits.counts["train"],
+                                       splits.num_classes)
+    log.info("backbone %s (model.backbone=%s, %d train images in %d classes)", backbone, cfg.model.backbone,
+             splits.counts["train"], splits.num_classes)
+    model = models.initial_model(cfg, splits.num_classes, ctx.store, backbone)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=cfg.train.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    train_ds = data.batched(splits.train.cache(), cfg.data.batch_size, shuffle_seed=cfg.data.seed)
+    train_ds = data.batched(splits.train.cache(), cfg.data.batch_size, shuffle_seed=cfg.data.seed,
+                            transform=augment.batch_transform(cfg.train.augment, cfg.data.seed))
     val_ds = data.batched(splits.val.cache(), cfg.data.batch_size)
     # No steps_per_epoch: each epoch is one full pass over the train split (the seed's
     # len(ds)//batch on an already-batched dataset trained on 1/batch of the data).
     with timed(f"fit {cfg.train.epochs} epoch(s)"):
         history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
-                            callbacks=_callbacks(ctx, out / "best.keras"), verbose=0)
+                            callbacks=_callbacks(ctx, out / "best.keras", splits.counts["val"]), verbose=0)
     return out / "best.keras", {k: [float(v) for v in vals] for k, vals in history.history.items()}, None
 
 
@@ -100,11 +135,10 @@ def _keep(best: Path, source: SourceModel | None, splits: data.Splits, batch: in
 
 def run(ctx: StepContext) -> TrainResult:
     """No inputs; returns a TrainResult. With model.source set, the given model is imported instead of trained."""
-    import keras
     import tensorflow as tf
 
     cfg = ctx.config
-    keras.utils.set_random_seed(cfg.data.seed)
+    deterministic = seed_everything(cfg.data.seed, cfg.train.deterministic)
     with timed("load dataset"):
         splits = data.load_splits(cfg.data, ctx.store)
     log.info("dataset %s: classes=%s counts=%s", cfg.data.source, splits.class_names, splits.counts)
@@ -124,4 +158,5 @@ def run(ctx: StepContext) -> TrainResult:
         model_art = ctx.store.put_file(keys.model(ctx.run_id, model_file.name), model_file)
     tf.keras.backend.clear_session()
     return TrainResult(model=ctx.store.ref(model_art), keras_test_accuracy=test_acc, best_val_accuracy=best_val,
-                       epochs_run=len(hist.get("loss", [])), dataset=dataset, source=source)
+                       epochs_run=len(hist.get("loss", [])), dataset=dataset, source=source,
+                       deterministic=deterministic and source is None)

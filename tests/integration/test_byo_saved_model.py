@@ -39,9 +39,11 @@ def sources(digits, artifact_store, tmp_path_factory) -> dict[str, object]:
     cfg = load_config("tiny", {"data.source": digits})
     splits = data.load_splits(cfg.data, artifact_store)
     keras.utils.set_random_seed(0)
-    model = models.build_model(cfg, splits.num_classes)
+    # the compact CNN, not the 'tiny' backbone: tiny reached ~0.7 test accuracy here and once 0.35 on another
+    # CPU; the CNN's margin over the 0.5 asserted below holds whatever kernels train it
+    model = models.build_model(cfg, splits.num_classes, backbone="cnn")
     model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy")
-    model.fit(data.batched(splits.train.cache(), 8, shuffle_seed=0), epochs=8, verbose=0)  # ~0.7 test accuracy
+    model.fit(data.batched(splits.train.cache(), 8, shuffle_seed=0), epochs=8, verbose=0)
     model.export(str(tmp / "good"), verbose=False)
     models.build_model(cfg, 5).export(str(tmp / "five"), verbose=False)
     models.build_model(load_config("tiny", {"data.image_size": 24}), 10).save(tmp / "big.keras")

@@ -9,7 +9,7 @@ from tasks.core.exceptions import ConfigError
 from tasks.ml.models import build_model
 
 
-@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv2", "tiny"])
+@pytest.mark.parametrize("backbone", ["efficientnetb0", "mobilenetv2", "tiny", "cnn"])
 def test_backbone_with_seed_head(backbone):
     cfg = load_config("seed", {"model.backbone": backbone, "model.weights": "none", "data.image_size": 32})
     model = build_model(cfg, num_classes=2)
@@ -43,7 +43,8 @@ def _from_scratch_accuracy(momentum: float) -> float:
     import keras
 
     keras.utils.set_random_seed(0)
-    cfg = load_config("demo", {"data.image_size": 32, "model.bn_momentum": momentum, "model.head_units": [32, 16]})
+    cfg = load_config("demo", {"data.image_size": 32, "model.bn_momentum": momentum, "model.head_units": [32, 16],
+                               "model.backbone": "mobilenetv2"})
     model = build_model(cfg, num_classes=3)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     x, y = _stripes(192, 32, seed=1)
@@ -60,8 +61,9 @@ def test_from_scratch_mobilenetv2_learns_with_bn_momentum_fix():
 
 
 def test_alpha_is_the_mobilenet_width_multiplier():
-    small = build_model(load_config("demo", {"model.alpha": 0.35}), num_classes=10).count_params()
-    wide = build_model(load_config("demo", {"model.alpha": 1.0}), num_classes=10).count_params()
+    mobilenet = {"model.backbone": "mobilenetv2"}
+    small = build_model(load_config("demo", {**mobilenet, "model.alpha": 0.35}), num_classes=10).count_params()
+    wide = build_model(load_config("demo", {**mobilenet, "model.alpha": 1.0}), num_classes=10).count_params()
     assert small < wide
 
 

@@ -93,3 +93,31 @@ def test_tfmot_modes_refuse_efficientnet_at_config_time(mode):
 def test_tfmot_config_errors(overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config("demo", overrides)
+
+
+@pytest.fixture(scope="module")
+def trained_cnn_keras(tmp_path_factory) -> Path:
+    """The compact CNN backbone ('cnn', what model.backbone 'auto' picks for few images per class)."""
+    import keras
+
+    from tasks.ml.models import build_model
+    from tests.tasks.conftest import make_splits
+
+    keras.utils.set_random_seed(0)
+    model = build_model(load_config("tiny", {"data.image_size": 16, "model.backbone": "cnn"}), num_classes=3)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x, y = next(make_splits().train.batch(64).as_numpy_iterator())
+    model.fit(x, y, epochs=3, verbose=0)  # moves the BN statistics away from their init
+    path = tmp_path_factory.mktemp("tfmot_cnn") / "model.keras"
+    model.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["pruned", "qat_int8"])
+def test_the_cnn_backbone_rebuilds_flat_for_tfmot(trained_cnn_keras, mode):
+    facts = _build(mode, trained_cnn_keras)  # build_variant reads 'cnn' from the trained model's layer names
+    assert facts["rebuild_max_diff"] < 1e-4
+    if mode == "qat_int8":
+        assert facts["io"] == ["int8", "int8"] and facts["float_tensors"] == 0
+    else:
+        assert facts["sparsity"] == pytest.approx(0.75, abs=0.01)

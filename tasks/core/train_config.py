@@ -77,14 +77,13 @@ class TrainConfig:
         _require(0 < self.learning_rate < 1, f"train.learning_rate={self.learning_rate}: must be in (0, 1)")
         _require(0 < self.reduce_lr_factor < 1, "train.reduce_lr_factor: must be in (0, 1)")
         _require(self.reduce_lr_patience >= 0, "train.reduce_lr_patience: must be >= 0")
-        _require(0 <= self.min_learning_rate < self.learning_rate,
-                 f"train.min_learning_rate={self.min_learning_rate}: must be >= 0 and below train.learning_rate")
+        _require(self.min_learning_rate >= 0, f"train.min_learning_rate={self.min_learning_rate}: must be >= 0")
         _require(0 <= self.lr_floor < 1, f"train.lr_floor={self.lr_floor}: a fraction of learning_rate, in [0, 1)")
         _require(self.early_stopping_patience >= 0, "train.early_stopping_patience: must be >= 0 (0 = off)")
 
     @property
     def floor_learning_rate(self) -> float:
-        return max(self.min_learning_rate, self.learning_rate * self.lr_floor)
+        return min(self.learning_rate, max(self.min_learning_rate, self.learning_rate * self.lr_floor))
 
 
 def scaled_patience(patience: int, n_val: int) -> int:

@@ -126,12 +126,14 @@ def test_the_learning_rate_has_a_floor():
     assert t.floor_learning_rate == pytest.approx(t.learning_rate * t.lr_floor)
     assert load_config("demo", {"train.lr_floor": 0.0, "train.min_learning_rate": 1e-6}).train.floor_learning_rate \
         == pytest.approx(1e-6)
+    tiny_lr = load_config("demo", {"train.learning_rate": 1e-9}).train  # the form accepts any rate > 0
+    assert tiny_lr.floor_learning_rate == pytest.approx(1e-9)  # the floor never rises above the rate itself
 
 
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [({"train.augment.flip": "diagonal"}, "train.augment.flip"), ({"train.augment.rotation": 0.9}, "rotation"),
-     ({"train.min_learning_rate": 0.01}, "below train.learning_rate"), ({"train.lr_floor": 1.0}, "lr_floor"),
+     ({"train.min_learning_rate": -0.01}, "min_learning_rate"), ({"train.lr_floor": 1.0}, "lr_floor"),
      ({"train.early_stopping_patience": -1}, "early_stopping_patience"),
      ({"model.backbone": "cnn", "model.weights": "imagenet", "model.alpha": 1.0}, "no pretrained weights"),
      ({"train.augment.zoom": 0.1}, "unknown key")],

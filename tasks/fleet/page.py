@@ -16,7 +16,7 @@ from tasks.core import keys
 from tasks.core.storage import ArtifactStore
 from tasks.fleet.history import recent_records
 from tasks.fleet.inventory import Inventory
-from tasks.fleet.records import Outcome, RolloutRecord
+from tasks.fleet.records import FORWARD, Outcome, RolloutRecord
 from tasks.fleet.status import OK, DeviceStatus, fleet_status
 
 NEWEST_ROLLOUTS = 8  # how many rollouts the page lists below the devices
@@ -110,6 +110,21 @@ def _rollout_row(r: RolloutRecord, link: ObjectLink) -> str:
     return (f"<tr><td>{_report_link(r.rollout_id, link)}</td><td>{escape(r.created_at)}</td>"
             f"<td>{escape(r.action)}</td><td>{escape(r.run_id or 'previous')}</td><td>{escape(str(r.status))}</td>"
             f"<td>{escape('; '.join(r.reasons))}</td></tr>")
+
+
+def rolled_out_section(run_id: str, records: list[RolloutRecord], link: ObjectLink) -> str:
+    """The run report's "Rolled out" section: every forward rollout of ``run_id``, its status and what each
+    device ended on (the stored report is written at publish, before any rollout; this is added when served)."""
+    mine = [r for r in records if r.run_id == run_id and r.action == FORWARD]
+    if not mine:
+        return ('<h2 id="rolled-out">Rolled out</h2><p>Not rolled out yet: no rollout record names this run (it is '
+                "not blessed, its profile may not ship, or its rollout has not finished).</p>")
+    rows = "".join(
+        f"<tr><td>{_report_link(r.rollout_id, link)}</td><td>{escape(r.created_at)}</td>"
+        f"<td>{escape(str(r.status))}</td><td>{escape(d.device)}</td><td>{escape(str(d.status))}</td>"
+        f"<td>{escape(d.variant or '-')}</td></tr>" for r in mine for d in r.devices)
+    return ('<h2 id="rolled-out">Rolled out</h2><table id="rolled-out-table"><tr><th>rollout (report)</th>'
+            f"<th>finished</th><th>status</th><th>device</th><th>outcome</th><th>variant</th></tr>{rows}</table>")
 
 
 def render(page: FleetPage, link: ObjectLink) -> str:

@@ -40,18 +40,24 @@ def links(server, run_id: str, task_id: str, token: str) -> dict[str, str | None
 
 
 def test_extra_links_of_a_finished_nightly_run(nightly_run, airflow_ui, ui_connections):
-    """publish (a StepOperator) has Report and Artifacts; Report opens the run's HTML report after a login."""
+    """publish (a StepOperator) has Report and Artifacts; Report opens the run's HTML report, with its "Rolled
+    out" section, after a login."""
     token = airflow_ui.token()
     run_key = safe_run_id(nightly_run.run_id)
     got = links(airflow_ui, nightly_run.run_id, "publish", token)
     assert {"Report", "Artifacts"} <= set(got), got
-    assert got["Report"] == f"/edgeops/object/{keys.report(run_key)}"  # the UI resolves it on its own origin
+    assert got["Report"] == f"/edgeops/report/{run_key}"  # the UI resolves it on its own origin
     console = ui_connections["edgeops_minio"]["extra"]["console_url"]
     assert got["Artifacts"] == f"{console}/browser/artifacts/{quote(keys.run_prefix(run_key), safe='')}"
-    status, headers, _ = get(airflow_ui.url + got["Report"], token, follow=False)
+    assert get(airflow_ui.url + got["Report"])[0] == 401  # no login, no report
+    status, _, page = get(airflow_ui.url + got["Report"], token, follow=False)
+    assert status == 200 and b"<html" in page.lower() and b'id="rolled-out"' in page
+    assert b"Not rolled out yet" in page  # a tiny run never ships by itself
+    status, headers, _ = get(f"{airflow_ui.url}/edgeops/object/{keys.report(run_key)}", token, follow=False)
     assert status == 307 and "Signature=" in headers["location"], headers
     status, _, page = get(headers["location"])  # the presigned URL itself: no Airflow login needed
     assert status == 200 and b"<html" in page.lower()
+    assert get(f"{airflow_ui.url}/edgeops/report/..%2Fx", token, follow=False)[0] == 404
 
 
 def test_fleet_page_needs_a_login(airflow_ui):

@@ -70,7 +70,7 @@ def test_nightly_extra_links_in_the_airflow_ui(nightly_run, logged_in, airflow_u
     report = page.get_by_role("link", name="Report", exact=True)
     artifacts = page.get_by_role("link", name="Artifacts", exact=True)
     report.wait_for()
-    assert re.search(r"/edgeops/object/runs/[^/]+/report/index\.html$", report.get_attribute("href"))
+    assert re.search(r"/edgeops/report/[^/]+$", report.get_attribute("href"))
     assert "/browser/artifacts/runs%2F" in artifacts.get_attribute("href")
     shot(page, "nightly-extra-links.png")
     if report.get_attribute("target") == "_blank":  # the UI opens other origins in a new tab, its own in place
@@ -80,5 +80,5 @@ def test_nightly_extra_links_in_the_airflow_ui(nightly_run, logged_in, airflow_u
     else:
         report.click()
         tab = page
-    tab.wait_for_url(re.compile(r"/report/index\.html\?.*Signature="))  # via the Fleet app, a presigned URL
-    assert tab.locator("body").inner_text().strip(), tab.url
+    tab.wait_for_url(re.compile(r"/edgeops/report/"))  # the run's report, served by the plugin after the login
+    assert "Rolled out" in tab.locator("body").inner_text(), tab.url

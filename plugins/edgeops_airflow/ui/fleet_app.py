@@ -6,7 +6,9 @@ token, and read access to DAGs), so an anonymous request gets 401 and a bad toke
 
 * ``GET /edgeops/fleet``: the Fleet page (``tasks.fleet.page``), shown in the UI as an external view.
 * ``GET /edgeops/object/<key>``: a redirect to a fresh presigned URL of one object of the artifacts bucket
-  (a run's report, a rollout's report, a device's state record): what the extra links point at.
+  (a rollout's report, a device's state record): what the extra links point at.
+* ``GET /edgeops/report/<run_id>``: the run's report as publish stored it, plus a "Rolled out" section from the
+  rollout records that name the run (the Report link).
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def fleet() -> HTMLResponse:
     except EdgeOpsError as exc:
         raise HTTPException(status_code=500, detail=f"fleet inventory: {exc}") from exc
     return HTMLResponse(render(fleet_page(_store(), inventory), object_url))
+
+
+@app.get("/report/{run_id}", response_class=HTMLResponse)
+def run_report(run_id: str) -> HTMLResponse:
+    from tasks.core.exceptions import ConfigError
+    from tasks.fleet.history import recent_records
+    from tasks.fleet.page import rolled_out_section
+
+    try:
+        safe = keys.safe_run_id(run_id) == run_id
+    except ConfigError:
+        safe = False
+    store = _store()
+    if not safe or not store.exists(keys.report(run_id)):
+        raise HTTPException(status_code=404, detail=f"no report for run {run_id!r}")
+    page = store.get_bytes(keys.report(run_id)).decode("utf-8")
+    section = rolled_out_section(run_id, recent_records(store), object_url)
+    head, tail = page.rsplit("</body>", 1) if "</body>" in page else (page, "")
+    return HTMLResponse(f"{head}{section}</body>{tail}")
 
 
 @app.get("/object/{key:path}")

@@ -46,6 +46,11 @@ def object_url(key: str) -> str:
     return f"{airflow_root()}{object_path(key)}"
 
 
+def report_url(run_id: str) -> str:
+    """The run's report served with its "Rolled out" section (the Fleet app's ``/report/<run_id>``)."""
+    return f"{airflow_root()}{APP_PREFIX}/report/{quote(run_id)}"
+
+
 def console_folder_url(conn_id: str, bucket: str, prefix: str) -> str:
     """The MinIO console's browser at ``prefix`` of ``bucket``; empty when the connection names no console."""
     from airflow.sdk import BaseHook
@@ -105,7 +110,7 @@ class RolloutReportLink(XComLink):
 
 def persist_run_links(context: Any, run_id: str, conn_id: str, bucket: str) -> None:
     """Report + Artifacts of a nightly run (``run_id`` is its key in the store)."""
-    ReportLink.persist(context, object_url(keys.report(run_id)))
+    ReportLink.persist(context, report_url(run_id))
     try:
         ArtifactsLink.persist(context, console_folder_url(conn_id, bucket, keys.run_prefix(run_id)))
     except Exception:  # noqa: BLE001 - a missing connection fails the step itself, not its link

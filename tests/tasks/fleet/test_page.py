@@ -41,3 +41,14 @@ def test_render_shows_status_reason_and_report_links() -> None:
     assert "6.500" in page and "native (int8)" in page
     assert '<tr id="device-attic"><td>attic</td>' in page  # no state record: nothing to link
     assert page.count("<tr id=\"device-") == 3 and 'href="/o/rollouts/r1/report.html"' in page
+
+
+def test_rolled_out_section_lists_the_runs_rollouts_only() -> None:
+    from tasks.fleet.page import rolled_out_section
+    from tests.tasks.fleet.builders import outcome, record
+
+    mine = record("r1", "run-a", "succeeded", [outcome("kitchen", "g", 0, "switched", "run-a.int8", "int8")], "t1")
+    other = record("r2", "run-b", "succeeded", [outcome("kitchen", "g", 0, "switched", "run-b.int8", "int8")], "t2")
+    html = rolled_out_section("run-a", [other, mine], lambda key: f"/o/{key}")
+    assert "r1" in html and "r2" not in html and "kitchen" in html and "/o/rollouts/r1/report.html" in html
+    assert "Not rolled out yet" in rolled_out_section("run-c", [other, mine], lambda key: key)

@@ -74,11 +74,7 @@ def recent_manifests(store: ArtifactStore, limit: int) -> list[RunManifest]:
 def newest_blessed(store: ArtifactStore, scan: int = 50) -> RunManifest:
     """The manifest of the newest run whose gate blessed a model of a shipping profile (what a rollout with no
     run id ships: a test profile's run reaches devices only when named)."""
-    for manifest in recent_manifests(store, scan):
-        if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
-            return manifest
-    raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
-                       "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
+    return pin_newest_blessed(store, scan).manifest
 
 
 @dataclass(frozen=True)
@@ -102,7 +98,7 @@ def load_pinned(store: ArtifactStore, ref: ArtifactRef) -> Pinned:
     event), checked against its sha256: a newer version written since is never read."""
     if not ref.version_id:
         raise StorageError(f"{ref.uri}: a pinned manifest needs a version id (is the bucket versioned?)")
-    key = ref.uri.split("/", 3)[-1]
+    _bucket, key = keys.parse_s3_uri(ref.uri)
     return Pinned(_decode(store, key, store.get_ref(ref)), ref)
 
 
@@ -114,7 +110,7 @@ def pin(store: ArtifactStore, ref: str) -> Pinned:
 
 
 def pin_newest_blessed(store: ArtifactStore, scan: int = 50) -> Pinned:
-    """``newest_blessed`` pinned to the manifest version it was read from."""
+    """The newest blessed run of a shipping profile, pinned to the manifest version it was read from."""
     for obj in _manifest_objects(store)[:scan]:
         try:
             data, pinned = store.get_pinned(obj["Key"])
@@ -131,11 +127,7 @@ def pin_newest_blessed(store: ArtifactStore, scan: int = 50) -> Pinned:
 def _load(store: ArtifactStore, key: str) -> RunManifest:
     """The decoded manifest at ``key``: StorageError if it cannot be read as JSON, RecordError if it is not a
     manifest of any schema."""
-    try:
-        raw = store.get_json(key)
-    except ValueError as exc:
-        raise StorageError(f"{store.uri(key)} is not valid JSON: {exc}") from exc
-    return RunManifest.from_dict(raw, store.uri(key))
+    return _decode(store, key, store.get_bytes(key))
 
 
 def resolve(store: ArtifactStore, ref: str) -> RunManifest:

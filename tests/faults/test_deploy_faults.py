@@ -122,10 +122,11 @@ def test_a_broken_model_never_becomes_current(provisioned: Any, payload: dict[st
     assert passed == reps
 
 
-def test_unhealthy_release_after_the_switch_is_switched_back(provisioned: Any, payload: dict[str, Path],
-                                                             figures: Any, work: Path) -> None:
-    """A kept release altered on the device (model replaced, checksums rewritten): rollback to it fails the
-    health check through `current`, and `current` goes back to where it was."""
+def test_a_tampered_kept_release_is_refused_before_the_switch(provisioned: Any, payload: dict[str, Path],
+                                                              figures: Any, work: Path) -> None:
+    """A kept release altered on the device (model replaced, SHA256SUMS rewritten to match): the signed statement
+    no longer matches, so a rollback to it is refused before `current` moves, and `current` stays intact.
+    (Before signed statements this got as far as the health check through `current` and was switched back.)"""
     dev, name = provisioned
     reps, passed = 3, 0
     with DeviceClient(name) as client:
@@ -138,11 +139,11 @@ def test_unhealthy_release_after_the_switch_is_switched_back(provisioned: Any, p
             sums = subprocess.run(["sha256sum", "bench.py", "fp32.tflite", "int8.tflite", "sample.npz"], cwd=rel,
                                   capture_output=True, text=True, check=True).stdout
             (rel / "SHA256SUMS").write_text(sums)
-            with pytest.raises(DeviceError, match=f"{old} failed its health check.*switched back to {new}"):
+            with pytest.raises(DeviceError, match=f"release {old} is damaged on the device: roll out its run again"):
                 client.rollback(old)
             current, intact, _ = device_state(dev.root)
             passed += current == new and intact
-    figures("unhealthy after switch: automatic switch-back", reps, passed, 0)
+    figures("tampered kept release: refused before the switch", reps, passed, 0)
     assert passed == reps
 
 

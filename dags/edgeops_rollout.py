@@ -13,7 +13,7 @@ from airflow.sdk import DAG, TaskGroup, get_current_context, task
 from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceDeployOperator, DeviceSwitchOperator
 from edgeops_airflow.fan_out import fan_out, succeeded
 from edgeops_airflow.notify import task_failed
-from edgeops_airflow.reliability import PLUMBING_RETRIES
+from edgeops_airflow.reliability import ALL_DONE_RETRIES, PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 from edgeops_airflow.ui.links import ROLLOUT_LINKS
 
@@ -66,7 +66,7 @@ with DAG(
             return make_plan(dict(ctx["params"]), ctx["run_id"], ctx["dag_run"].clear_number or 0,
                              ctx.get("triggering_asset_events")).to_xcom()
 
-    @task(trigger_rule="all_done", multiple_outputs=False, **PLUMBING_RETRIES)
+    @task(trigger_rule="all_done", multiple_outputs=False, **ALL_DONE_RETRIES)
     def canary_gate(plan: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:  # a CanaryVerdict
         from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import judge_canary
@@ -75,7 +75,7 @@ with DAG(
             return judge_canary(plan, deploys, benches)
 
     # a failed canary, a rollback or too many failed devices fail record with the reasons: that notifies
-    @task(trigger_rule="all_done", multiple_outputs=False, on_failure_callback=task_failed, **PLUMBING_RETRIES)
+    @task(trigger_rule="all_done", multiple_outputs=False, on_failure_callback=task_failed, **ALL_DONE_RETRIES)
     def record(plan: dict[str, Any], verdict: Any, canary: Any, promoted: Any, waves: Any, canary_bench: Any,
                wave_bench: Any, switched_back: Any, rolled_back: Any) -> dict[str, Any]:  # a RolloutRecord
         from edgeops_airflow.reliability import fatal_is_final

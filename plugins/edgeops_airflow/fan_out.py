@@ -12,10 +12,10 @@ from typing import Any
 
 from airflow.sdk import task
 
-from edgeops_airflow.reliability import PLUMBING_RETRIES
+from edgeops_airflow.reliability import ALL_DONE_RETRIES, PLUMBING_RETRIES
 
 
-@task(execution_timeout=timedelta(minutes=2), trigger_rule="all_done", **PLUMBING_RETRIES)
+@task(execution_timeout=timedelta(minutes=2), trigger_rule="all_done", **ALL_DONE_RETRIES)
 def succeeded(results: Any) -> list[Any]:
     """The outputs of a mapped task's instances that succeeded (failed ones pushed nothing). A task expanded
     directly over a mapped task is upstream_failed as a whole when one instance fails; expanding over this

@@ -26,6 +26,11 @@ PLUMBING_RETRIES: dict[str, Any] = {
     "max_retry_delay": timedelta(minutes=3),
 }
 
+# Tasks that run ``all_done`` (after device tasks that may have failed, or a plan that refused the request)
+# cannot recover on a retry from an upstream that failed for good: one short retry covers a store blip, and a
+# refused request fails the run in seconds instead of after the plumbing's minutes of backoff.
+ALL_DONE_RETRIES: dict[str, Any] = {"retries": 1, "retry_delay": timedelta(seconds=10)}
+
 # Test-only: a directory; a file named after a task id there makes that task's next try fail once, transiently.
 ENV_FAULT_DIR = "EDGEOPS_TEST_TRANSIENT_FAULT_DIR"
 

@@ -51,7 +51,7 @@ def recall_bars(classes: Sequence[str], recalls: dict[str, Sequence[float]]) -> 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(max(4.2, 0.55 * len(classes) * max(1, len(recalls)) ** 0.5 + 2), 3.0), dpi=100)
+    fig = Figure(figsize=(min(6.4, 3.2 + 0.32 * len(classes)), 3.6), dpi=100)  # the page shows charts ~380 px wide
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     width = 0.8 / max(1, len(recalls))

@@ -68,7 +68,8 @@ def test_cli_json_and_table(store_env, fleet_file, capsys) -> None:
     _write_fleet_history(store_env)
     assert main(["fleet", "status", "--json", "--file", str(fleet_file)]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"devices", "rollouts", "checked"} and doc["checked"] is False
+    assert set(doc) == {"devices", "rollouts", "checked", "nights"} and doc["checked"] is False
+    assert {"blessed_run", "nightly_run", "nightly_state"} <= set(doc["nights"]), doc["nights"]
     assert [d["device"] for d in doc["devices"]] == ["kitchen", "garage", "attic", "porch", "cellar"]
     assert set(doc["devices"][0]) == {f.name for f in status.DeviceStatus.__dataclass_fields__.values()}
     assert status.DeviceStatus.from_xcom(doc["devices"][1]).status == "stale"

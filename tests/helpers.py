@@ -66,3 +66,13 @@ def null_delegate_library(tmp: Path) -> Path:
     subprocess.run([cc, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", "-o", str(out), str(NULL_DELEGATE_SOURCE)],
                    check=True, capture_output=True, text=True)
     return out
+
+
+def run_coroutine(coro: Any) -> Any:
+    """``asyncio.run(coro)`` in a thread of its own. Once a browser test ran, pytest-playwright's sync API keeps an
+    event loop running in the main thread for the rest of the session, where ``asyncio.run`` refuses to start."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()

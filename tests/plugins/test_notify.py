@@ -72,16 +72,16 @@ def test_deadline_is_configurable_and_checked(monkeypatch):
 
 
 def test_deadline_callback_posts(monkeypatch):
-    import asyncio
-
     from edgeops_airflow.notify import deadline_missed
+
+    from tests.helpers import run_coroutine
 
     ctx = {"dag_run": {"dag_id": "edgeops_nightly", "dag_run_id": "scheduled__2026-12-02T02:00:00+00:00",
                        "state": "running", "queued_at": "2026-12-02T02:00:05Z"},
            "deadline": {"deadline_time": "2026-12-02T08:00:05Z"}}
     with webhook() as (url, received):
         monkeypatch.setenv("AIRFLOW_CONN_EDGEOPS_NOTIFY", url)
-        asyncio.run(deadline_missed(context=ctx))
+        run_coroutine(deadline_missed(context=ctx))
     [body] = received
     assert body["event"] == "deadline_missed" and "2026-12-02T08:00:05Z" in body["title"]
     assert "/dags/edgeops_nightly/runs/scheduled__2026-12-02T02%3A00%3A00%2B00%3A00" in body["links"]["run"]

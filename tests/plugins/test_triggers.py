@@ -16,7 +16,7 @@ from edgeops_airflow.triggers import MinioNewObjectsTrigger
 from tasks.core import names
 from tasks.core.exceptions import ConfigError, StorageError
 from tasks.core.results import NewDataEvent
-from tests.helpers import conn_env_var
+from tests.helpers import conn_env_var, run_coroutine
 from tests.integration.minio_accounts import service_account
 
 
@@ -76,7 +76,7 @@ def test_a_burst_of_uploads_makes_exactly_one_event(stack_env, watch_conn, admin
     trigger = MinioNewObjectsTrigger(bucket, mine, quiet_seconds=2, max_wait_seconds=60, rescan_seconds=0)
     keys: list[str] = []
     start = time.monotonic()
-    events = asyncio.run(collect(
+    events = run_coroutine(collect(
         trigger, lambda: (keys.extend(upload(admin_s3, bucket, mine, 12)), upload(admin_s3, bucket, other, 5)),
         listen_for=8))
     assert len(events) == 1, events
@@ -90,11 +90,11 @@ def test_a_lone_upload_fires_and_other_prefixes_do_not(stack_env, watch_conn, ad
     bucket, mine, other = stack_env["s3"]["datasets_bucket"], prefixes("mine"), prefixes("other")
     upload(admin_s3, bucket, mine, 3)  # already there: the baseline, not new data
     trigger = MinioNewObjectsTrigger(bucket, mine, quiet_seconds=1, max_wait_seconds=30, rescan_seconds=1)
-    assert asyncio.run(collect(trigger, lambda: upload(admin_s3, bucket, other, 4), listen_for=4)) == []
+    assert run_coroutine(collect(trigger, lambda: upload(admin_s3, bucket, other, 4), listen_for=4)) == []
 
     lone = f"{mine}late/one.png"
     trigger = MinioNewObjectsTrigger(bucket, mine, quiet_seconds=1, max_wait_seconds=30, rescan_seconds=1)
-    events = asyncio.run(collect(
+    events = run_coroutine(collect(
         trigger, lambda: admin_s3.put_object(Bucket=bucket, Key=lone, Body=b"x"), listen_for=5))
     assert [(e.objects, e.keys) for e in events] == [(1, (lone,))]
 
@@ -106,7 +106,7 @@ def test_an_account_that_may_not_listen_gets_one_clear_error(stack_env, monkeypa
         monkeypatch.setenv(conn_env_var(names.MINIO_CONN_ID), json.dumps(conn))
         trigger = MinioNewObjectsTrigger(bucket, prefixes("denied"), quiet_seconds=1, rescan_seconds=0)
         with pytest.raises(StorageError, match="s3:ListenBucketNotification"):
-            asyncio.run(collect(trigger, lambda: None, listen_for=3))
+            run_coroutine(collect(trigger, lambda: None, listen_for=3))
 
 
 def test_trigger_validates_and_serializes() -> None:

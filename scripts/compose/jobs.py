@@ -38,6 +38,15 @@ def _keypair(private: Path, comment: str, mode: int) -> None:
     _write(private, key.private_bytes(ser.Encoding.PEM, ser.PrivateFormat.OpenSSH, ser.NoEncryption()), mode)
 
 
+SIGNING_KEY = stack.SECRETS / "signing.json"  # the release signing key, read only by the connections job
+
+
+def _signing_doc() -> dict:
+    from tasks.device.signing import Trust, connection_doc, generate
+
+    return connection_doc(Trust(generate()[0]))
+
+
 def secrets() -> None:
     """SSH keys (client + a host key per device) and Airflow's own secrets, generated once."""
     cfg = stack.compose_stack()
@@ -50,6 +59,7 @@ def secrets() -> None:
     (stack.KEYS / "authorized_keys").chmod(0o644)
     for name in ("fernet_key", "jwt_secret", "api_secret_key"):
         _write(stack.SECRETS / name, base64.urlsafe_b64encode(os.urandom(32)), 0o640)
+    _write(SIGNING_KEY, json.dumps(_signing_doc()).encode() + b"\n", 0o600)  # root only: the connections job
     print(f"secrets: keys in {stack.KEYS} ({len(cfg['devices'])} device host keys), Airflow secrets in {stack.SECRETS}")
 
 
@@ -76,6 +86,7 @@ def connections(out: str) -> None:
     """Every connection the DAG needs, generated from config/stack.json (never by hand)."""
     from scripts.devstack import devices
     from scripts.devstack import minio as dm
+    from tasks.core import names
 
     cfg = stack.compose_stack()
     conns = {cfg["airflow"]["minio_conn_id"]: dm.connection(cfg)}
@@ -83,6 +94,7 @@ def connections(out: str) -> None:
         conn = devices.connection(dev, stack.describe(dev))
         conn["extra"]["runtime_root"] = stack.RUNTIME_ROOT  # pre-provisioned in the image: no PyPI on compose
         conns[devices.conn_id(dev["name"])] = conn
+    conns[names.SIGNING_CONN_ID] = json.loads(SIGNING_KEY.read_text())  # Airflow's alone: never in a step's env
     path = Path(out)
     path.write_text(json.dumps(conns, indent=2) + "\n")
     path.chmod(0o600)

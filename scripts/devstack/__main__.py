@@ -50,7 +50,7 @@ SIGNING_KEY = STATE / "signing.json"  # the release signing key (0600): only Air
 
 def signing_connection() -> dict:
     """The release signer's Airflow connection, its key generated at the first start into .devstack/ (0600).
-    Rotate with `.venv/bin/python -m tasks.device.rotate` (see README)."""
+    Rotate with `.venv/bin/python -m scripts.devstack rotate-key [--finish]` (docs/devices.md)."""
     from tasks.device.signing import Trust, connection_doc, generate
 
     if not SIGNING_KEY.exists():

@@ -19,6 +19,8 @@ from edgeops_airflow.reliability import PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset
 from edgeops_airflow.step_operator import StepOperator
 
+from tasks.core.names import NIGHTLY_DAG_ID
+
 DOC = """
 ### edgeops nightly
 
@@ -47,7 +49,7 @@ default_args = {
 }
 
 with DAG(
-    dag_id="edgeops_nightly",
+    dag_id=NIGHTLY_DAG_ID,
     description="Nightly retrain, quantize, evaluate and gate; a blessed run announces its release to the rollout",
     # No start_date: with catchup=False the first run is the next 02:00 UTC after the DAG is unpaused,
     # not an immediate run for the tick already past (which a start_date in the past would cause).

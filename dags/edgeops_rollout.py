@@ -18,7 +18,7 @@ from edgeops_airflow.rollout import blessed_model_asset, rollout_params
 from edgeops_airflow.ui.links import ROLLOUT_LINKS
 
 from tasks.core.config import BenchConfig, DeployConfig
-from tasks.core.names import DEVICE_POOL
+from tasks.core.names import DEVICE_POOL, ROLLOUT_DAG_ID
 from tasks.fleet.records import SwitchAction
 
 DOC = """
@@ -42,7 +42,7 @@ hand with **Trigger DAG w/ config**.
 DEVICE_TASK_TIMEOUT = timedelta(seconds=max(DeployConfig.TASK_TIMEOUT_S, BenchConfig.TASK_TIMEOUT_S))
 
 with DAG(
-    dag_id="edgeops_rollout",
+    dag_id=ROLLOUT_DAG_ID,
     description="Canary rollout of a blessed model to the Pi fleet, on-device gate, rollback",
     schedule=[blessed_model_asset()],
     catchup=False,

@@ -26,9 +26,9 @@ from typing import Any
 
 from tasks.core import keys, names
 
-NOTIFY_CONN_ID = "edgeops_notify"
+NOTIFY_CONN_ID = names.NOTIFY_CONN_ID
 ENV_DEADLINE_HOURS = "EDGEOPS_NIGHTLY_DEADLINE_HOURS"
-NIGHTLY, ROLLOUT = "edgeops_nightly", "edgeops_rollout"
+NIGHTLY, ROLLOUT = names.NIGHTLY_DAG_ID, names.ROLLOUT_DAG_ID
 log = logging.getLogger(__name__)
 
 

@@ -46,6 +46,8 @@ ENV_AIRFLOW_URL = "EDGEOPS_AIRFLOW_URL"
 ENV_AIRFLOW_USER = "EDGEOPS_AIRFLOW_USER"
 ENV_AIRFLOW_PASSWORD = "EDGEOPS_AIRFLOW_PASSWORD"
 ROLLOUT_DAG_ID = "edgeops_rollout"
+NIGHTLY_DAG_ID = "edgeops_nightly"
+NOTIFY_CONN_ID = "edgeops_notify"  # where notices go: an http(s) webhook or smtp (plugins/edgeops_airflow/notify.py)
 
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)
 EXIT_OK = 0

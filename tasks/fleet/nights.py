@@ -8,11 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from tasks.core import names
 from tasks.core.exceptions import AirflowApiError, StorageError
 from tasks.core.results import Record
 from tasks.core.storage import ArtifactStore
 
-NIGHTLY_DAG = "edgeops_nightly"
 UNKNOWN = "unknown"
 
 
@@ -53,7 +53,7 @@ def last_nights(store: ArtifactStore, api: Any | None) -> LastNights:
     note = "Airflow not asked"
     if api is not None:
         try:
-            run = api.newest_run(NIGHTLY_DAG)
+            run = api.newest_run(names.NIGHTLY_DAG_ID)
             if run is None:
                 return LastNights(blessed_run, blessed_at, "", "", "")
             at = str(run.get("end_date") or run.get("start_date") or run.get("run_after") or "")

@@ -12,6 +12,7 @@ import os
 
 from edgeops_airflow.notify import Notice, deliver
 from tasks.core import keys, names
+from tasks.core.exceptions import ConfigError
 from tasks.fleet.status import STALE, DeviceStatus
 
 ENV_STALE_HOURS = "EDGEOPS_STALE_HOURS"
@@ -24,7 +25,7 @@ def stale_hours() -> float:
     except ValueError:
         hours = -1.0
     if hours <= 0:
-        raise ValueError(f"{ENV_STALE_HOURS}={raw!r}: give the hours a device may stay stale, a number > 0")
+        raise ConfigError(f"{ENV_STALE_HOURS}={raw!r}: give the hours a device may stay stale, a number > 0")
     return hours
 
 

@@ -130,10 +130,10 @@ class DeviceReleases:
             entries.append(FileEntry(name=safe_name(name, "file name"), sha256=sha256_file(path),
                                      size_bytes=Path(path).stat().st_size))
         sums = "".join(f"{e.sha256}  {e.name}\n" for e in entries)
-        statement = signing.statement(release_id, current_mode, tuple(entries))
         final = layout.release_path(self.root, release_id)
         staging = posixpath.join(self.root, layout.STAGING, uuid.uuid4().hex)
         with self.t.locked(self.root, self.cfg.lock_timeout_s) as self._holder:
+            statement = signing.statement(release_id, current_mode, tuple(entries))  # under the lock: in order
             previous, existing = self._prepare(final, staging)
             before = previous  # what ran before this attempt: the switch-back target
             device_trust.pin(self.t, self.root, signing.trust, self.cfg.upload_timeout_s)

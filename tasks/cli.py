@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from tasks.core import names
 from tasks.core.config import PipelineConfig, load_config, profile_names
 from tasks.core.exceptions import ConfigError, EdgeOpsError, FatalError
 from tasks.core.names import DATASETS_BUCKET, DEFAULT_PROFILE, EXIT_FAILED, EXIT_NO_RETRY, EXIT_OK
@@ -89,7 +91,13 @@ def cmd_runs(args: argparse.Namespace) -> Any:
     if args.action == "show":
         print(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
         return None
-    problems = runs.verify(store, manifest)
+    from tasks.fleet import blessing
+
+    signed, problems = blessing.audit(store, blessing.public_keys_from_env(os.environ.get(names.ENV_TRUSTED_KEYS)),
+                                      manifest.run_id)
+    if signed:
+        print(signed)
+    problems += runs.verify(store, manifest)
     for problem in problems:
         print(f"MISMATCH {problem}", file=sys.stderr)
     print(f"run {manifest.run_id}: {len(manifest.artifacts)} artifacts, {len(problems)} problem(s)")

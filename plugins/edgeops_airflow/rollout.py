@@ -15,7 +15,7 @@ from edgeops_airflow.device_transport import read_device
 from edgeops_airflow.new_data import asset_uri
 from tasks.core import keys, names
 from tasks.core.config import load_config
-from tasks.core.exceptions import ConfigError, StorageError
+from tasks.core.exceptions import ConfigError, IntegrityError, StorageError
 from tasks.core.keys import run_key
 from tasks.core.modes import QUANT_MODES
 from tasks.core.results import ArtifactRef
@@ -62,15 +62,20 @@ def _event(events: Any) -> tuple[str, ArtifactRef | None]:
 
 
 def _pinned(store: Any, run_id: str, event: tuple[str, ArtifactRef | None]) -> Any:
-    """The manifest to ship, pinned to one version before anything is sent: the asset event's own version when
-    this rollout ships the announced run, else the version of ``runs/<id>/manifest.json`` (or of the newest
-    blessed run) read right now."""
-    from tasks.registry import runs
+    """The manifest to ship, pinned before anything is sent to the manifest version the gate's signed blessing
+    names (``tasks.fleet.blessing``): of ``run_id``, else of the newest blessed run of a shipping profile. A newer
+    manifest version, written with the pipeline's credentials, is never read; a blessing that does not verify
+    against the signing connection's keys is refused. The asset event, when it names this run, must agree."""
+    from edgeops_airflow.signing import release_trust
+    from tasks.fleet import blessing
 
+    accepted = release_trust().public_keys()
+    pinned = blessing.pin(store, accepted, run_id) if run_id else blessing.pin_newest(store, accepted)
     event_run, ref = event
-    if ref is not None and run_id == event_run:
-        return runs.load_pinned(store, ref)
-    return runs.pin(store, run_id) if run_id else runs.pin_newest_blessed(store)
+    if ref is not None and event_run == pinned.manifest.run_id and ref != pinned.ref:
+        raise IntegrityError(f"the asset event announced {ref.uri} version {ref.version_id}, but the run's signed "
+                             f"blessing names version {pinned.ref.version_id}: refusing to ship either")
+    return pinned
 
 
 def _store() -> Any:
@@ -184,6 +189,22 @@ def finish(plan_raw: dict[str, Any], verdict_raw: dict[str, Any] | None, deploys
     return record.to_xcom()
 
 
+def _sign_blessing(run_id: str, ref: ArtifactRef) -> None:
+    """Sign the blessing of the manifest version publish wrote (read back pinned and checked against its sha256),
+    for every blessed run, shipping or not: a rollout that names the run ships exactly that version."""
+    import logging
+
+    from edgeops_airflow.signing import release_trust
+    from tasks.fleet import blessing
+    from tasks.registry import runs
+
+    store = _store()
+    pinned = runs.load_pinned(store, ref)
+    key = blessing.publish(store, release_trust(), blessing.Blessing.of(run_id, pinned.manifest, ref))
+    logging.getLogger(__name__).info("signed the blessing of %s version %s -> %s", ref.uri, ref.version_id,
+                                     store.uri(key))
+
+
 def announce_blessed(run_id: str, config: dict[str, Any], verdict_raw: dict[str, Any], published_raw: dict[str, Any],
                      context: Any) -> None:
     """The nightly run's last task: put the run id and blessed variants on the asset event, or skip (no event)
@@ -198,6 +219,7 @@ def announce_blessed(run_id: str, config: dict[str, Any], verdict_raw: dict[str,
     if not verdict.blessed:
         raise AirflowSkipException(f"{verdict.outcome or 'not blessed'}, nothing to roll out: "
                                    f"{'; '.join(verdict.reasons)}")
+    _sign_blessing(run_id, published.manifest)
     profile = PipelineConfig.from_dict(config)
     if not profile.ships:
         raise AirflowSkipException(f"blessed, but profile {profile.profile!r} may not ship (ships=false): no "

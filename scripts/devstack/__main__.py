@@ -58,13 +58,19 @@ def signing_connection() -> dict:
     return json.loads(SIGNING_KEY.read_text())
 
 
+def _trust(conn: dict):
+    from tasks.device.signing import trust_from_connection
+
+    return trust_from_connection(conn["password"], json.loads(conn["extra"]))
+
+
 def cmd_rotate_key(cfg: dict, finish: bool) -> None:
     """Key rotation, one command per step: a new signing key with the old public key still accepted (devices
     get both at their next deploy); ``--finish`` drops the old key once every device was deployed since."""
-    from tasks.device.signing import connection_doc, rotated, trust_from_connection
+    from tasks.device.signing import connection_doc, rotated
 
     old = signing_connection()
-    trust = rotated(trust_from_connection(old["password"], json.loads(old["extra"])), finish)
+    trust = rotated(_trust(old), finish)
     write_private(SIGNING_KEY, json.dumps(connection_doc(trust)) + "\n")
     if airflow.status(cfg):
         airflow.import_connections(cfg, {names.SIGNING_CONN_ID: signing_connection()})
@@ -108,8 +114,9 @@ def shell_lines(doc: dict) -> list[str]:
     if devices.FLEET_JSON.exists():
         values[names.ENV_FLEET] = str(devices.FLEET_JSON)
     for conn_id, conn in doc["connections"].items():
-        if conn_id == names.SIGNING_CONN_ID:
-            continue  # the release signing key stays in Airflow: never exported into a shell (or a step)
+        if conn_id == names.SIGNING_CONN_ID:  # the signing key stays in Airflow: only its PUBLIC keys are exported
+            values[names.ENV_TRUSTED_KEYS] = ",".join(_trust(conn).public_keys().values())
+            continue
         values[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(conn, separators=(",", ":"))
     return [f"export {k}={shlex.quote(v)}" for k, v in values.items()]
 

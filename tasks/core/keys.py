@@ -94,6 +94,11 @@ def manifest(run_id: str) -> str:
     return f"{run_prefix(run_id)}{MANIFEST_NAME}"
 
 
+def blessing(run_id: str) -> str:
+    """The gate's blessing of the run, signed by Airflow's ``announce`` (tasks/fleet/blessing.py)."""
+    return f"{run_prefix(run_id)}blessing.json"
+
+
 def run_of_manifest(key: str) -> str | None:
     """The run id of a ``runs/<run_id>/manifest.json`` key, None for any other key."""
     parts = key.split("/")

@@ -9,6 +9,7 @@ from __future__ import annotations
 # Airflow connections
 MINIO_CONN_ID = "edgeops_minio"
 SIGNING_CONN_ID = "edgeops_signing"  # the release signing key (tasks.device.signing), Airflow only
+ENV_TRUSTED_KEYS = "EDGEOPS_TRUSTED_KEYS"  # the accepted PUBLIC keys, comma-separated hex (`edgeops runs verify`)
 DEVICE_CONN_PREFIX = "edgeops_device_"
 
 # Object store

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("run_id", "created_at", "code_version", "profile", "current", "fp32_accuracy", "devices")
 
 
-def _manifest_objects(store: ArtifactStore) -> list[dict[str, Any]]:
+def manifest_objects(store: ArtifactStore) -> list[dict[str, Any]]:
     """Every ``runs/<id>/manifest.json`` object, newest first (ties broken by key, for a stable order)."""
     found = [obj for obj in store.list(keys.RUNS_PREFIX) if keys.run_of_manifest(obj["Key"])]
     return sorted(found, key=lambda o: (o["LastModified"], o["Key"]), reverse=True)
@@ -50,7 +50,7 @@ def _row(obj: dict[str, Any], m: RunManifest | None, error: str = "") -> dict[st
 def list_runs(store: ArtifactStore) -> list[dict[str, Any]]:
     """One row per finished run, newest first. An unreadable manifest gives a row with an ``error``."""
     rows = []
-    for obj in _manifest_objects(store):
+    for obj in manifest_objects(store):
         try:
             rows.append(_row(obj, _load(store, obj["Key"])))
         except (StorageError, RecordError) as exc:
@@ -61,7 +61,7 @@ def list_runs(store: ArtifactStore) -> list[dict[str, Any]]:
 def recent_manifests(store: ArtifactStore, limit: int) -> list[RunManifest]:
     """The newest ``limit`` readable manifests, newest first (unreadable ones are skipped, and logged)."""
     out: list[RunManifest] = []
-    for obj in _manifest_objects(store):
+    for obj in manifest_objects(store):
         if len(out) == limit:
             break
         try:
@@ -72,9 +72,14 @@ def recent_manifests(store: ArtifactStore, limit: int) -> list[RunManifest]:
 
 
 def newest_blessed(store: ArtifactStore, scan: int = 50) -> RunManifest:
-    """The manifest of the newest run whose gate blessed a model of a shipping profile (what a rollout with no
-    run id ships: a test profile's run reaches devices only when named)."""
-    return pin_newest_blessed(store, scan).manifest
+    """The manifest of the newest run whose gate blessed a model of a shipping profile, as its manifest says (for
+    display: ``fleet status``'s last good night). What a rollout ships is chosen by ``tasks.fleet.blessing``,
+    from signed blessings, never from a manifest alone."""
+    for manifest in recent_manifests(store, scan):
+        if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
+            return manifest
+    raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
+                       "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
 
 
 @dataclass(frozen=True)
@@ -109,21 +114,6 @@ def pin(store: ArtifactStore, ref: str) -> Pinned:
     return Pinned(_decode(store, key, data), pinned)
 
 
-def pin_newest_blessed(store: ArtifactStore, scan: int = 50) -> Pinned:
-    """The newest blessed run of a shipping profile, pinned to the manifest version it was read from."""
-    for obj in _manifest_objects(store)[:scan]:
-        try:
-            data, pinned = store.get_pinned(obj["Key"])
-            manifest = _decode(store, obj["Key"], data)
-        except (StorageError, RecordError) as exc:
-            log.warning("skipping %s: %s", obj["Key"], exc)
-            continue
-        if manifest.gate is not None and manifest.gate.blessed and manifest.ships:
-            return Pinned(manifest, pinned)
-    raise StorageError(f"none of the newest {scan} runs has a blessed model of a shipping profile: run the nightly "
-                       "DAG first (test profiles such as tiny never ship unless a rollout names the run)")
-
-
 def _load(store: ArtifactStore, key: str) -> RunManifest:
     """The decoded manifest at ``key``: StorageError if it cannot be read as JSON, RecordError if it is not a
     manifest of any schema."""
@@ -134,7 +124,7 @@ def resolve(store: ArtifactStore, ref: str) -> RunManifest:
     """The manifest of ``ref``: a run id (raw Airflow form accepted) or ``latest``."""
     ref = (ref or "").strip()
     if ref == "latest":
-        objs = _manifest_objects(store)
+        objs = manifest_objects(store)
         if not objs:
             raise StorageError(
                 f"no finished runs in s3://{store.bucket}/{keys.RUNS_PREFIX} (a run writes {keys.MANIFEST_NAME} last)"

@@ -118,29 +118,84 @@ def test_a_damaged_file_is_reported_and_repaired_without_a_moment_without_curren
     assert passed == reps and gaps[0] == 0 and sha_ok(dev.root / "current")
 
 
-@pytest.mark.usefixtures("provisioned")
+def _publish_blessed(store: Any, run_id: str) -> Any:
+    """A blessed run as the nightly leaves it: manifest.json, then the blessing announce signs (pinned ref)."""
+    from tasks.core import keys
+    from tasks.fleet import blessing
+    from tasks.registry import runs
+    from tests.tasks.manifests import manifest, variant, verdict
+
+    good = manifest(run_id, {"int8": variant(0.95)}, verdict(True, ("int8",), "int8"), config={"profile": "tiny"})
+    store.put_json(keys.manifest(run_id), good.to_dict(), name="manifest")
+    announced = runs.pin(store, run_id)
+    blessing.publish(store, release_trust(), blessing.Blessing.of(run_id, good, announced.ref))
+    return announced
+
+
+def _swap_manifest(store: Any, run_id: str, n: int) -> None:
+    """The injected fault: a new manifest version naming other model bytes, written with pipeline credentials."""
+    from tasks.core import keys
+    from tests.tasks.manifests import manifest, variant, verdict
+
+    bad = manifest(run_id, {"fp32": variant(0.9 + n / 100)}, verdict(True, ("fp32",), "fp32"),
+                   config={"profile": "tiny"})
+    store.put_json(keys.manifest(run_id), bad.to_dict(), name="manifest")
+
+
 def test_a_replaced_manifest_version_never_ships(artifact_store: Any, figures: Any) -> None:
-    """The pipeline's service account writes a new manifest version after announce: the rollout still reads the
-    announced version (version id + sha256), so no device is sent the substituted model."""
+    """The pipeline's service account writes a new manifest version after announce: a rollout started by the
+    asset event, and one started by hand naming the run, both ship the version the signed blessing names."""
     from types import SimpleNamespace
 
     from edgeops_airflow.rollout import _event, _pinned
 
-    from tasks.core import keys, names
-    from tasks.registry import runs
-    from tests.tasks.manifests import manifest, variant, verdict
+    from tasks.core import names
 
-    run_id, reps, passed = f"faults-pin-{uuid.uuid4().hex[:8]}", 3, 0
-    good = manifest(run_id, {"int8": variant(0.95)}, verdict(True, ("int8",), "int8"), config={"profile": "tiny"})
-    artifact_store.put_json(keys.manifest(run_id), good.to_dict(), name="manifest")
-    announced = runs.pin(artifact_store, run_id)
+    run_id, reps, by_event, by_hand = _rid("faults-pin"), 3, 0, 0
+    announced = _publish_blessed(artifact_store, run_id)
     events = {f"Asset(name='{names.BLESSED_ASSET}')": [
         SimpleNamespace(extra={"run_id": run_id, "manifest": announced.ref.to_xcom()})]}
     for n in range(reps):
-        bad = manifest(run_id, {"fp32": variant(0.9 + n / 100)}, verdict(True, ("fp32",), "fp32"),
-                       config={"profile": "tiny"})
-        artifact_store.put_json(keys.manifest(run_id), bad.to_dict(), name="manifest")
+        _swap_manifest(artifact_store, run_id, n)
         shipped = _pinned(artifact_store, run_id, _event(events))
-        passed += shipped.manifest == good and shipped.ref == announced.ref
-    figures("manifest replaced by a new version (pipeline credentials): not shipped", reps, passed, 0)
-    assert passed == reps
+        by_event += shipped.manifest == announced.manifest and shipped.ref == announced.ref
+        shipped = _pinned(artifact_store, run_id, ("", None))
+        by_hand += shipped.manifest == announced.manifest and shipped.ref == announced.ref
+    figures("manifest replaced by a new version (pipeline credentials), rollout by asset event: not shipped",
+            reps, by_event, 0)
+    figures("manifest replaced by a new version (pipeline credentials), rollout by hand: not shipped",
+            reps, by_hand, 0)
+    assert by_event == reps and by_hand == reps
+
+
+def test_a_forged_or_missing_blessing_ships_nothing(artifact_store: Any, figures: Any) -> None:
+    """With only the pipeline's credentials: a blessing signed with another key, a blessing copied from another
+    run, and a run with no blessing at all are each refused before anything is planned."""
+    from edgeops_airflow.rollout import _pinned
+
+    from tasks.core import keys
+    from tasks.core.exceptions import IntegrityError, StorageError
+    from tasks.fleet import blessing
+
+    donor = _rid("faults-donor")
+    _publish_blessed(artifact_store, donor)
+    cases = {}
+    forged = _rid("faults-forged")
+    announced = _publish_blessed(artifact_store, forged)
+    other = signing.Trust(signing.generate()[0])
+    artifact_store.put_json(keys.blessing(forged), blessing.sign(
+        other, blessing.Blessing.of(forged, announced.manifest, announced.ref)), name="blessing")
+    cases["a blessing signed with another key"] = (forged, IntegrityError, "does not verify")
+    copied = _rid("faults-copied")
+    _publish_blessed(artifact_store, copied)
+    artifact_store.put_json(keys.blessing(copied), artifact_store.get_json(keys.blessing(donor)), name="blessing")
+    cases["another run's blessing copied over"] = (copied, IntegrityError, "not of run")
+    for case, (run_id, error, match) in cases.items():
+        with pytest.raises(error, match=match):
+            _pinned(artifact_store, run_id, ("", None))
+        figures(f"{case}: rollout refused", 1, 1, 0)
+    unsigned = _rid("faults-unsigned")  # a blessed-looking manifest, written by the pipeline, never announced
+    _swap_manifest(artifact_store, unsigned, 0)
+    with pytest.raises(StorageError, match="no signed blessing"):
+        _pinned(artifact_store, unsigned, ("", None))
+    figures("a blessed-looking manifest without a signed blessing: rollout refused", 1, 1, 0)

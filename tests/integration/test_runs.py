@@ -44,7 +44,7 @@ def finished_run(store: ArtifactStore, admin_s3):
     time.sleep(1.1)  # LastModified has 1 s resolution on S3: make this manifest strictly the newest
     store.put_json(keys.manifest(run_id), manifest.to_dict(), name="manifest")
     yield run_id, manifest
-    for key in [a.key for a in arts] + [keys.manifest(run_id)]:
+    for key in [a.key for a in arts] + [keys.manifest(run_id), keys.blessing(run_id)]:
         admin_s3.delete_object(Bucket=store.bucket, Key=key)  # a delete marker; versions stay
 
 
@@ -95,16 +95,20 @@ def test_latest_in_empty_bucket_gives_clear_error(admin_s3) -> None:
 
 def test_a_rollout_ships_the_announced_manifest_version_not_a_newer_one(store: ArtifactStore, finished_run) -> None:
     """Issue 18: a new manifest version written with the pipeline's credentials after announce (another current
-    variant, other artifact refs) does not change what the rollout ships: the event's version is read."""
+    variant, other artifact refs) does not change what the rollout ships, whether the asset event or a person
+    started it: the version the signed blessing names is read."""
     from types import SimpleNamespace
 
     from edgeops_airflow.rollout import _event, _pinned
+    from edgeops_airflow.signing import release_trust
 
     from tasks.core import names
+    from tasks.fleet import blessing
 
     run_id, manifest = finished_run
     announced = runs.pin(store, run_id)
     assert announced.manifest == manifest and announced.ref.version_id
+    blessing.publish(store, release_trust(), blessing.Blessing.of(run_id, manifest, announced.ref))
     forged = build_manifest(run_id, {"fp32": variant(0.99)}, verdict(True, ("fp32",), "fp32"),
                             config={"profile": "tiny"})
     store.put_json(keys.manifest(run_id), forged.to_dict(), name="manifest")  # the pipeline's service account
@@ -112,5 +116,43 @@ def test_a_rollout_ships_the_announced_manifest_version_not_a_newer_one(store: A
         SimpleNamespace(extra={"run_id": run_id, "manifest": announced.ref.to_xcom()})]}
     shipped = _pinned(store, run_id, _event(events))
     assert shipped.manifest == manifest and shipped.ref == announced.ref
+    assert _pinned(store, run_id, ("", None)).ref == announced.ref  # by hand: the blessed version, not the newest
     assert runs.load_pinned(store, announced.ref).manifest.verdict.current == "int8"
-    assert runs.pin(store, run_id).manifest.verdict.current == "fp32"  # by hand: the newest, pinned at once
+    assert runs.pin(store, run_id).manifest.verdict.current == "fp32"  # the newest version, never shipped
+    line, problems = blessing.audit(store, release_trust().public_keys(), run_id)  # `edgeops runs verify`
+    assert "signed by a trusted key" in line and problems == [
+        f"manifest.json was rewritten after the gate blessed it: the newest version "
+        f"{next(store.versions(keys.manifest(run_id)))} is not the blessed {announced.ref.version_id} "
+        "(only the blessed one ever ships)"]
+
+
+def test_runs_verify_checks_the_blessing_signature(store: ArtifactStore, finished_run, stack_env) -> None:
+    """`edgeops runs verify` (the CLI, with the stack's env) checks the blessing against EDGEOPS_TRUSTED_KEYS:
+    signed by the platform passes; the same blessing with no trusted key, or another key, is a problem."""
+    import os
+    import subprocess
+    import sys
+
+    from edgeops_airflow.signing import release_trust
+
+    from tasks.core import names
+    from tasks.device import signing
+    from tasks.fleet import blessing
+
+    run_id, manifest = finished_run
+    blessing.publish(store, release_trust(), blessing.Blessing.of(run_id, manifest, runs.pin(store, run_id).ref))
+
+    def verify(trusted: str) -> subprocess.CompletedProcess:
+        s3 = stack_env["s3"]
+        env = {**os.environ, names.ENV_TRUSTED_KEYS: trusted, "EDGEOPS_S3_ENDPOINT": s3["endpoint"],
+               "AWS_ACCESS_KEY_ID": s3["access_key"], "AWS_SECRET_ACCESS_KEY": s3["secret_key"],
+               "EDGEOPS_ARTIFACTS_BUCKET": store.bucket}
+        return subprocess.run([sys.executable, "-m", "tasks.cli", "runs", "verify", run_id], env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    ok = verify(release_trust().public_hex)
+    assert ok.returncode == 0 and "blessing signed by a trusted key" in ok.stdout, ok.stderr
+    other = verify(signing.Trust(signing.generate()[0]).public_hex)
+    assert other.returncode != 0 and "does not verify: unknown key" in other.stderr
+    unset = verify("")
+    assert unset.returncode != 0 and "no key to check it: set EDGEOPS_TRUSTED_KEYS" in unset.stderr

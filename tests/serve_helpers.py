@@ -83,7 +83,9 @@ class Client:
 
 
 class Serve:
-    """``python serve.py --root ROOT ...`` started, waited for (endpoint.json, /healthz ready), stopped (SIGTERM)."""
+    """``python serve.py --root ROOT ...`` started, waited for (endpoint.json, /healthz ready), stopped (SIGTERM).
+
+    Without PYTHONPATH and from the deploy root, as on a device: the project is not importable."""
 
     def __init__(self, root: Path, *args: str, python: str = sys.executable, ready: bool = True) -> None:
         self.state = root / "serve-data"
@@ -91,7 +93,8 @@ class Serve:
         self.log = open(root / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen([python, str(SERVE), "--root", str(root), "--state", str(self.state),
                                       "--http-port", "0", "--threads", "1", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, cwd=root,
+                                     env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
         self.endpoint = self._wait_endpoint()
         self.port, self.socket = self.endpoint["http_port"], self.endpoint["socket"]
         if ready:

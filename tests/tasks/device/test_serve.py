@@ -4,9 +4,11 @@ TCP and the Unix socket. Unit-level: no stack needed."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -18,7 +20,7 @@ import pytest
 from tasks.device.serve_records import Sampler, Telemetry
 from tests.faults.payloads import garbage_tflite, nan_tflite
 from tests.helpers import tiny_tflite_release
-from tests.serve_helpers import Serve, make_release, switch
+from tests.serve_helpers import SERVE, Serve, make_release, switch
 
 LABELS = ["cat", "dog", "owl"]
 
@@ -41,6 +43,17 @@ def root(tmp_path: Path, payload: dict[str, Path]) -> Path:
     make_release(tmp_path, "garbage", {"fp32.tflite": payload["garbage.tflite"], **sample}, "fp32")
     switch(tmp_path, "r1")
     return tmp_path
+
+
+def test_the_serve_modules_are_standalone() -> None:
+    """Shipped to devices without the project: the standard library, numpy, LiteRT and each other only."""
+    allowed = {"numpy", "ai_edge_litert", "tflite_runtime", "serve_model", "serve_records", "__future__"}
+    for path in sorted(SERVE.parent.glob("serve*.py")):
+        tree = ast.parse(path.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        foreign = sorted(n for n in names - allowed if n not in sys.stdlib_module_names)
+        assert not foreign, f"{path.name} imports {foreign}"
 
 
 def _sample(payload: dict[str, Path]) -> tuple[np.ndarray, np.ndarray]:

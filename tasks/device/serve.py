@@ -21,7 +21,7 @@ never served: the old one keeps serving and /healthz reports the failed attempt.
 until ``current`` changes again or a SIGHUP asks for it.
 
 ``<state>/endpoint.json`` (written atomically once listening) gives the pid, the HTTP port and the socket path.
-SIGTERM/SIGINT: stop listening, finish open requests, write final telemetry.
+SIGTERM/SIGINT: stop listening, let the sample writer drain, write the open telemetry periods as final.
 """
 
 from __future__ import annotations
@@ -138,7 +138,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": f"no such path {self.path}: GET /healthz, POST /v1/classify"})
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        length = int(self.headers.get("Content-Length") or -1)
+        text = self.headers.get("Content-Length", "")
+        length = int(text) if text.isdigit() else -1
         if self.path != "/v1/classify":
             self.close_connection = True
             return self._reply(404, {"error": f"no such path {self.path}: POST /v1/classify"})
@@ -233,19 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     telemetry = Telemetry(state / "telemetry", args.telemetry_period_s, int(args.telemetry_budget_mb * MB))
     sampler = Sampler(state / "samples", args.sample_threshold, args.sample_reservoir,
                       int(args.sample_budget_mb * MB), args.telemetry_period_s, telemetry)
-    service = Service(args)
-    service.reload(force=True)
-    Handler.service, Handler.telemetry, Handler.sampler = service, telemetry, sampler
-    Handler.max_body = int(args.max_body_mb * MB)
-    stop = threading.Event()
+    service, stop = Service(args), threading.Event()
 
     def on_hup(*_: Any) -> None:
         service.force = True
         service.wake.set()
 
-    signal.signal(signal.SIGHUP, on_hup)
+    signal.signal(signal.SIGHUP, on_hup)  # first: SIGHUP's default action would kill a service still loading
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service.reload(force=True)
+    Handler.service, Handler.telemetry, Handler.sampler = service, telemetry, sampler
+    Handler.max_body = int(args.max_body_mb * MB)
     servers = listen(args)
     threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in servers]
     threads.append(threading.Thread(target=service.watch, args=(stop,), daemon=True))

@@ -95,7 +95,8 @@ class Model:
         self.release = os.path.basename(self.path)
         base = Path(self.path)
         meta = json.loads((base / "release.json").read_text()) if (base / "release.json").is_file() else {}
-        self.variant = str(meta.get("current_variant") or Path(os.readlink(base / "model.tflite")).stem)
+        variant = meta["current_variant"] if isinstance(meta, dict) and "current_variant" in meta else None
+        self.variant = str(variant or Path(os.readlink(base / "model.tflite")).stem)  # the deploy writes both
         labels = json.loads((base / "labels.json").read_text()) if (base / "labels.json").is_file() else None
         if labels is not None and not (isinstance(labels, list) and all(isinstance(c, str) for c in labels)):
             raise SmokeFailed(f"{base / 'labels.json'}: expected a JSON list of class names")

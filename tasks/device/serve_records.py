@@ -176,7 +176,7 @@ class Offer:
 
     release: str
     kind: str
-    slot: int | None
+    slot: tuple[float, int] | None  # (reservoir period, slot index)
     x: np.ndarray
     probabilities: tuple[float, ...]
     index: int
@@ -190,7 +190,8 @@ class Sampler:
         self.root, self.threshold, self.k, self.budget = root, threshold, reservoir, budget_bytes
         self.period_s, self.telemetry = period_s, telemetry
         self._lock = threading.Lock()
-        self._seen, self._period, self._slots = 0, 0.0, {}  # the reservoir of the current period
+        self._seen, self._period = 0, 0.0  # the reservoir of the current period
+        self._slots: dict[tuple[float, int], Path] = {}
         self._seq = 0
         self._queue: queue.Queue[Offer | None] = queue.Queue(QUEUE)
         self._rng = random.Random()
@@ -206,16 +207,17 @@ class Sampler:
         except queue.Full:
             self.telemetry.dropped(release)
 
-    def _choose(self, confidence: float) -> tuple[str | None, int | None]:
+    def _choose(self, confidence: float) -> tuple[str | None, tuple[float, int] | None]:
         if confidence < self.threshold:
             return "low", None
         with self._lock:
             start = period_start(time.time(), self.period_s)
-            if start != self._period:
-                self._seen, self._period, self._slots = 0, start, {}
+            if start != self._period:  # a new reservoir; the last period's files stay for the collector
+                self._seen, self._period = 0, start
+                self._slots = {key: path for key, path in self._slots.items() if key[0] == start}
             self._seen += 1
             slot = self._seen - 1 if self._seen <= self.k else self._rng.randrange(self._seen)
-        return ("reservoir", slot) if slot < self.k else (None, None)
+        return ("reservoir", (start, slot)) if slot < self.k else (None, None)
 
     def _write_loop(self) -> None:
         while (offer := self._queue.get()) is not None:

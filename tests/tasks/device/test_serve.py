@@ -85,6 +85,8 @@ def test_classify_over_http_and_the_unix_socket(root: Path, payload: dict[str, P
             status, health = client.health()
             assert status == 200 and health["ready"] and health["release"] == "r1" and health["failed"] is None
             assert health["variant"] == "fp32" and health["uptime_s"] > 0 and health["swaps"] == 0
+            assert client.request("GET", "/v1/nothing")[0] == 404
+            assert client.request("POST", "/v1/classify")[0] == 411  # no body: then the service hangs up
             client.close()
     finally:
         assert serve.stop() == 0, serve.output()

@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/serve.py [--models tiny,mobilenet96,mobilenet224] [--threads 1] \
         [--clients 2] [--seconds 4] [--swaps 4]
 
-Per model: bench.py's raw invoke rate (batch 1, same threads, in-process) vs edgeops-serve's throughput over the
+Per model: bench.py's raw invoke rate (batch 1, same threads, in-process; the faster of a run before and one
+after the service's, so a busy moment cannot flatter the ratio) vs edgeops-serve's throughput over the
 Unix socket with ``--clients`` keep-alive clients sending .npy bodies; then p99 client latency during hot swaps
 under continuous load (``current`` switched between two releases of the model; the window is 1 s from each
 switch) vs steady state, and the failed requests (must be 0). Models: ``tiny`` (8x8x3 conv, the tests' model:
@@ -125,6 +126,7 @@ def measure(name: str, args: argparse.Namespace, work: Path) -> None:
         health = serve.wait_for(lambda h: h["swaps"] == args.swaps)
     finally:
         serve.stop()
+    rate = max(rate, raw_rate(files, args.threads, args.runs))  # before and after: the faster, a conservative ratio
     ok = [e for e in steady if e[2] == 200]
     throughput = len(ok) / args.seconds
     in_swap = [lat for t0, lat, s in swapping if s == 200 and any(0 <= t0 - w < 1.0 for w in switches)]
@@ -144,7 +146,8 @@ def main() -> int:
     args = p.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     print(f"label=host ({platform.machine()}, {os.cpu_count()} cpus; not a device claim), threads={args.threads}, "
-          f"clients={args.clients} over the Unix socket, {args.seconds:.0f} s per phase, {args.swaps} swaps")
+          f"clients={args.clients} over the Unix socket, {args.seconds:.0f} s per phase, {args.swaps} swaps, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     print(f"{'model':<10}{'raw/s':>10}{'serve/s':>10}{'ratio':>8}{'p99 ms':>12}{'p99 swap':>12}{'swaps':>7}"
           f"{'failed':>8}")
     for name in args.models.split(","):

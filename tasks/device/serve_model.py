@@ -12,7 +12,7 @@ finishes on it even when the service swaps in another one meanwhile.
 Request bodies (``decode``), no PIL on a Pi, so no JPEG/PNG:
 - ``application/x-npy`` (or any body starting with numpy's magic): an ``.npy`` array, ``allow_pickle`` off;
 - ``application/octet-stream`` with ``X-Shape: H,W,C`` (or ``1,H,W,C``) and ``X-Dtype: uint8|float32``: raw bytes
-  (e.g. ``rpicam-still --encoding rgb``);
+  (e.g. RGB888 frames from a camera pipeline);
 - ``image/x-portable-pixmap``: a binary PPM (P6, maxval 255), which ffmpeg, v4l2 tools and ImageMagick write.
 Pixel values are the model's input scale (0..255 for the platform's models, which rescale inside); the image must
 already have the model's input size: the service does not resize.

@@ -65,7 +65,7 @@ class Session:
     night: Run  # that first run, once it ended
     tries: dict[str, tuple[str, int]]  # its task instances (map index <= 0): task id -> (state, try number)
     most_running: int  # most runs of the DAG running at once, sampled every 2 s while the night ran
-    queued_meanwhile: list[Run]  # runs created while the night ran
+    queued_meanwhile: list[Run]  # other runs seen while the night was still running
     next_night: Run  # the tick that came due while the night ran, created after it
     notices: list[dict]
     deadlines_missed: int
@@ -92,22 +92,23 @@ def _observe(stack: af.SchedulerStack, seeded: Run, received: list[dict], faults
     first = stack.wait("the scheduler's first run", lambda: [r for r in _runs(stack) if r.run_id != seeded.run_id],
                        180)
     night_id, most, began = first[0].run_id, 0, time.monotonic()
+    meanwhile: dict[str, Run] = {}
     while True:
         runs = _runs(stack)
         most = max(most, sum(r.state == "running" for r in runs))
         night = next(r for r in runs if r.run_id == night_id)
         if night.state in ("success", "failed"):
             break
+        meanwhile.update({r.run_id: r for r in runs if r.run_id not in (seeded.run_id, night_id)})
         if time.monotonic() - began > 900:
             pytest.fail(f"the night {night_id} did not end in 900 s: {runs}\n{stack.tails()}")
         time.sleep(2)
     night_s = time.monotonic() - began
-    queued_meanwhile = [r for r in runs if r.run_id not in (seeded.run_id, night_id)]
     later = stack.wait("the night that came due meanwhile",
                        lambda: [r for r in _runs(stack) if r.logical_date > night.logical_date], 120)
     tries = _tries(stack, night_id)
     missed = stack.query("SELECT count(*) FROM deadline WHERE missed = 1")
-    return Session(seeded, started, first, night, tries, most, queued_meanwhile, later[0], list(received),
+    return Session(seeded, started, first, night, tries, most, list(meanwhile.values()), later[0], list(received),
                    missed[0][0] if missed else -1, (faults / "resolve_config").exists(), api_s, night_s, [])
 
 

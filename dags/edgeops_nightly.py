@@ -12,7 +12,7 @@ from typing import Any
 
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, get_current_context, task
 from edgeops_airflow.fan_out import fan_out
-from edgeops_airflow.new_data import dataset_asset
+from edgeops_airflow.new_data import dataset_asset, nightly_cron
 from edgeops_airflow.notify import announce_skipped, nightly_deadline_alert, task_failed
 from edgeops_airflow.params import dag_params
 from edgeops_airflow.reliability import PLUMBING_RETRIES
@@ -30,9 +30,10 @@ ends with an HTML report and `runs/<run_id>/manifest.json` (written last) in Min
 `edgeops_blessed_model` asset event, which starts `edgeops_rollout` (canary first, on-device gate). A run whose
 model is not blessed skips announce (nothing reaches a device) and says why in the gate log and the report.
 
-* Runs at **02:00 UTC**, and also when **new data lands**: uploads under the default profile's `data.source`
-  (e.g. `s3://datasets/digits/`) reach the triggerer through MinIO bucket notifications, and one burst of uploads
-  (debounced: `EDGEOPS_NEW_DATA_QUIET_SECONDS` of quiet) makes one asset event, hence one run.
+* Runs at **02:00 UTC** (`EDGEOPS_NIGHTLY_CRON`), and also when **new data lands**: uploads under the default
+  profile's `data.source` (e.g. `s3://datasets/digits/`) reach the triggerer through MinIO bucket notifications,
+  and one burst of uploads (debounced: `EDGEOPS_NEW_DATA_QUIET_SECONDS` of quiet) makes one asset event, hence
+  one run.
 * Trigger by hand with **Trigger DAG w/ config**: every knob is a typed Param; empty = the profile's value.
 * Artifacts: `s3://artifacts/runs/<run_id>/` (MinIO console). `edgeops runs show latest` prints the manifest.
 * Host latencies are labelled `host`; only device benchmarks on real Pis are Pi figures.
@@ -55,7 +56,7 @@ with DAG(
     # not an immediate run for the tick already past (which a start_date in the past would cause).
     # ... or when the dataset asset gets an event: its AssetWatcher's trigger debounces MinIO's notifications.
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("0 2 * * *", timezone="UTC", run_immediately=False),
+        timetable=CronTriggerTimetable(nightly_cron(), timezone="UTC", run_immediately=False),
         assets=dataset_asset(),
     ),
     # A missed 02:00 (stack down) is run once, when the scheduler starts: catchup=False creates only the newest

@@ -104,7 +104,10 @@ class _DeviceOperator(BaseOperator):
         return self.target
 
     def pre_execute(self, context: Any) -> None:
+        from edgeops_airflow.reliability import fault_point
+
         super().pre_execute(context)
+        fault_point(self.task_id)  # test-only: a transient fault before the device is touched, then a retry
         persist_device_link(context, str(self._subject()["device"]))
 
     def on_kill(self) -> None:

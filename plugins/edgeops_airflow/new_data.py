@@ -1,5 +1,6 @@
-"""The nightly DAG's dataset asset: the default profile's ``data.source``, watched for uploads by
-``triggers.MinioNewObjectsTrigger`` (debounce settings from the environment, see ``tasks/core/names.py``)."""
+"""The nightly DAG's schedule: its cron (``$EDGEOPS_NIGHTLY_CRON``, default 02:00 UTC) and its dataset asset, the
+default profile's ``data.source``, watched for uploads by ``triggers.MinioNewObjectsTrigger`` (debounce settings
+from the environment, see ``tasks/core/names.py``)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,18 @@ def _seconds(env: str, default: float) -> float:
         return float(raw) if raw.strip() else default
     except ValueError:
         raise ConfigError(f"{env}={raw!r}: give a number of seconds") from None
+
+
+def nightly_cron() -> str:
+    """The nightly's cron expression, UTC (``$EDGEOPS_NIGHTLY_CRON``, default ``0 2 * * *``); a bad one fails the
+    DAG's parse with the value to fix."""
+    from croniter import croniter
+
+    cron = os.environ.get(names.ENV_NIGHTLY_CRON, "").strip() or names.DEFAULT_NIGHTLY_CRON
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise ConfigError(f"{names.ENV_NIGHTLY_CRON}={cron!r}: give a 5-field cron expression in UTC, e.g. "
+                          f"{names.DEFAULT_NIGHTLY_CRON!r}")
+    return cron
 
 
 def asset_uri(bucket: str, prefix: str) -> str:

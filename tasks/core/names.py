@@ -22,6 +22,8 @@ ENV_CODE_VERSION = "EDGEOPS_CODE_VERSION"
 # Config
 DEFAULT_PROFILE = "demo"
 ENV_PROFILE = "EDGEOPS_PROFILE"  # overrides DEFAULT_PROFILE for the DAG's trigger form
+ENV_NIGHTLY_CRON = "EDGEOPS_NIGHTLY_CRON"  # when the nightly runs (UTC cron); a test's real scheduler sets "* * * * *"
+DEFAULT_NIGHTLY_CRON = "0 2 * * *"
 ENV_FLEET = "EDGEOPS_FLEET"  # the fleet inventory file (tasks/fleet/inventory.py); default config/fleet.json
 
 # Retraining when new data lands (the Airflow plugin's triggers.py): the nightly DAG's dataset asset and

@@ -63,3 +63,20 @@ def test_nightly_has_a_deadline_that_notifies(monkeypatch):
     [alert] = _nightly().deadline
     assert alert.interval.total_seconds() == 6 * 3600
     assert alert.callback.path == "edgeops_airflow.notify.deadline_missed"
+
+
+def test_the_nightly_cron_is_one_knob_and_a_bad_one_says_what_to_fix(monkeypatch):
+    import pytest
+    from edgeops_airflow.new_data import nightly_cron
+
+    from tasks.core import names
+    from tasks.core.exceptions import ConfigError
+
+    monkeypatch.delenv(names.ENV_NIGHTLY_CRON, raising=False)
+    assert nightly_cron() == names.DEFAULT_NIGHTLY_CRON == "0 2 * * *"
+    monkeypatch.setenv(names.ENV_NIGHTLY_CRON, "*/5 * * * *")
+    assert _nightly().timetable.timetable.expression == "*/5 * * * *"
+    for bad in ("at 2am", "0 2 * *", "0 25 * * *"):
+        monkeypatch.setenv(names.ENV_NIGHTLY_CRON, bad)
+        with pytest.raises(ConfigError, match=names.ENV_NIGHTLY_CRON):
+            nightly_cron()

@@ -220,3 +220,22 @@ def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run
 
     rows = {r.device: r for r in fleet_status(artifact_store, load_inventory(fleet))}
     assert rows["ghost"].status in ("stale", "never deployed") and rows["pi2"].status == "ok", rows
+
+
+def test_a_transient_fault_in_a_device_task_is_retried_and_the_rollout_succeeds(blessed_run, rollout, artifact_store,
+                                                                                monkeypatch, tmp_path):
+    """The canary's benchmark fails its first try with an injected transient fault (``fault_point``, before the
+    device is touched): Airflow retries it and the rollout succeeds."""
+    from edgeops_airflow.reliability import ENV_FAULT_DIR
+
+    faults = tmp_path / "faults"
+    faults.mkdir()
+    (faults / "canary.benchmark").touch()
+    monkeypatch.setenv(ENV_FAULT_DIR, str(faults))
+    dag_run = rollout(_fleet(tmp_path, [("pi1", 0)]), run_id=blessed_run, variant="fp32")
+    assert "success" in str(dag_run.state).lower(), _states(dag_run)
+    tries = [(str(ti.state), ti.try_number) for ti in dag_run.get_task_instances() if ti.task_id == "canary.benchmark"]
+    assert tries == [("success", 2)], tries
+    assert not list(faults.iterdir())  # the fault fired
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    assert record["status"] == "succeeded" and record["devices"][0]["status"] == "switched", record

@@ -46,6 +46,20 @@ def train(run_id: str, profile: str, sets: list[str], env: dict[str, str] | None
                         backbone.group(1) if backbone else "?")
 
 
+def quantize(run_id: str, trained: TrainRun, mode: str, profile: str, sets: list[str]) -> dict[str, Any]:
+    """``python -m tasks.cli step quantize`` of one mode on a trained run's model; the QuantizeResult JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, "-m", "tasks.cli", "step", "quantize", "--run-id", run_id, "--profile", profile,
+               "--inputs", json.dumps({"mode": mode, "train": trained.result}), "--result-file", str(out)]
+        for s in sets:
+            cmd += ["--set", s]
+        proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ), capture_output=True, text=True, timeout=1800)
+        if proc.returncode != 0:
+            raise SystemExit(f"quantize {run_id} {mode} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        return json.loads(out.read_text())
+
+
 def predictions(run: TrainRun, profile: str, sets: list[str]) -> tuple[Any, Any]:
     """(predicted class per test image, true labels) of a run's model, on the test split its config derives."""
     import keras

@@ -1,21 +1,24 @@
 """Does the default recipe learn a small new image folder? Generate one, train on it, print accuracy and time.
 
     eval $(.venv/bin/python -m scripts.devstack env --shell)
-    .venv/bin/python benchmarks/small_dataset.py [--classes 3] [--per-class 400] [--profile demo] [--set K=V]
+    .venv/bin/python benchmarks/small_dataset.py [--classes 3] [--per-class 400] [--profile folder] [--set K=V]
 
 Draws ``classes`` shapes (circle, square, triangle, cross, star), ``per-class`` 64 x 64 JPEGs each: random
 background and foreground colours, position, size and rotation, Gaussian pixel noise, JPEG quality 70-95.
 Seeded, so a name always holds the same images; uploaded once to ``s3://<datasets>/small-<classes>x<per-class>``
 (existing keys are skipped: the datasets bucket refuses deletes). Then trains it with the real train step
-(``python -m tasks.cli step train --profile demo --set data.source=...``) and prints the backbone 'auto'
+(``python -m tasks.cli step train --profile folder --set data.source=...``) and prints the backbone 'auto'
 picked, epochs, fit and wall seconds, best val accuracy and the fp32 Keras test accuracy. Figures only.
 
-A shape's class does not depend on its colour, side or angle, and the recipe must be told so (augmentation is a
-property of the data, not of the profile): without it the model memorises the colours (train 0.98, val 0.6).
+A shape's class does not depend on its colour, side or angle, and the recipe must be told so: the shipped
+``folder`` profile (tasks/profiles/folder.json, the one for your own image folders) turns on flips, a full turn
+of rotation and ``color``, and trains up to 150 epochs with early stopping (batch 16, 48 px). ``--profile demo``
+(light augmentation, for digits) memorises the colours instead (train 0.98, val 0.6).
 
-    .venv/bin/python benchmarks/small_dataset.py --classes 3 --per-class 600 \
-        --set train.augment.flip=horizontal_and_vertical --set train.augment.rotation=0.5 \
-        --set train.augment.color=true --set train.epochs=50 --set data.batch_size=16
+Measured with the defaults, no ``--set`` (2 shared cores, other jobs running; the model is the compact CNN):
+    3 x 300: fp32 test 0.9956 (224/225), 92 epochs (early stop), fit 203.1 s, wall 218.1 s
+    5 x 600: fp32 test 0.9853 (739/750), 45 epochs (early stop), fit 579.5 s, wall 649.0 s
+Deterministic: the same recipe given as ``--set`` overrides gave the same 3 x 300 validation curve, epoch by epoch.
 """
 
 from __future__ import annotations
@@ -102,7 +105,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", type=int, default=3, choices=range(2, len(SHAPES) + 1))
     parser.add_argument("--per-class", type=int, default=400)
-    parser.add_argument("--profile", default="demo")
+    parser.add_argument("--profile", default="folder")
     parser.add_argument("--set", action="append", default=[], dest="sets", help="SECTION.KEY=VALUE override")
     args = parser.parse_args()
     from tasks.core import keys

@@ -72,8 +72,10 @@ def dag_params() -> dict[str, Param]:
             DEFAULT_PROFILE,
             type="string",
             enum=profile_names(),
-            description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo (digits), tiny (tests). Profiles "
-                        f"that never roll out (blessed runs stay off devices): {sorted(non_shipping_profiles())}.",
+            description="Config profile: seed (EfficientNetB0, cats_vs_dogs), demo (digits), folder (your own "
+                        "image folder: set data_source; flips, rotation and colour augmentation on), tiny (tests). "
+                        "Profiles that never roll out (blessed runs stay off devices): "
+                        f"{sorted(non_shipping_profiles())}.",
         ),
         "data_source": _opt(
             "string",

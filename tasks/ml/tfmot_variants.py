@@ -8,7 +8,8 @@ So, in the quantize step's own process (one mode per process):
 2. switch to tf-keras and rebuild the SAME architecture flat (the application backbone built on the rescaled
    input tensor, so its layers join the outer graph), with the head's BatchNormalization folded into the next
    Dense (it follows a ReLU, so it is an affine map of Dense2's input: exact in inference mode);
-3. copy the weights, check the rebuilt model reproduces the reference outputs, fine-tune with tfmot, convert.
+3. copy the weights, check the rebuilt model reproduces the reference outputs, seed (tasks/ml/seeding.py, as the
+   train step does), fine-tune with tfmot, convert.
 
 Nothing may import Keras 3 code after step 1 in the same process: ``run`` is the only entry point.
 """
@@ -26,6 +27,7 @@ from tasks.core.config import TFMOT_BACKBONES, PipelineConfig
 from tasks.core.exceptions import TrainingError
 from tasks.ml.convert import convert
 from tasks.ml.models import CNN_FILTERS, CNN_GAP, HEAD_LAYERS, RESCALE, TINY_LAYERS, backbone_of, cnn_layer_names
+from tasks.ml.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 PRUNABLE = ("Conv2D", "Dense")  # tfmot registers DepthwiseConv2D with no prunable weights
@@ -213,12 +215,15 @@ def build_variant(cfg: PipelineConfig, mode: str, keras_path: Path, splits: Any,
         raise TrainingError(f"tfmot rebuild does not reproduce the trained model (max output diff {diff:.2e})")
     train_ds = data.batched(splits.train.cache(), cfg.data.batch_size, shuffle_seed=cfg.data.seed)
     steps = -(-splits.counts["train"] // cfg.data.batch_size)
+    # seeded like the train step (same seed, same train.deterministic): dropout and the quantizers' variables
+    # draw the same values, so two quantize runs of one trained model give the same variant file
+    deterministic = seed_everything(cfg.data.seed, cfg.train.deterministic, legacy_keras=True)
     model, facts = FINETUNES[entry.tfmot](cfg, flat, train_ds, steps)
     settings = entry.settings(cfg.quantize.int8_io_dtype)
     saved = out_dir / f"{mode}_saved_model"
     tf.saved_model.save(model, str(saved))
     blob = convert(saved, settings, representative if settings.needs_representative_data else None)
-    return blob, {"rebuild_max_diff": diff, **facts}
+    return blob, {"rebuild_max_diff": diff, "deterministic": deterministic, **facts}
 
 
 def _take(representative: Callable[[], Iterator[list[Any]]], n: int) -> Iterator[list[Any]]:

@@ -16,6 +16,7 @@ from tasks.core.step import StepContext, timed
 from tasks.core.train_config import scaled_patience
 from tasks.ml import augment, data, models, saved_model
 from tasks.ml.model_source import check_io
+from tasks.ml.seeding import seed_everything
 
 log = logging.getLogger(__name__)
 Imported = tuple[Path, dict[str, list[float]], SourceModel | None]  # best model, history, the imported source
@@ -51,21 +52,6 @@ def _callbacks(ctx: StepContext, checkpoint: Path, n_val: int) -> list[Any]:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=stop_patience,
                                                        restore_best_weights=True))
     return callbacks
-
-
-def seed_everything(seed: int, deterministic: bool) -> bool:
-    """Seed python, numpy and TF (keras.utils.set_random_seed); with ``deterministic``, also make every TF op
-    deterministic (process-wide; ops with no deterministic kernel then raise instead of varying). Returns
-    whether op determinism is on. Input order is already fixed: sorted listing, seeded split and shuffle,
-    sequential maps.
-    """
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    if deterministic:
-        tf.config.experimental.enable_op_determinism()
-    return deterministic
 
 
 def check_learned(best_val_accuracy: float, num_classes: int, margin: float) -> None:

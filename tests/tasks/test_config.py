@@ -24,6 +24,19 @@ def test_profiles_round_trip(name):
     assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
 
 
+def test_the_folder_profile_is_a_demo_style_recipe_for_your_own_images():
+    """``folder`` (what benchmarks/small_dataset.py trains with, no overrides): demo-sized, and told that a class
+    of a user's images does not depend on pose or colour."""
+    cfg = load_config("folder", {"data.source": "s3://datasets/my-shapes"})
+    assert "folder" in profile_names() and cfg.ships
+    assert cfg.model.backbone == "auto" and cfg.model.weights == "none" and 48 <= cfg.data.image_size <= 64
+    augment = cfg.train.augment
+    assert augment.flip == "horizontal_and_vertical" and augment.rotation == 0.5 and augment.color
+    assert cfg.train.early_stopping_patience > 0 and cfg.train.lr_floor > 0 and cfg.train.deterministic
+    assert {"pruned", "qat_int8"} <= set(cfg.quantize.modes) and cfg.quantize.int8_rescue
+    assert PipelineConfig.from_dict(cfg.to_dict()) == cfg
+
+
 def test_config_is_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         load_config("demo").train.epochs = 3  # type: ignore[misc]

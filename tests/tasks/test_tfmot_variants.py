@@ -16,8 +16,9 @@ from tasks.core.exceptions import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 CHILD = """
-import json, sys
+import hashlib, json, sys
 from pathlib import Path
+import numpy as np
 from tests.tasks.conftest import make_splits
 from tasks.ml import data
 from tasks.core.config import load_config
@@ -34,7 +35,16 @@ interp = Interpreter(model_content=blob)
 interp.allocate_tensors()
 dtypes = [str(d["dtype"].__name__) for d in interp.get_input_details() + interp.get_output_details()]
 float_tensors = [t["name"] for t in interp.get_tensor_details() if t["dtype"].__name__ == "float32"]
-print(json.dumps({**facts, "io": dtypes, "float_tensors": len(float_tensors), "size": len(blob)}))
+inp, outp = interp.get_input_details()[0], interp.get_output_details()[0]
+outputs = []
+for img in data.to_arrays(splits.test)[0]:  # the variant's raw outputs, image by image
+    scale, zero = inp["quantization"]
+    x = np.round(img / scale + zero).astype(inp["dtype"]) if scale else img.astype(inp["dtype"])
+    interp.set_tensor(inp["index"], x[None])
+    interp.invoke()
+    outputs.append(interp.get_tensor(outp["index"])[0].tolist())
+print(json.dumps({**facts, "io": dtypes, "float_tensors": len(float_tensors), "size": len(blob),
+                  "sha256": hashlib.sha256(blob).hexdigest(), "outputs": outputs}))
 """
 
 
@@ -74,9 +84,23 @@ def test_pruning_reaches_the_target_sparsity(trained_keras):
     assert "TF_USE_LEGACY_KERAS" not in os.environ
 
 
-def test_qat_model_converts_to_int8_io(trained_keras):
-    facts = _build("qat_int8", trained_keras)
+@pytest.fixture(scope="module")
+def qat_twice(trained_keras) -> tuple[dict, dict]:
+    """qat_int8 built twice from one trained model, each in its own process (as two quantize steps would)."""
+    return _build("qat_int8", trained_keras), _build("qat_int8", trained_keras)
+
+
+def test_qat_model_converts_to_int8_io(qat_twice):
+    facts = qat_twice[0]
     assert facts["io"] == ["int8", "int8"] and facts["float_tensors"] == 0
+
+
+def test_tfmot_fine_tuning_is_seeded_so_a_rebuild_gives_the_same_variant(qat_twice):
+    first, second = qat_twice
+    assert first["deterministic"] and second["deterministic"]  # train.deterministic covers the fine-tune too
+    assert len(first["outputs"]) == 12  # every test image of make_splits
+    assert first["outputs"] == second["outputs"]  # the same int8 outputs on every probed test image
+    assert first["sha256"] == second["sha256"]  # and the same variant file, byte for byte
 
 
 @pytest.mark.parametrize("mode", ["pruned", "qat_int8"])

@@ -85,6 +85,12 @@ class _DeviceOperator(BaseOperator):
         except FatalError as exc:
             _fail(f"{type(exc).__name__}: {exc}")
 
+    def _connected(self) -> Any:
+        """Connect ``self._transport``; a wrong host key (HostKeyError, a FatalError) fails the task at once, with
+        no Airflow retry: every try would meet the same key."""
+        assert self._transport is not None
+        return self._fatal(self._transport.connect)
+
     def _record_state(self, target: Any, release: str | None, previous: str | None, action: str, arch: str = "",
                       variant: str = "") -> None:
         """devices/<name>/state.json right after a switch (the bucket keeps older versions as history)."""
@@ -144,7 +150,7 @@ class DeviceDeployOperator(_DeviceOperator):
 
         self._transport = DeviceTransport(target.device, target.connection)
         try:
-            return self._transport.connect()
+            return self._connected()
         except DeviceUnreachableError as exc:
             if not target.optional:
                 raise
@@ -216,7 +222,7 @@ class DeviceSwitchOperator(_DeviceOperator):
         target = self._decoded(DeviceTask.from_xcom, self.target, "device task")
         cfg = self._pipeline_config()
         self._transport = DeviceTransport(target.device, target.connection)
-        with self._transport as transport:
+        with self._connected() as transport:
             releases = DeviceReleases(transport, cfg.deploy)
             if target.release:
                 from edgeops_airflow.signing import release_trust
@@ -257,7 +263,7 @@ class DeviceBenchmarkOperator(_DeviceOperator):
             else None  # a DeployResult without options: XNNPACK with the config's bench.threads
         self._transport = DeviceTransport(deployed.device, deployed.connection)
         label = label_for(self._transport.kind)
-        with self._transport as transport:
+        with self._connected() as transport:
             modes = list(deployed.bench_modes or deployed.modes)
             run = self._fatal(DeviceReleases(transport, cfg.deploy).benchmark, deployed.release, modes, cfg.bench,
                               label, options)

@@ -62,7 +62,7 @@ from tasks.device.signing import Trust
 
 log = logging.getLogger(__name__)
 
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SAFE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # always fullmatch
 _VERIFY_SUMS = (
     "import hashlib, sys\nfor line in open(sys.argv[1]):\n    h, n = line.split(None, 1); n = n.strip()\n"
     "    if hashlib.sha256(open(n, 'rb').read()).hexdigest() != h: sys.exit('FAILED: ' + n)"

@@ -15,7 +15,7 @@ from edgeops_airflow.device_transport import read_device
 from edgeops_airflow.new_data import asset_uri
 from tasks.core import keys, names
 from tasks.core.config import load_config
-from tasks.core.exceptions import ConfigError, IntegrityError, StorageError
+from tasks.core.exceptions import ConfigError, IntegrityError, RecordError, StorageError
 from tasks.core.keys import run_key
 from tasks.core.modes import QUANT_MODES
 from tasks.core.results import ArtifactRef
@@ -129,7 +129,7 @@ def plan(params: dict[str, Any], airflow_run_id: str, clear_number: int, events:
                 to_release[d.name] = next((r for r in kept if r == run or split_release(r)[0] == run), None)
         config = load_config(names.DEFAULT_PROFILE).to_dict()
         return plan_rollback(inventory, request, rollout_id, config, previous, to_release)
-    except StorageError as exc:
+    except (StorageError, RecordError) as exc:  # the run named has no manifest, or not one this code can ship
         raise ConfigError(str(exc)) from None
 
 

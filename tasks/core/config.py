@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, ClassVar
 
-from tasks.core import modes
+from tasks.core import memory, modes
 from tasks.core.exceptions import ConfigError
-from tasks.core.keys import S3_SCHEME, source_kind
+from tasks.core.keys import S3_SCHEME, parse_s3_uri, source_kind, unsafe_key_reason
 from tasks.core.modes import INT8_IO_DTYPES, PTQ_MODES, QUANT_MODES, TFMOT_MODES
 from tasks.core.names import DEFAULT_PROFILE
 from tasks.core.train_config import TrainConfig
@@ -26,6 +26,7 @@ BACKBONES = ("auto", "cnn", "efficientnetb0", "mobilenetv2", "tiny")
 MOBILENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # a flat tf-keras rebuild exists for these (tasks/ml/tfmot_variants.py build_flat)
 TFMOT_BACKBONES = ("auto", "cnn", "mobilenetv2", "tiny")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")  # S3's bucket naming rules
 
 
 def _require(cond: bool, message: str) -> None:
@@ -50,6 +51,7 @@ class DataConfig:
             self.source.startswith(("tfds:", S3_SCHEME)) and len(self.source.split(":", 1)[1].strip("/")) > 0,
             f"data.source={self.source!r}: use 'tfds:<name>' or 's3://<bucket>/<prefix>'",
         )
+        _check_image_folder(self.source)
         _require(16 <= self.image_size <= 1024, f"data.image_size={self.image_size}: must be 16..1024")
         _require(self.channels in (1, 3), f"data.channels={self.channels}: must be 1 or 3")
         _require(
@@ -59,6 +61,18 @@ class DataConfig:
         _require(0 <= self.seed < 2**32, f"data.seed={self.seed}: must be 0..2**32-1")
         _require(1 <= self.batch_size <= 1024, f"data.batch_size={self.batch_size}: must be 1..1024")
         _require(self.max_examples >= 0, "data.max_examples: must be >= 0 (0 = all)")
+
+
+def _check_image_folder(source: str) -> None:
+    """An ``s3://`` folder's bucket and prefix: its keys become paths under the local cache, so no odd segment."""
+    if not source.startswith(S3_SCHEME):
+        return
+    bucket, prefix = parse_s3_uri(source)
+    reason = unsafe_key_reason(prefix.rstrip("/")) if prefix.rstrip("/") else None
+    _require(_BUCKET.fullmatch(bucket) is not None and reason is None,
+             f"data.source={source!r}: " + (f"the prefix {reason}" if reason else f"bucket {bucket!r} is not an "
+                                            "S3 bucket name") + "; name the folder as s3://<bucket>/<prefix>, e.g. "
+             "s3://datasets/digits")
 
 
 @dataclass(frozen=True)
@@ -282,6 +296,20 @@ class PipelineConfig:
                  f"quantize.modes {tfmot} need tfmot, which here supports model.backbone in {TFMOT_BACKBONES}, not "
                  f"{self.model.backbone!r} (QAT cannot wrap EfficientNet's squeeze-excite blocks): drop {tfmot} "
                  "from quantize.modes or change the backbone")
+        self._check_memory()
+
+    def _check_memory(self) -> None:
+        """Sizes whose input tensors alone exceed the step's memory: refused now, naming the knob and the limit."""
+        problem = memory.first_over_budget(
+            self.execution.memory_limit, self.data.image_size, self.data.channels,
+            {"data.batch_size": self.data.batch_size, "evaluate.batch_size": self.evaluate.batch_size,
+             "quantize.calibration_samples": self.quantize.calibration_samples})
+        _require(problem is None, problem or "")
+
+    @property
+    def max_image_pixels(self) -> int:
+        """The largest image (width x height) a folder may hold (tasks.core.memory.max_image_pixels)."""
+        return memory.max_image_pixels(self.execution.memory_limit, self.data.channels)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))

@@ -25,6 +25,11 @@ class DatasetError(EdgeOpsError):
     """The dataset is missing, empty or unusable."""
 
 
+class BadDataError(FatalError, DatasetError):
+    """The dataset's objects cannot be used as they are (a key that would escape the local cache, images that do
+    not decode or are too large to decode): a retry reads the same bytes, so the message names every one."""
+
+
 class StorageError(EdgeOpsError):
     """The artifact store is unreachable or an object is missing."""
 
@@ -39,6 +44,11 @@ class TrainingError(FatalError):
 
 class DeviceError(EdgeOpsError):
     """A device could not be reached, verified or provisioned."""
+
+
+class HostKeyError(FatalError, DeviceError):
+    """The device's SSH host key is not the pinned one (mismatch, or another key type): the client stopped before
+    sending any credential, and a retry would meet the same key."""
 
 
 class DeviceUnreachableError(DeviceError):

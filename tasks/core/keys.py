@@ -12,6 +12,9 @@ RUNS_PREFIX = "runs/"
 MANIFEST_NAME = "manifest.json"
 S3_SCHEME = "s3://"
 _RUN_ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_HASH_LEN = 10
+# the shape of a hashed (sanitised) run id: ``<stem>-<10 lowercase hex>``; a raw id of this shape is hashed too
+_HASHED_FORM = re.compile(rf".+-[0-9a-f]{{{_HASH_LEN}}}")
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -42,10 +45,13 @@ def same_source(a: str, b: str) -> bool:
 
 
 def safe_run_id(run_id: str) -> str:
-    """The form of a run id used in keys and device paths: stable, injective, safe for a shell and a path.
+    """The form of a run id used in keys and device paths: stable, safe for a shell and a path, idempotent (a key
+    maps to itself, so a reader may pass either form).
 
     Airflow's ids carry ':' and '+'. When sanitising changes an id, a hash of the original is appended, so
     ``a:b``, ``a+b`` and ``a b`` get different keys. Ids a path or a command line could misread are refused.
+    Being idempotent, it cannot be injective on its own (``a_b-<hash of a:b>`` is a key and maps to itself):
+    Airflow run ids go through ``run_key``, which is.
     """
     if not run_id or any(ord(c) < 32 or ord(c) == 127 for c in run_id):
         raise ConfigError(f"run id {run_id!r}: empty or contains control characters (newline, tab, ...)")
@@ -53,17 +59,27 @@ def safe_run_id(run_id: str) -> str:
         raise ConfigError(f"run id {run_id!r}: must not start with '.' or '-', end in '.partial', or exceed 200 "
                           "characters; trigger the run with another run id")
     cleaned = _RUN_ID_UNSAFE.sub("_", run_id)
-    if cleaned == run_id:
-        return run_id
+    return run_id if cleaned == run_id else _hashed(run_id, cleaned)
+
+
+def _hashed(run_id: str, cleaned: str) -> str:
     stem = cleaned.strip("_.-")[:150] or "run"
-    return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:10]}"
+    return f"{stem}-{hashlib.sha256(run_id.encode()).hexdigest()[:_HASH_LEN]}"
 
 
 def run_key(airflow_run_id: str, clear_number: int = 0) -> str:
-    """The run's key in the store and on devices. A cleared (re-run) Airflow run gets a fresh one, so it never
-    overwrites the artifacts, release or manifest its first attempt published ('#' cannot occur in an Airflow
-    run id, so the attempt form cannot collide with another run's id)."""
-    return safe_run_id(airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}")
+    """The run's key in the store and on devices: injective, so no crafted run id can take another run's key.
+
+    A safe id is its own key unless it has the shape of a hashed key (``<stem>-<10 hex>``): such an id is hashed
+    too, so ``a_b-<hash of a:b>`` cannot land on the key of ``a:b`` (two ids share a key only if their sha256
+    prefixes collide). A cleared (re-run) Airflow run gets a fresh key, so it never overwrites the artifacts,
+    release or manifest its first attempt published ('#' cannot occur in an Airflow run id, so the attempt form
+    cannot collide with another run's id)."""
+    run_id = airflow_run_id if not clear_number else f"{airflow_run_id}#clear{clear_number}"
+    safe = safe_run_id(run_id)
+    if safe == run_id and _HASHED_FORM.fullmatch(run_id):
+        return _hashed(run_id, run_id)
+    return safe
 
 
 def run_prefix(run_id: str) -> str:
@@ -97,6 +113,20 @@ def manifest(run_id: str) -> str:
 def blessing(run_id: str) -> str:
     """The gate's blessing of the run, signed by Airflow's ``announce`` (tasks/fleet/blessing.py)."""
     return f"{run_prefix(run_id)}blessing.json"
+
+
+def unsafe_key_reason(rel: str) -> str | None:
+    """Why the object key ``rel`` (relative to the folder being mirrored) cannot become a local path under that
+    folder, or None: an absolute key, an empty, '.' or '..' segment, a backslash or a control character would
+    put the file elsewhere (or somewhere a shell misreads). S3 allows all of them; MinIO refuses some."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in rel):
+        return "contains a control character"
+    if "\\" in rel:
+        return "contains a backslash"
+    if rel.startswith("/"):
+        return "is absolute"
+    bad = [p for p in rel.split("/") if p in ("", ".", "..")]
+    return f"has a {bad[0]!r} path segment" if bad else None
 
 
 def run_of_manifest(key: str) -> str | None:

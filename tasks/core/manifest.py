@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Self
 
 from tasks.core.exceptions import RecordError
+from tasks.core.modes import unsafe_variant_names
 from tasks.core.results import ArtifactRef, BenchmarkResult, Record, SourceModel, VariantMetrics
 from tasks.core.verdict import GateVerdict, VariantVerdict
 
@@ -101,6 +102,12 @@ class RunManifest:
     devices: tuple[BenchmarkResult, ...] = ()  # schema 2 only: the run's own device benchmarks
     legacy_gate: LegacyGate | None = None  # schema 1 only
     schema: int = SCHEMA  # the schema it was written with (to_dict always writes the current one)
+
+    def __post_init__(self) -> None:
+        bad = unsafe_variant_names(self.variants)
+        if bad:
+            raise RecordError(f"run {self.run_id!r}: unsafe variant name(s) {', '.join(bad)}: a variant is one word "
+                              "of letters, digits and '_' (it becomes a file name)")
 
     # --- what the readers ask --------------------------------------------------------------------------------
     @property

@@ -9,6 +9,8 @@ calibration decision and each variant's I/O dtype are all read from here. TF-fre
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 INT8_IO_DTYPES = ("int8", "uint8")
@@ -65,6 +67,16 @@ MODES: dict[str, Mode] = {m.name: m for m in (
 QUANT_MODES: tuple[str, ...] = tuple(MODES)
 PTQ_MODES: tuple[str, ...] = tuple(name for name, m in MODES.items() if m.tfmot is None)
 TFMOT_MODES: tuple[str, ...] = tuple(name for name, m in MODES.items() if m.tfmot is not None)
+
+
+# A variant's name becomes a local file (``<name>.tflite``), a key and a device path: one safe word. Names read
+# back from a stored manifest or verdict are checked against it (they may be of a mode no longer in MODES).
+_VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,63}")
+
+
+def unsafe_variant_names(names: Iterable[str | None]) -> list[str]:
+    """The names that cannot be a variant's (anything but letters, digits and '_', or over 64 characters)."""
+    return sorted({repr(n) for n in names if n is not None and not (isinstance(n, str) and _VARIANT_NAME.fullmatch(n))})
 
 
 def get(mode: str) -> Mode:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tasks.core.exceptions import IntegrityError, StorageError
-from tasks.core.keys import parse_s3_uri
+from tasks.core.keys import parse_s3_uri, unsafe_key_reason
 from tasks.core.names import ARTIFACTS_BUCKET, ENV_BUCKET, ENV_ENDPOINT
 
 if TYPE_CHECKING:
@@ -241,8 +241,10 @@ class ArtifactStore:
             rel = obj["Key"][len(prefix):]
             if not rel or rel.endswith("/"):  # directory markers
                 continue
-            if rel.startswith("/") or ".." in rel.split("/"):
-                raise IntegrityError(f"{uri}: refusing object key {obj['Key']!r} (it escapes the directory)")
+            reason = unsafe_key_reason(rel)
+            if reason:
+                raise IntegrityError(f"{uri}: refusing object key {obj['Key']!r}: it {reason}, so it would be "
+                                     "written outside the directory")
             out.append(self.fetch_verified(f"s3://{bucket}/{obj['Key']}", Path(dest_dir) / rel))
         return out
 

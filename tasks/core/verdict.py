@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tasks.core.exceptions import RecordError
+from tasks.core.modes import unsafe_variant_names
 from tasks.core.results import ArtifactRef, Record
 
 
@@ -98,6 +99,11 @@ class GateVerdict(Record):
     outcome: str = ""  # GateOutcome value ("" in verdicts written before it existed: read ``blessed``)
 
     def __post_init__(self) -> None:
+        bad = unsafe_variant_names([*self.deploy, self.current, *self.tflite, *self.variants, *self.rescued,
+                                    *self.rescued.values()])
+        if bad:
+            raise RecordError(f"verdict names unsafe variant(s) {', '.join(bad)}: a variant is one word of letters, "
+                              "digits and '_' (it becomes a file name); this verdict was not written by the gate")
         if self.blessed and (self.current not in self.deploy or any(m not in self.tflite for m in self.deploy)):
             raise RecordError(f"blessed verdict is inconsistent: current={self.current!r}, deploy={self.deploy}, "
                               f"tflite has {sorted(self.tflite)}")

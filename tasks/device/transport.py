@@ -10,6 +10,9 @@ Where the connection comes from is the subclass's ``_lookup``: Airflow's connect
 (the Airflow plugin's ``DeviceTransport``), the ``AIRFLOW_CONN_<ID>`` JSON in the environment for the
 ``edgeops`` CLI (``EnvTransport``). paramiko is imported inside functions: DAG files import the operators at
 parse time.
+
+A wrong host key raises ``HostKeyError``, a ``FatalError``: the operators fail the task at once, with no Airflow
+retry (a retry would meet the same key).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pathlib import Path
 from shlex import quote
 from typing import Any, Self
 
-from tasks.core.exceptions import DeviceError, DeviceUnreachableError
+from tasks.core.exceptions import DeviceError, DeviceUnreachableError, HostKeyError
 from tasks.core.names import device_conn_id
 from tasks.device import layout
 from tasks.device.records import OnDevice, listing_command, parse_listing
@@ -147,7 +150,7 @@ class SshTransport:
                                allow_agent=False, timeout=15, banner_timeout=15, auth_timeout=15)
             except paramiko.BadHostKeyException as exc:
                 client.close()
-                raise DeviceError(f"{self.who}: host key mismatch, refusing to connect ({exc}); if the device "
+                raise HostKeyError(f"{self.who}: host key mismatch, refusing to connect ({exc}); if the device "
                                   "was re-imaged, update extra.host_key from the device itself") from exc
             except paramiko.AuthenticationException as exc:
                 client.close()
@@ -155,7 +158,7 @@ class SshTransport:
             except paramiko.SSHException as exc:
                 client.close()
                 if "not found in known_hosts" in str(exc):  # RejectPolicy: the server offered another key type
-                    raise DeviceError(f"{self.who}: the server's host key type is not the pinned one ({exc}); "
+                    raise HostKeyError(f"{self.who}: the server's host key type is not the pinned one ({exc}); "
                                       "refusing to connect") from exc
                 self._retry_or_fail(attempt, exc)
                 continue

@@ -28,7 +28,7 @@ from tasks.core import names
 from tasks.core.exceptions import ConfigError
 from tasks.device.runtime import XNNPACK, RuntimeOptions
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "fleet.json"
 
 
@@ -63,7 +63,7 @@ class Group:
     delegate_options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
 
     def __post_init__(self) -> None:
-        _require(bool(_NAME.match(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
+        _require(bool(_NAME.fullmatch(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
         try:
             self.runtime  # noqa: B018 - RuntimeOptions is the one home of the threads/delegate rules
         except ConfigError as exc:
@@ -90,7 +90,7 @@ class Device:
     optional: bool = False  # not always up (e.g. the emulated arm64 container); a rollout may skip it
 
     def __post_init__(self) -> None:
-        _require(bool(_NAME.match(self.name)), f"device {self.name!r}: use letters, digits, '_' or '-' (max 63)")
+        _require(bool(_NAME.fullmatch(self.name)), f"device {self.name!r}: use letters, digits, '_' or '-' (max 63)")
         _require(isinstance(self.wave, int) and self.wave >= 0,
                  f"device {self.name!r}: wave={self.wave!r}: must be an integer >= 0 (0 = canary)")
         if not self.connection:

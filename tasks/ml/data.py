@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core.config import DataConfig
-from tasks.core.exceptions import ConfigError, DatasetError
-from tasks.core.keys import parse_s3_uri
+from tasks.core import memory
+from tasks.core.config import DataConfig, ExecutionConfig
+from tasks.core.exceptions import BadDataError, ConfigError, DatasetError
+from tasks.core.keys import parse_s3_uri, unsafe_key_reason
 from tasks.core.storage import ArtifactStore
+from tasks.ml.images import check_images
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -54,12 +56,16 @@ def split_sizes(total: int, fractions: tuple[float, float, float]) -> tuple[int,
     return n_train, n_val, total - n_train - n_val
 
 
-def load_splits(cfg: DataConfig, store: ArtifactStore | None = None) -> Splits:
+def load_splits(cfg: DataConfig, store: ArtifactStore | None = None, max_pixels: int | None = None) -> Splits:
+    """The seeded splits. An image folder's images are all checked first (``check_images``): ``max_pixels`` is
+    the largest image allowed (``PipelineConfig.max_image_pixels``; None: that of the default memory limit)."""
     if cfg.source.startswith("tfds:"):
         return _load_tfds(cfg)
     if store is None:
         raise ConfigError(f"data.source={cfg.source!r} needs an object store")
-    return _load_s3_folder(cfg, store)
+    if max_pixels is None:
+        max_pixels = memory.max_image_pixels(ExecutionConfig().memory_limit, cfg.channels)
+    return _load_s3_folder(cfg, store, max_pixels)
 
 
 # --- TFDS --------------------------------------------------------------------------------------------------
@@ -115,15 +121,22 @@ def list_image_folder(store: ArtifactStore, uri: str) -> tuple[list[tuple[str, s
     """Return ([(key, class, etag)], class names) or raise DatasetError naming what to fix."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
-    entries, seen_classes = [], set()
+    entries, seen_classes, unsafe = [], set(), []
     for obj in store.list(prefix, bucket=bucket):
         rel = obj["Key"][len(prefix) :]
+        reason = unsafe_key_reason(rel) if rel and not rel.endswith("/") else None
+        if reason:
+            unsafe.append(f"{obj['Key']!r} ({reason})")
+            continue
         if "/" not in rel:
             continue
         cls = rel.split("/", 1)[0]
         seen_classes.add(cls)
         if rel.lower().endswith(IMAGE_SUFFIXES):
             entries.append((obj["Key"], cls, obj.get("ETag", "").strip('"')))
+    if unsafe:
+        raise BadDataError(f"{uri}/: refusing object key(s) that would be written outside the local cache: "
+                           f"{', '.join(unsafe)}; rename or remove them (nothing was downloaded)")
     classes = sorted({c for _, c, _ in entries})
     if not entries:
         raise DatasetError(f"no images under {uri}/: expected {uri}/<class>/*.jpg|png")
@@ -157,7 +170,7 @@ def stratified_split(labels: list[int], fractions: tuple[float, float, float],
     return tuple([part[i] for i in rng.permutation(len(part))] for part in parts)  # type: ignore[return-value]
 
 
-def _load_s3_folder(cfg: DataConfig, store: ArtifactStore) -> Splits:
+def _load_s3_folder(cfg: DataConfig, store: ArtifactStore, max_pixels: int) -> Splits:
     import numpy as np
     import tensorflow as tf
 
@@ -171,6 +184,7 @@ def _load_s3_folder(cfg: DataConfig, store: ArtifactStore) -> Splits:
     _check_counts(cfg, len(train), len(val), len(test))
     bucket, _ = parse_s3_uri(cfg.source)
     paths = _download(store, bucket, entries)
+    check_images(cfg.source, [key for key, _, _ in entries], paths, cfg.channels, max_pixels)
     prep = _preprocess(cfg)
 
     def part(indices: list[int]) -> Any:
@@ -191,6 +205,8 @@ def _download(store: ArtifactStore, bucket: str, entries: list[tuple[str, str, s
     def one(entry: tuple[str, str, str]) -> str:
         key, _, etag = entry
         dest = root / f"{key}.{etag[:12]}" if etag else root / key
+        if not dest.resolve().is_relative_to(root.resolve()):  # list_image_folder refused such keys already
+            raise BadDataError(f"s3://{bucket}/{key}: refusing a key that would be written outside {root}")
         if not dest.exists():
             store.get_file(key, dest, bucket=bucket)
         return str(dest)

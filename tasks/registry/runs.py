@@ -14,7 +14,7 @@ from typing import Any
 
 from tasks.core import keys
 from tasks.core.exceptions import ConfigError, RecordError, StorageError
-from tasks.core.keys import safe_run_id
+from tasks.core.keys import run_key
 from tasks.core.manifest import RunManifest
 from tasks.core.results import ArtifactRef
 from tasks.core.storage import ArtifactStore
@@ -132,7 +132,7 @@ def resolve(store: ArtifactStore, ref: str) -> RunManifest:
         return _load(store, objs[0]["Key"])
     candidates = [ref] if ref and "/" not in ref else []
     try:
-        safe = safe_run_id(ref)
+        safe = run_key(ref)  # the raw Airflow id's key
         if safe not in candidates:
             candidates.append(safe)
     except ConfigError:

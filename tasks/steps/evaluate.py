@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.core import keys
+from tasks.core.memory import max_image_pixels
 from tasks.core.metrics import EvalMetrics
 from tasks.core.results import EvaluateResult, QuantizeResult, TrainResult, VariantMetrics
 from tasks.core.step import StepContext, timed
@@ -149,7 +150,8 @@ def evaluate_champion(ctx: StepContext, classes: list[str], tmp: Path) -> dict[s
         return None
     blob = champ.fetch_fp32(ctx.store, found, tmp)
     dcfg = dataclasses.replace(ctx.config.data, image_size=found.image_size, channels=found.channels)
-    x, y = data.to_arrays(data.load_splits(dcfg, ctx.store).test)  # same seeded split, champion's input size
+    pixels = max_image_pixels(ctx.config.execution.memory_limit, dcfg.channels)
+    x, y = data.to_arrays(data.load_splits(dcfg, ctx.store, pixels).test)  # same seeded split, champion's input size
     with timed(f"evaluate champion {found.run_id} fp32 on {len(x)} test images"):
         preds = TFLiteModel(blob).predict(x, ctx.config.evaluate.batch_size)
     return {"run_id": found.run_id, "fp32": found.fp32.to_xcom(), "accuracy": float((preds == y).mean()),
@@ -164,7 +166,7 @@ def run(ctx: StepContext) -> EvaluateResult:
     trained = TrainResult.from_xcom(ctx.need("train"))
     quantized = [QuantizeResult.from_xcom(q) for q in ctx.need("quantized")]
     refs = {q.mode: q.tflite for q in sorted(quantized, key=lambda q: q.mode)}
-    splits = data.load_splits(cfg.data, ctx.store)
+    splits = data.load_splits(cfg.data, ctx.store, cfg.max_image_pixels)
     x, y = data.to_arrays(splits.test)
     classes = list(splits.class_names)
     with tempfile.TemporaryDirectory() as tmp:

@@ -37,7 +37,7 @@ def run(ctx: StepContext) -> QuantizeResult:
     settings = mode.settings(qcfg.int8_io_dtype)
     splits, representative = None, None
     if mode.tfmot or mode.needs_calibration:
-        splits = data.load_splits(ctx.config.data, ctx.store)
+        splits = data.load_splits(ctx.config.data, ctx.store, ctx.config.max_image_pixels)
         images = list(data.calibration_images(splits, qcfg.calibration_samples))  # TRAIN split only
         log.info("calibration: %d train images", len(images))
 

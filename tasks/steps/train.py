@@ -126,7 +126,7 @@ def run(ctx: StepContext) -> TrainResult:
     cfg = ctx.config
     deterministic = seed_everything(cfg.data.seed, cfg.train.deterministic)
     with timed("load dataset"):
-        splits = data.load_splits(cfg.data, ctx.store)
+        splits = data.load_splits(cfg.data, ctx.store, cfg.max_image_pixels)
     log.info("dataset %s: classes=%s counts=%s", cfg.data.source, splits.class_names, splits.counts)
     if cfg.quantize.needs_calibration:  # fail now, not after training
         data.check_calibration(splits, cfg.quantize.calibration_samples)

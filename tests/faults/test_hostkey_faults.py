@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from edgeops_airflow.device import DeviceClient
 
-from tasks.core.exceptions import DeviceError
+from tasks.core.exceptions import DeviceError, HostKeyError
 
 REPS = 5
 
@@ -59,3 +59,34 @@ def test_only_the_pinned_key_is_trusted(device_factory: Any, env_conns: Any, fig
     assert logins == (REPS if expect_ok else 0)
     figures(f"host key: {case}", REPS, passed, 0, f"{logins} logins authenticated")
     assert passed == REPS
+
+
+def test_a_wrong_host_key_fails_the_device_task_without_retry(device_factory: Any, env_conns: Any,
+                                                              figures: Any) -> None:
+    """Through the operators (the rollout's device tasks): AirflowFailException, which Airflow never retries,
+    naming the HostKeyError; no login reaches the device."""
+    from airflow.sdk.exceptions import AirflowFailException
+    from edgeops_airflow.device_operators import DeviceBenchmarkOperator, DeviceSwitchOperator
+
+    from tasks.core.config import load_config
+    from tasks.core.results import DeployResult
+    from tasks.device.runtime import RuntimeOptions
+    from tasks.fleet.records import DeviceTask
+
+    dev, _ = device_factory()
+    conn = f"edgeops_device_{dev.name}w"
+    env_conns(conn, dev.connection(host_key=_random_key()))
+    common = {"rollout_id": "fault-hostkey", "config": load_config("tiny").to_dict()}
+    task = DeviceTask(device=dev.name, group="sim", wave=0, connection=conn, runtime=RuntimeOptions(threads=1),
+                      release="r1.fp32")
+    deployed = DeployResult(dev.name, "x86_64", "r1.fp32", "fp32", None, ("fp32",), (), {}, connection=conn)
+    operators = [DeviceSwitchOperator(task_id="switch", target=task.to_xcom(), **common),
+                 DeviceBenchmarkOperator(task_id="benchmark", deploy=deployed.to_xcom(), **common)]
+    before, passed = dev.accepted_logins(), 0
+    for op in operators:
+        with pytest.raises(AirflowFailException, match="HostKeyError: .*host key mismatch") as caught:
+            op.execute({})
+        passed += isinstance(caught.value.__context__, HostKeyError)
+    logins = dev.accepted_logins() - before
+    figures("host key mismatch: task fails, no retry", len(operators), passed, 0, f"{logins} logins authenticated")
+    assert passed == len(operators) and logins == 0

@@ -75,6 +75,11 @@ MISTAKES = {
     "unknown group key": (lambda r: r["groups"]["pi4"].update(thread=2), r"unknown key\(s\) \['thread'\]"),
     "no devices": (lambda r: r.update(devices=[]), "at least one device"),
     "bad device name": (lambda r: r["devices"][0].update(name="kitchen pi"), "device 'kitchen pi'"),
+    # "$" matches before a final newline: the name rule is a fullmatch (issue 19)
+    "device name with a trailing newline": (lambda r: r["devices"][0].update(name="kitchen\n"),
+                                            r"device 'kitchen\\n': use letters"),
+    "group name with a trailing newline": (lambda r: r["groups"].update({"pi4\n": r["groups"].pop("pi4")}),
+                                           r"group 'pi4\\n': use letters"),
 }
 
 

@@ -39,12 +39,12 @@ CMD ["server", "/data", "--console-address", ":9001"]
 
 # A simulated x86 Raspberry Pi: sshd (key-only), python3 + venv; the host key and authorized_keys come from the
 # stack's keys volume (see docker-compose.yml x-device), the deploy root from the device's own volume.
-# The pinned device runtime (tasks/device/runtime.py) is baked in at /opt/edgeops/runtimes/<runtime_key>/ with its
-# ready marker written last, exactly as DeviceRuntime.provision() leaves it; the compose connections set
+# The hash-locked device runtime (tasks/device/runtime.lock) is baked in at /opt/edgeops/runtimes/<runtime_key>/
+# with its ready marker written last, exactly as DeviceRuntime.provision() leaves it; the compose connections set
 # extra.runtime_root=/opt/edgeops/runtimes (outside the home volume, which would shadow it), so provisioning
 # finds it ready and never runs pip: containers on the compose network have no route to PyPI on an engine
-# started with --iptables=false (no NAT). scripts/images.sh writes runtime-key and runtime-packages.txt into
-# the context; a new pin changes the inputs label and rebuilds the image.
+# started with --iptables=false (no NAT). scripts/images.sh writes runtime-key and runtime.lock into the
+# context; a new lock changes the inputs label and rebuilds the image.
 FROM apt-base AS device
 RUN --mount=type=bind,target=/tmp/ctx \
     set -eu; apt-get update -q; apt-get install -y -q --no-install-recommends openssh-server; \
@@ -54,9 +54,11 @@ RUN --mount=type=bind,target=/tmp/ctx \
     echo edgeops-pi > /etc/hostname; \
     rt="/opt/edgeops/runtimes/$(cat /tmp/ctx/runtime-key)"; mkdir -p /opt/edgeops/runtimes; \
     python3 -m venv "$rt"; \
-    "$rt/bin/pip" install -q --no-input --only-binary=:all: --no-cache-dir -r /tmp/ctx/runtime-packages.txt; \
+    cp /tmp/ctx/runtime.lock "$rt/runtime.lock"; \
+    "$rt/bin/pip" install -q --no-input --require-hashes --no-deps --only-binary=:all: --no-cache-dir \
+      -r "$rt/runtime.lock"; \
     "$rt/bin/python" -c 'import ai_edge_litert.interpreter, numpy'; \
-    cp /tmp/ctx/runtime-packages.txt "$rt/.edgeops-ready"; \
+    cp /tmp/ctx/runtime.lock "$rt/.edgeops-ready"; \
     chown pi:pi /opt/edgeops/runtimes
 EXPOSE 22
 CMD ["/usr/sbin/sshd", "-D", "-e"]

@@ -233,15 +233,16 @@ build_target() {  # dockerfile context target tag [inputs-hash: rebuild when the
   say "built $tag in $((SECONDS - start))s ($(dk image inspect -f '{{.Size}}' "$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 
-# The pinned device runtime (tasks/device/runtime.py) as build inputs: runtime-key (its directory name under
-# the runtime root) and runtime-packages.txt (the pins, also the ready marker's content, as provision() writes it).
+# The hash-locked device runtime as build inputs: runtime-key (its directory name under the runtime root, from
+# the lock's content) and runtime.lock (tasks/device/runtime.lock: what pip installs with --require-hashes, and
+# the ready marker's content, as provision() writes it).
 runtime_spec() {  # dir
   (cd "$repo" && "$PY" -c 'import sys
 from pathlib import Path
-from tasks.device.runtime import RUNTIME_PACKAGES, runtime_key
-out = Path(sys.argv[1])
-(out / "runtime-key").write_text(runtime_key() + "\n")
-(out / "runtime-packages.txt").write_text("\n".join(RUNTIME_PACKAGES) + "\n")' "$1")
+from tasks.device.runtime import runtime_lock
+out, lock = Path(sys.argv[1]), runtime_lock()
+(out / "runtime-key").write_text(lock.key + "\n")
+(out / "runtime.lock").write_text(lock.text)' "$1")
 }
 
 cmd_services() {
@@ -256,10 +257,10 @@ cmd_services() {
   trap "rm -rf '$ctx'" RETURN
   cp -a "$repo/docker/services/." "$ctx/"
   cp "$bin" "$ctx/minio"
-  runtime_spec "$ctx"  # the device image bakes the pinned device runtime in
-  local inputs device_inputs  # the Dockerfile and its files (+ the runtime pins for the device): an edit rebuilds
+  runtime_spec "$ctx"  # the device image bakes the hash-locked device runtime in
+  local inputs device_inputs  # the Dockerfile and its files (+ the runtime lock for the device): an edit rebuilds
   inputs="$(cd "$repo" && cat docker/services.Dockerfile docker/services/* | sha256sum | cut -c1-12)"
-  device_inputs="$(cat "$ctx/runtime-key" "$ctx/runtime-packages.txt" | sha256sum | cut -c1-6)"
+  device_inputs="$(cat "$ctx/runtime-key" "$ctx/runtime.lock" | sha256sum | cut -c1-6)"
   for entry in "${SERVICE_IMAGES[@]}"; do
     local target="${entry%%=*}" label="$inputs"
     [ "$target" = device ] && label="$inputs-runtime-$device_inputs"

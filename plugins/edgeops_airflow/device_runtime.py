@@ -1,8 +1,9 @@
-"""The device runtime: facts about the device and the pinned LiteRT venv every release runs with.
+"""The device runtime: facts about the device and the hash-locked LiteRT venv every release runs with.
 
-The venv lives in ``<runtime_root>/<runtime_key>/`` (a new pin set gets a new directory beside the old one)
-and is built under ``<runtime_root>/.lock``. Its ready marker is written last: a venv whose build was killed
-half-way has no marker and is removed and rebuilt by the next provisioning.
+The venv lives in ``<runtime_root>/<runtime_key>/`` (the key derives from ``runtime.lock``'s content: a new
+lock gets a new directory beside the old one) and is built under ``<runtime_root>/.lock``. Its ready marker is
+written last: a venv whose build was killed half-way has no marker and is removed and rebuilt by the next
+provisioning.
 """
 
 from __future__ import annotations
@@ -10,22 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
-import time
 from shlex import quote
 
 from edgeops_airflow.device_transport import DeviceTransport
 from tasks.core.config import DeployConfig
 from tasks.core.exceptions import DeviceError, RecordError
 from tasks.device.records import DeviceFacts, Provisioned
-from tasks.device.runtime import FALLBACK_PACKAGES, READY_MARKER, RUNTIME_PACKAGES, runtime_key
+from tasks.device.runtime import READY_MARKER, runtime_lock
+from tasks.device.runtime_lock import LOCK_NAME, RELOCK, RuntimeLock
 
 log = logging.getLogger(__name__)
 
 _CHECK_RUNTIME = (
-    "import importlib.metadata as m, json, numpy\n"
-    "try:\n    import ai_edge_litert.interpreter; pkg = 'ai-edge-litert'\n"
-    "except ImportError:\n    import tflite_runtime.interpreter; pkg = 'tflite-runtime'\n"
-    "print(json.dumps({'numpy': m.version('numpy'), pkg: m.version(pkg)}))"
+    "import importlib.metadata as m, json, numpy, ai_edge_litert.interpreter\n"
+    "print(json.dumps({p: m.version(p) for p in ('numpy', 'ai-edge-litert')}))"
 )
 _FACTS = (
     "import json, os, platform\n"
@@ -36,11 +35,13 @@ _FACTS = (
 
 
 class DeviceRuntime:
-    """Facts and provisioning over one connected ``DeviceTransport``; timeouts come from ``DeployConfig``."""
+    """Facts and provisioning over one connected ``DeviceTransport``; timeouts come from ``DeployConfig``; the
+    runtime is ``lock`` (default: the committed ``tasks/device/runtime.lock``)."""
 
-    def __init__(self, transport: DeviceTransport, deploy: DeployConfig) -> None:
+    def __init__(self, transport: DeviceTransport, deploy: DeployConfig, lock: RuntimeLock | None = None) -> None:
         self.t, self.cfg = transport, deploy
-        self.runtime_dir = posixpath.join(transport.runtime_root, runtime_key())
+        self.lock = lock or runtime_lock()
+        self.runtime_dir = posixpath.join(transport.runtime_root, self.lock.key)
         self.venv_python = posixpath.join(self.runtime_dir, "bin", "python")
 
     def _run(self, command: str, what: str, check: bool = True) -> tuple[int, str]:
@@ -58,9 +59,12 @@ class DeviceRuntime:
             raise DeviceError(f"{self.t.who}: the facts script printed an unexpected document: {exc}") from exc
 
     def provision(self) -> Provisioned:
-        """Make the pinned runtime venv; a no-op when its ready marker is there and it imports.
+        """Make the hash-locked runtime venv; a no-op when its ready marker is there and it imports.
 
-        The marker is written last, so a venv killed half-way (no marker) is removed and rebuilt.
+        The lock (``tasks/device/runtime.lock``) is uploaded into the new venv and installed with
+        ``--require-hashes --no-deps --only-binary=:all:``: a wheel whose sha256 is not in the lock, a missing
+        wheel or an unreachable index is one DeviceError with pip's reason; there is no fallback package set.
+        The marker (the lock's text) is written last, so a venv killed half-way (no marker) is removed and rebuilt.
         """
         venv, marker = quote(self.runtime_dir), quote(posixpath.join(self.runtime_dir, READY_MARKER))
         check = f"test -f {marker} && {quote(self.venv_python)} -c {quote(_CHECK_RUNTIME)}"
@@ -68,25 +72,32 @@ class DeviceRuntime:
             rc, out = self._run(check, "runtime check", check=False)
             if rc == 0:
                 return Provisioned(installed=False, venv=self.runtime_dir, packages=json.loads(out.splitlines()[-1]))
-            log.info("%s: building runtime %s: %s", self.t.who, self.runtime_dir, " ".join(RUNTIME_PACKAGES))
+            log.info("%s: building runtime %s from %s: %s", self.t.who, self.runtime_dir, LOCK_NAME,
+                     " ".join(p.spec for p in self.lock.packages))
             self._run(f"rm -rf {venv} && {quote(self.t.python)} -m venv {venv}", "venv creation (needs python3-venv)")
-            started, budget = time.monotonic(), self.cfg.provision_timeout_s
-            installed = RUNTIME_PACKAGES
-            pip = (f"{quote(self.venv_python)} -m pip install --disable-pip-version-check --no-input "
-                   "--progress-bar off --only-binary=:all:")
-            rc, _, _ = self.t.run(f"{pip} {' '.join(map(quote, installed))}", budget, False, True, "pip install")
-            if rc not in (0, 1):  # 1 = pip's own error (no wheel for this arch/python); else killed or timed out
-                raise DeviceError(f"{self.t.who}: pip install into {self.runtime_dir} stopped with exit {rc} "
-                                  f"(killed, or longer than deploy.provision_timeout_s={budget}s); the next "
-                                  "deploy rebuilds the venv")
-            if rc == 1:
-                log.warning("%s: the pinned ai-edge-litert set did not install; trying tflite-runtime", self.t.who)
-                installed, left = FALLBACK_PACKAGES, max(10.0, budget - (time.monotonic() - started))
-                self.t.run(f"{pip} {' '.join(map(quote, installed))}", left, log_stdout=True,
-                           what="pip install of the pinned runtime (no wheel for this arch/python? PyPI reachable?)")
+            self.t.put_files(self.runtime_dir, {}, {LOCK_NAME: self.lock.text}, self.cfg.command_timeout_s)
+            self._install()
             packages = self.t.json(f"{quote(self.venv_python)} -c {quote(_CHECK_RUNTIME)}", "runtime check",
                                    self.cfg.command_timeout_s)
-            spec = quote("\n".join(installed) + "\n")
+            spec = quote(self.lock.text)
             self._run(f"printf %s {spec} > {marker}.tmp && sync && mv {marker}.tmp {marker} && sync",
                       "writing the runtime marker")
         return Provisioned(installed=True, venv=self.runtime_dir, packages=packages)
+
+    def _install(self) -> None:
+        """pip install of the uploaded lock; its failure is a DeviceError ending with the tail of pip's stderr."""
+        budget, lock = self.cfg.provision_timeout_s, quote(posixpath.join(self.runtime_dir, LOCK_NAME))
+        pip = (f"{quote(self.venv_python)} -m pip install --disable-pip-version-check --no-input --progress-bar off "
+               f"--require-hashes --no-deps --only-binary=:all: -r {lock}")
+        rc, out, err = self.t.run(pip, budget, False, True, "pip install")
+        if rc == 0:
+            return
+        if rc != 1:  # 1 = pip's own error (hash mismatch, no wheel, index unreachable); else killed or timed out
+            raise DeviceError(f"{self.t.who}: pip install into {self.runtime_dir} stopped with exit {rc} "
+                              f"(killed, or longer than deploy.provision_timeout_s={budget}s); the next "
+                              "deploy rebuilds the venv")
+        reason = "\n".join((err.strip() or out.strip()).splitlines()[-12:])
+        raise DeviceError(f"{self.t.who}: pip could not install the hash-locked runtime {LOCK_NAME} (key "
+                          f"{self.lock.key}) into {self.runtime_dir}:\n{reason}\nA hash mismatch means the wheel "
+                          f"is not the one locked (re-lock: {RELOCK}); otherwise check that the device reaches "
+                          "the package index and has disk space")

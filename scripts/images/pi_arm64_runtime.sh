@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The emulated arm64 Pi of the compose stack: edgeops/pi:bookworm-arm64 (scripts/images/pi_arm64.sh) plus the
-# pinned device runtime (tasks/device/runtime.py) baked in, tagged edgeops/pi:bookworm-arm64-runtime.
+# hash-locked device runtime (tasks/device/runtime.lock) baked in, tagged edgeops/pi:bookworm-arm64-runtime.
 #
 # Compose networks have no route to PyPI on this engine (--iptables=false, no NAT), so the runtime the deploy
-# provisions must already be there: /opt/edgeops/runtimes/<runtime_key>/ (a venv with the pins) and its ready
+# provisions must already be there: /opt/edgeops/runtimes/<runtime_key>/ (a venv of the lock) and its ready
 # marker written last, exactly what DeviceRuntime.provision() leaves behind. The compose connections point
 # extra.runtime_root at /opt/edgeops/runtimes (outside the /root volume, which would shadow it), so provisioning
 # finds the runtime ready and never runs pip. The process-based tier (devstack --with-containers) is unchanged:
@@ -11,7 +11,8 @@
 #
 # How: `docker run` of the pi image under qemu with --network host (this build reaches PyPI) and
 # --tmpfs /sys/devices/system/cpu (LiteRT under qemu in docker segfaults when it can read the host CPU
-# topology), pip install of the pins, an import check, the marker, then `docker commit` (keeps linux/arm64).
+# topology), pip install --require-hashes of the lock (fed on stdin), an import check, the marker, then
+# `docker commit` (keeps linux/arm64).
 # Skipped when the tag exists with the same runtime key and base image id (label org.edgeops.runtime).
 #
 #   scripts/images/pi_arm64_runtime.sh [--rebuild]        Log: .devstack/logs/pi-image-runtime.log
@@ -32,9 +33,9 @@ die() { echo "pi-runtime: ERROR: $*" | tee -a "$log" >&2; exit 1; }
 echo "=== $(date -u +%Y-%m-%dT%H:%M:%SZ) $0 $*" >>"$log"
 
 docker image inspect "$base" >/dev/null 2>&1 || die "$base missing; build it with scripts/images/pi_arm64.sh"
-read -r key packages < <(cd "$repo" && "$PY" -c 'from tasks.device.runtime import RUNTIME_PACKAGES, runtime_key
-print(runtime_key(), ",".join(RUNTIME_PACKAGES))')
-[ -n "${key:-}" ] || die "could not compute the runtime key (tasks/device/runtime.py)"
+lock="$repo/tasks/device/runtime.lock"
+key="$(cd "$repo" && "$PY" -c 'from tasks.device.runtime import runtime_key; print(runtime_key())')" || key=
+[ -n "$key" ] || die "could not compute the runtime key (tasks/device/runtime.lock; re-lock: .venv/bin/python -m scripts.lock_device_runtime)"
 want="$key $(docker image inspect -f '{{.Id}}' "$base" | cut -c8-19)"
 have="$(docker image inspect -f '{{index .Config.Labels "org.edgeops.runtime"}}' "$image" 2>/dev/null || true)"
 if [ "$rebuild" = 0 ] && [ "$have" = "$want" ]; then
@@ -44,20 +45,20 @@ fi
 
 name="edgeops-pi-runtime-build-$$"
 trap 'docker rm -f "$name" >/dev/null 2>&1 || true' EXIT
-say "installing runtime $key into $base under qemu (${packages//,/ }); a few minutes"
+say "installing runtime $key ($lock) into $base under qemu; a few minutes"
 t0=$SECONDS
-# The marker is the pin list, one per line (what provision() writes), moved into place last.
+# The marker is the lock's text (what provision() writes), moved into place last.
 script='set -eu
-rt="$1/$2"; shift 2
+rt="$1/$2"
 mkdir -p "$(dirname "$rt")"; rm -rf "$rt"
 /usr/bin/python3 -m venv "$rt"
-"$rt/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off --only-binary=:all: \
-  --no-cache-dir "$@"
+cat > "$rt/runtime.lock"
+"$rt/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off --require-hashes \
+  --no-deps --only-binary=:all: --no-cache-dir -r "$rt/runtime.lock"
 "$rt/bin/python" -c "import ai_edge_litert.interpreter, numpy, platform; print(\"pi-runtime: imports ok on\", platform.machine())"
-printf "%s\n" "$@" > "$rt/.edgeops-ready.tmp"; sync; mv "$rt/.edgeops-ready.tmp" "$rt/.edgeops-ready"'
-# shellcheck disable=SC2086
-if ! docker run --name "$name" --network host --tmpfs /sys/devices/system/cpu "$base" \
-    /bin/sh -c "$script" sh "$runtime_root" "$key" ${packages//,/ } >>"$log" 2>&1; then
+cp "$rt/runtime.lock" "$rt/.edgeops-ready.tmp"; sync; mv "$rt/.edgeops-ready.tmp" "$rt/.edgeops-ready"'
+if ! docker run -i --name "$name" --network host --tmpfs /sys/devices/system/cpu "$base" \
+    /bin/sh -c "$script" sh "$runtime_root" "$key" <"$lock" >>"$log" 2>&1; then
   tail -n 20 "$log" >&2
   die "installing the runtime failed; see $log"
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """On-device benchmark for TFLite models; shipped inside every release and run by the device's own venv.
 
-STANDALONE: imports only the standard library, numpy and ai_edge_litert (or tflite_runtime on devices where
-LiteRT has no wheel). Never import anything from the project here.
+STANDALONE: imports only the standard library, numpy and ai_edge_litert (the hash-locked device runtime,
+tasks/device/runtime.lock). Never import anything from the project here.
 
     python bench.py --model int8.tflite [--model fp16.tflite ...] --sample sample.npz \
         --warmup 10 --runs 100 --threads 4 --label native \
@@ -47,10 +47,7 @@ SCHEMA = 1
 EXIT_SMOKE_FAILED = 3
 EXIT_DELEGATE = 4  # the requested delegate did not load or apply: the error JSON says which and why
 XNNPACK = "xnnpack"  # LiteRT's built-in default CPU delegate; anything else is an external library's path
-LITERT_PACKAGES = (
-    ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "tflite-runtime"),
-)
+LITERT_PACKAGES = (("ai_edge_litert.interpreter", "ai-edge-litert"),)  # the runtime lock's; no fallback
 
 
 def log(msg: str) -> None:
@@ -58,7 +55,7 @@ def log(msg: str) -> None:
 
 
 def load_interpreter_module() -> tuple[Any, str, str]:
-    """Return (interpreter module, package name, version), preferring ai-edge-litert."""
+    """Return (interpreter module, package name, version) of ai-edge-litert."""
     errors = []
     for module, package in LITERT_PACKAGES:
         try:
@@ -73,7 +70,7 @@ def load_interpreter_module() -> tuple[Any, str, str]:
         return mod, package, version
     raise SystemExit(
         f"bench.py: no TFLite runtime importable ({'; '.join(errors)}); "
-        "install ai-edge-litert (or tflite-runtime) into this python's venv"
+        "install ai-edge-litert into this python's venv (provisioning installs tasks/device/runtime.lock)"
     )
 
 

@@ -7,7 +7,7 @@ A device's deploy root (``extra.deploy_root`` of its connection)::
                                                 sample.npz, <variant>.tflite, model.tflite -> <variant>.tflite
     <root>/.staging/<uuid>/                     an upload being verified (never a name derived from the release)
     <root>/.lock                                the deploy lock (flock)
-    <root>/runtimes/<runtime_key>/              pinned LiteRT venvs (``tasks.device.runtime``), own .lock
+    <root>/runtimes/<runtime_key>/              hash-locked LiteRT venvs (``tasks.device.runtime``), own .lock
     <root>/trust/keys/<key_id>.pub              the public keys the device accepts (pinned by each deploy)
     <root>/trust/verify_release.py              the statement verifier (``tasks.device.verify_release``)
     <root>/trust/sequence.json                  the highest statement sequence accepted per key (fsync'd)

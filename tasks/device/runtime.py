@@ -1,21 +1,24 @@
 """The device runtime: the pinned packages a device venv holds (no TensorFlow on a Pi), and the options LiteRT
 runs a release with (``RuntimeOptions``: threads and delegate, one fleet group's runtime options).
 
-Versions exist as wheels for CPython 3.11 (Debian bookworm, Raspberry Pi OS 64-bit) on x86_64 and aarch64.
-The primary set is ai-edge-litert with the numpy it supports and its dependencies pinned too, so two devices
-provisioned a month apart run the same bytes; the fallback (tflite-runtime needs numpy < 2) is used only
-when the primary set has no wheel for the device.
+``RUNTIME_PACKAGES`` is ai-edge-litert with the numpy it supports and every dependency pinned; they exist as
+wheels for CPython 3.11 (Debian bookworm, Raspberry Pi OS 64-bit) on x86_64 and aarch64. Devices never install
+these specs directly: ``scripts/lock_device_runtime.py`` turns them into ``runtime.lock`` (one sha256 per arch
+per wheel, ``tasks.device.runtime_lock``), and a device installs that lock with ``--require-hashes``, so two
+devices provisioned a month apart run the same bytes. There is no fallback package set: a lock that does not
+install is an error with pip's reason.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from tasks.core.exceptions import ConfigError
 from tasks.core.results import Record
+from tasks.device.runtime_lock import RuntimeLock, load_lock
 
 XNNPACK = "xnnpack"  # LiteRT's default CPU delegate; anything else is an external delegate library
 MAX_THREADS = 64
@@ -30,14 +33,22 @@ RUNTIME_PACKAGES: tuple[str, ...] = (
     "tqdm==4.70.1",
     "typing_extensions==4.16.0",
 )
-FALLBACK_PACKAGES: tuple[str, ...] = ("tflite-runtime==2.14.0", "numpy==1.26.4")
 READY_MARKER = ".edgeops-ready"  # written last into a runtime dir: without it the venv is half-built
 SMOKE_THREADS = 1  # the deploy's smoke test when no group runtime is given (load + one invoke)
 
 
-def runtime_key(packages: tuple[str, ...] = RUNTIME_PACKAGES) -> str:
-    """A short id of a package set: a new pin gets a new venv directory beside the old one."""
-    return hashlib.sha256("\n".join(sorted(packages)).encode()).hexdigest()[:12]
+@cache
+def runtime_lock() -> RuntimeLock:
+    """The committed lock, checked to hold exactly ``RUNTIME_PACKAGES`` (a pin changed without re-locking is one
+    ConfigError that says how to re-lock)."""
+    lock = load_lock()
+    lock.require_pins(RUNTIME_PACKAGES)
+    return lock
+
+
+def runtime_key() -> str:
+    """The venv directory's name, from the lock's content: a new lock gets a new venv beside the old one."""
+    return runtime_lock().key
 
 
 def _require(cond: bool, message: str) -> None:

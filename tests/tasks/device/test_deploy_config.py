@@ -6,7 +6,7 @@ import pytest
 
 from tasks.core.config import DeployConfig, load_config
 from tasks.core.exceptions import ConfigError
-from tasks.device.runtime import FALLBACK_PACKAGES, RUNTIME_PACKAGES, runtime_key
+from tasks.device.runtime import RUNTIME_PACKAGES, runtime_key
 
 
 @pytest.mark.parametrize(
@@ -28,7 +28,7 @@ def test_defaults_fit_inside_the_deploy_task():
 
 
 def test_runtime_is_pinned():
-    for spec in (*RUNTIME_PACKAGES, *FALLBACK_PACKAGES):
+    for spec in RUNTIME_PACKAGES:
         assert "==" in spec, spec
     assert "ai-edge-litert==2.3.0" in RUNTIME_PACKAGES
-    assert runtime_key() != runtime_key(FALLBACK_PACKAGES) and len(runtime_key()) == 12
+    assert len(runtime_key()) == 12  # no fallback set any more: tests/tasks/device/test_runtime_lock.py

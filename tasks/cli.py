@@ -147,11 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     config_args(cfg)
     cfg.set_defaults(func=cmd_config)
 
+    from tasks.fleet.cli import add_collect_parser, add_rollout_parsers
     from tasks.fleet.cli import add_parser as add_fleet_parser
-    from tasks.fleet.cli import add_rollout_parsers
 
     add_fleet_parser(sub)
     add_rollout_parsers(sub)
+    add_collect_parser(sub)
     return parser
 
 

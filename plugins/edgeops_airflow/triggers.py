@@ -35,7 +35,7 @@ from urllib.parse import unquote_plus, urlsplit
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
-from tasks.core import names
+from tasks.core import keys, names
 from tasks.core.exceptions import ConfigError, StorageError
 from tasks.core.results import NewDataEvent
 
@@ -168,9 +168,12 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
         return self.quiet_seconds - min(max(age, 0.0), self.quiet_seconds)
 
     def _add(self, burst: dict[str, None], found: list[tuple[str, str]]) -> list[str]:
-        """Add the keys whose ETag is new to the burst; returns them."""
+        """Add the keys whose ETag is new to the burst; returns them. Device samples under ``_incoming/``
+        (tasks/fleet/collect.py) are not new data: only a labelled sample, moved into ``<class>/``, is."""
         new = []
         for key, etag in found:
+            if keys.is_incoming(key, self.prefix):
+                continue
             if self._known.get(key) != etag:
                 self._known[key] = etag
                 new.append(key)
@@ -180,7 +183,8 @@ class MinioNewObjectsTrigger(BaseEventTrigger):
     async def _rescan(self, client: Any) -> list[tuple[str, str]]:
         """(key, etag) of every object under the prefix; remembers each one's LastModified."""
         objects = await asyncio.to_thread(
-            lambda: [o for o in client.list_objects(self.bucket, prefix=self.prefix, recursive=True) if not o.is_dir]
+            lambda: [o for o in client.list_objects(self.bucket, prefix=self.prefix, recursive=True)
+                     if not o.is_dir and not keys.is_incoming(o.object_name, self.prefix)]
         )
         self._listed = {o.object_name: o.last_modified.timestamp() if o.last_modified else 0.0 for o in objects}
         self._newest = max([self._newest, *self._listed.values()])

@@ -166,3 +166,27 @@ def rollout_of_record(key: str) -> str | None:
     parts = key.split("/")
     ok = len(parts) == 3 and f"{parts[0]}/" == ROLLOUTS_PREFIX and parts[1] and parts[2] == "record.json"
     return parts[1] if ok else None
+
+
+# --- data back from the devices (tasks/fleet/collect.py) ---------------------------------------------------------
+TELEMETRY_PREFIX = "telemetry/"
+INCOMING = "_incoming"  # unlabelled device samples inside a dataset; training and the new-data watcher skip it
+
+
+def telemetry(device_name: str, release: str, file_name: str) -> str:
+    """One final telemetry file of edgeops-serve (``<period>-<instance>.json``), in the artifacts bucket."""
+    return f"{TELEMETRY_PREFIX}{device_name}/{release}/{file_name}"
+
+
+def incoming_sample(dataset_prefix: str, device_name: str, release: str, file_name: str) -> str:
+    """A device sample inside its dataset (key in the dataset's bucket): ``<dataset>/_incoming/<device>/<release>/…``.
+    A person labels it by moving it into ``<dataset>/<class>/``."""
+    prefix = dataset_prefix.strip("/")
+    return f"{prefix + '/' if prefix else ''}{INCOMING}/{device_name}/{release}/{file_name}"
+
+
+def is_incoming(key: str, dataset_prefix: str) -> bool:
+    """Whether ``key`` lies under ``<dataset_prefix>/_incoming/`` (unlabelled samples, never training data)."""
+    prefix = dataset_prefix.strip("/")
+    rel = key[len(prefix) + 1:] if prefix and key.startswith(prefix + "/") else key
+    return rel.split("/", 1)[0] == INCOMING

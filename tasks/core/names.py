@@ -50,6 +50,7 @@ ENV_AIRFLOW_USER = "EDGEOPS_AIRFLOW_USER"
 ENV_AIRFLOW_PASSWORD = "EDGEOPS_AIRFLOW_PASSWORD"
 ROLLOUT_DAG_ID = "edgeops_rollout"
 NIGHTLY_DAG_ID = "edgeops_nightly"
+COLLECT_DAG_ID = "edgeops_collect"  # hourly: telemetry and samples from every device (tasks/fleet/collect.py)
 NOTIFY_CONN_ID = "edgeops_notify"  # where notices go: an http(s) webhook or smtp (plugins/edgeops_airflow/notify.py)
 
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)

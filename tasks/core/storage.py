@@ -204,6 +204,21 @@ class ArtifactStore:
                 return False
             raise StorageError(f"cannot check s3://{self.bucket}/{key}: {exc}") from exc
 
+    def find(self, key: str) -> Artifact | None:
+        """The object's HEAD (sha256 from its metadata, size, version), or None when there is no such key."""
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise StorageError(f"cannot check s3://{self.bucket}/{key}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - endpoint down and friends: one clear error
+            raise StorageError(f"cannot check s3://{self.bucket}/{key}: {_reason(exc)}") from exc
+        return Artifact(key.rsplit("/", 1)[-1], key, resp.get("Metadata", {}).get("sha256", ""),
+                        int(resp["ContentLength"]), resp.get("VersionId"))
+
     def head(self, key: str) -> Artifact:
         resp = self._call("head", key, lambda: self.client.head_object(Bucket=self.bucket, Key=key))
         digest = resp.get("Metadata", {}).get("sha256", "")

@@ -11,6 +11,7 @@ A device's deploy root (``extra.deploy_root`` of its connection)::
     <root>/trust/keys/<key_id>.pub              the public keys the device accepts (pinned by each deploy)
     <root>/trust/verify_release.py              the statement verifier (``tasks.device.verify_release``)
     <root>/trust/sequence.json                  the highest statement sequence accepted per key (fsync'd)
+    <root>/serve-data/                          edgeops-serve's telemetry/ and samples/ (collected, then deleted)
 
 Every release also holds ``STATEMENT.json``, the signed statement it was accepted with (``tasks.device.signing``).
 
@@ -39,6 +40,9 @@ TRUST = "trust"
 TRUST_KEYS = "keys"
 STATEMENT = "STATEMENT.json"
 VERIFIER = "verify_release.py"
+SERVE_DATA = "serve-data"  # edgeops-serve's state: telemetry/<release>/*.json, samples/<release>/*.npz
+SERVE_TELEMETRY = "telemetry"
+SERVE_SAMPLES = "samples"
 REPAIR_PREFIX = ".repair-"  # releases/.repair-<uuid>: what `current` shows while a damaged release is rebuilt
 
 

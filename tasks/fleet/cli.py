@@ -1,13 +1,16 @@
-"""``edgeops fleet …`` (inventory, status) and the top-level ``edgeops rollout`` / ``edgeops rollback``.
-``tasks/cli.py`` only calls ``add_parser`` and ``add_rollout_parsers``; a new action is one more sub-parser here."""
+"""``edgeops fleet …`` (inventory, status) and the top-level ``edgeops rollout`` / ``edgeops rollback`` /
+``edgeops collect``. ``tasks/cli.py`` only calls ``add_parser``, ``add_rollout_parsers`` and
+``add_collect_parser``; a new action is one more sub-parser here."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from tasks.core import names
+from tasks.core.exceptions import ConfigError
 from tasks.core.modes import QUANT_MODES
 from tasks.fleet.inventory import Inventory, load_inventory
 
@@ -48,6 +51,52 @@ def add_rollout_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--wait", action="store_true", help="follow the run and print its rollout record; exit 0 "
                                                            "only if it succeeded")
         p.set_defaults(func=cmd_trigger)
+
+
+def add_collect_parser(sub: argparse._SubParsersAction) -> None:
+    """``edgeops collect``: what the edgeops_collect DAG does, from a shell (device connections from the env)."""
+    col = sub.add_parser("collect", help="pull edgeops-serve's telemetry and samples from the devices into MinIO "
+                                         "(deleted on a device only once the upload is confirmed)")
+    col.add_argument("--devices", metavar="A,B", help="only these devices")
+    col.add_argument("--group", metavar="G[,H]", help="only the devices of these groups")
+    col.add_argument("--dataset", default="", metavar="s3://BUCKET/PREFIX",
+                     help="put every sample under this dataset's _incoming/ (default: each release's run's "
+                          "data.source)")
+    col.add_argument("--file", help=FLEET_FILE_HELP)
+    col.add_argument("--json", action="store_true", help="print the records as JSON")
+    col.set_defaults(func=cmd_collect)
+
+
+def cmd_collect(args: argparse.Namespace) -> None:
+    from tasks.core.exceptions import DeviceUnreachableError, EdgeOpsError
+    from tasks.core.storage import ArtifactStore
+    from tasks.device.transport import EnvTransport
+    from tasks.fleet.collect import collect_device
+    from tasks.fleet.trigger import split_names
+
+    if args.dataset and not args.dataset.startswith("s3://"):
+        raise ConfigError(f"--dataset {args.dataset!r}: give s3://<bucket>/<prefix>")
+    inventory, store = load_inventory(args.file), ArtifactStore.from_env()
+    records, failed = [], []
+    for device in inventory.select(split_names(args.devices), split_names(args.group)):
+        try:
+            with EnvTransport(device.name, device.connection) as transport:
+                record = collect_device(transport, store, args.dataset)
+        except DeviceUnreachableError as exc:
+            if not device.optional:
+                failed.append(f"{device.name}: offline: {exc}")
+            print(f"{device.name}: offline, not collected: {exc}", file=sys.stderr)
+            continue
+        except EdgeOpsError as exc:
+            failed.append(f"{device.name}: {type(exc).__name__}: {exc}")
+            continue
+        records.append(record)
+        failed += [] if record.ok else [f"{device.name}: {record.failed} file(s) failed"]
+    print(json.dumps([r.to_xcom() for r in records], indent=2) if args.json else
+          "\n".join(r.summary() for r in records))
+    if failed:
+        raise EdgeOpsError("collection incomplete (what failed stays on the device for the next run):\n"
+                           + "\n".join(failed))
 
 
 def cmd_inventory(args: argparse.Namespace) -> None:

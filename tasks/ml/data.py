@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tasks.core import memory
+from tasks.core import keys, memory
 from tasks.core.config import DataConfig, ExecutionConfig
 from tasks.core.exceptions import BadDataError, ConfigError, DatasetError
 from tasks.core.keys import parse_s3_uri, unsafe_key_reason
@@ -118,12 +118,17 @@ def _tfds_slices(cfg: DataConfig, builder: Any) -> tuple[list[str], dict[str, in
 
 # --- image folder in the object store ----------------------------------------------------------------------
 def list_image_folder(store: ArtifactStore, uri: str) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Return ([(key, class, etag)], class names) or raise DatasetError naming what to fix."""
+    """Return ([(key, class, etag)], class names) or raise DatasetError naming what to fix.
+
+    ``<uri>/_incoming/`` is never read: it holds device samples (tasks/fleet/collect.py) until a person labels
+    one by moving it into ``<uri>/<class>/``."""
     bucket, prefix = parse_s3_uri(uri)
     prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
     entries, seen_classes, unsafe = [], set(), []
     for obj in store.list(prefix, bucket=bucket):
         rel = obj["Key"][len(prefix) :]
+        if keys.is_incoming(rel, ""):  # _incoming/: device samples nobody labelled yet
+            continue
         reason = unsafe_key_reason(rel) if rel and not rel.endswith("/") else None
         if reason:
             unsafe.append(f"{obj['Key']!r} ({reason})")

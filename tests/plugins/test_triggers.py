@@ -100,6 +100,25 @@ def test_a_lone_upload_fires_and_other_prefixes_do_not(stack_env, watch_conn, ad
 
 
 @pytest.mark.integration
+def test_collected_samples_under_incoming_are_not_new_data(stack_env, watch_conn, admin_s3, prefixes) -> None:
+    """Hourly collections put device samples in <dataset>/_incoming/: no retrain; a labelled one (moved into
+    <class>/) is new data."""
+    bucket, mine = stack_env["s3"]["datasets_bucket"], prefixes("mine")
+    incoming = [f"{mine}_incoming/pi1/run.int8/s{i}.npz" for i in range(3)]
+    labelled = f"{mine}cat/s0.npz"
+
+    def collected_then_labelled() -> None:
+        for key in incoming:
+            admin_s3.put_object(Bucket=bucket, Key=key, Body=uuid.uuid4().bytes)
+        time.sleep(2.5)
+        admin_s3.copy_object(Bucket=bucket, Key=labelled, CopySource={"Bucket": bucket, "Key": incoming[0]})
+
+    trigger = MinioNewObjectsTrigger(bucket, mine, quiet_seconds=1, max_wait_seconds=30, rescan_seconds=1)
+    events = run_coroutine(collect(trigger, collected_then_labelled, listen_for=5))
+    assert [(e.objects, e.keys) for e in events] == [(1, (labelled,))]
+
+
+@pytest.mark.integration
 def test_an_account_that_may_not_listen_gets_one_clear_error(stack_env, monkeypatch, prefixes) -> None:
     bucket = stack_env["s3"]["datasets_bucket"]
     with service_account(stack_env, watched=()) as conn:

@@ -157,7 +157,8 @@ class DeviceReleases:
                 previous = self.t.json(f"cat {meta_file}", f"reading {layout.RELEASE_META}")["previous"]
             self._switch_check_prune(release_id, previous, smoke, before)
             failure = DeviceApp.after_switch(apps, release_id, before, self._switch)
-        log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
+        if not failure:
+            log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None
         return Deployed(release=release_id, previous=previous, current_variant=current_mode, files=tuple(entries),
                         reused=reused, app_failure=failure)

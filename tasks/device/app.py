@@ -44,7 +44,11 @@ class Unix(http.client.HTTPConnection):
 end, last = time.monotonic() + timeout, "edgeops-serve is not running (no endpoint.json)"
 while True:
     try:
-        ep = json.load(open(state + "/endpoint.json"))
+        try:
+            ep = json.load(open(state + "/endpoint.json"))
+        except FileNotFoundError:
+            last = "edgeops-serve is not running (no endpoint.json)"
+            raise
         c = Unix(ep["socket"]) if ep.get("socket") else \
             http.client.HTTPConnection("127.0.0.1", ep["http_port"], timeout=5)
         c.request("GET", "/healthz")
@@ -58,6 +62,8 @@ while True:
             print("edgeops-serve refused %s: %s; still serves %s" % (want, failed.get("why"), h.get("release")))
             sys.exit(1)
         last = "/healthz still serves %s" % (h.get("release") or "nothing")
+    except FileNotFoundError:
+        pass
     except (OSError, ValueError, KeyError, http.client.HTTPException) as exc:
         last = "/healthz did not answer (%s: %s)" % (type(exc).__name__, exc)
     if time.monotonic() > end:
@@ -113,8 +119,8 @@ def serve_args(runtime_args: list[str], hooks: AppHooks) -> str:
 
 
 def _env(root: str, release: str | None, previous: str | None) -> str:
-    return (f"cd {quote(root)} && EDGEOPS_ROOT={quote(root)} EDGEOPS_RELEASE={quote(release or '')} "
-            f"EDGEOPS_PREVIOUS={quote(previous or '')}")
+    return (f"cd {quote(root)} && export EDGEOPS_ROOT={quote(root)} EDGEOPS_RELEASE={quote(release or '')} "
+            f"EDGEOPS_PREVIOUS={quote(previous or '')} &&")
 
 
 def _pid_cmd(root: str) -> str:
@@ -141,14 +147,14 @@ def start_cmd(root: str, hooks: AppHooks) -> str:
 def activate_cmd(root: str, hooks: AppHooks, release: str | None, previous: str | None) -> str:
     """The activate step: the group's command, or SIGHUP edgeops-serve (start it when it is not running)."""
     if hooks.activate:
-        return f"{_env(root, release, previous)} {hooks.activate}"
+        return f"{_env(root, release, previous)} {{ {hooks.activate}\n}}"
     return f"{_pid_cmd(root)}; if [ -n \"$pid\" ]; then kill -HUP \"$pid\"; else {start_cmd(root, hooks)}; fi"
 
 
 def health_cmd(root: str, hooks: AppHooks, python: str, release: str | None, previous: str | None) -> str:
     """The health step: the group's command, or poll /healthz until it serves ``release``."""
     if hooks.health:
-        return f"{_env(root, release, previous)} {hooks.health}"
+        return f"{_env(root, release, previous)} {{ {hooks.health}\n}}"
     return (f"{quote(python)} -c {quote(_HEALTH)} {quote(layout.serve_data(root))} {quote(release or '')} "
             f"{hooks.health_timeout_s:g}")
 

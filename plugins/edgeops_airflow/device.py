@@ -19,6 +19,7 @@ from edgeops_airflow.device_transport import DeviceTransport, label_for
 from edgeops_airflow.device_trust import ReleaseSigning
 from edgeops_airflow.signing import release_trust
 from tasks.core.config import BenchConfig, DeployConfig
+from tasks.device.app import AppHooks
 from tasks.device.records import BenchRun, Deployed, DeviceFacts, Provisioned, Switched
 from tasks.device.runtime import RuntimeOptions
 from tasks.device.signing import Trust
@@ -43,14 +44,15 @@ class DeviceClient(DeviceTransport):
         return self.runtime.provision()
 
     def deploy(self, run_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None) -> Deployed:
+               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None,
+               app: AppHooks | None = None) -> Deployed:
         """Deploy, signed with ``signing`` (default: the ``edgeops_signing`` connection's key, run id = release)."""
         signing = signing or ReleaseSigning(release_trust(), run_id)
-        return self.releases.deploy(run_id, files, current_mode, runtime, signing)
+        return self.releases.deploy(run_id, files, current_mode, runtime, signing, app)
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None
-                 ) -> Switched:
-        return self.releases.rollback(to_release, runtime, trust or release_trust())
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None,
+                 app: AppHooks | None = None) -> Switched:
+        return self.releases.rollback(to_release, runtime, trust or release_trust(), app)
 
     def current_release(self) -> str | None:
         return self.releases.current_release()

@@ -190,16 +190,20 @@ class DeviceDeployOperator(_DeviceOperator):
                 before = releases.current_release() if _first_try(context) else None
                 signing = ReleaseSigning(self._fatal(release_trust), target.run_id or target.release,
                                          {"groups": [target.group]}, self._manifest)
-                result = self._fatal(releases.deploy, target.release, files, target.current, target.runtime, signing)
+                result = self._fatal(releases.deploy, target.release, files, target.current, target.runtime, signing,
+                                     target.app)
                 if before == target.release:  # it already ran this very release: switching back = staying
                     result = dataclasses.replace(result, previous=before)
-                self._record_state(target, result.release, result.previous, self.action, facts.arch,
-                                   result.current_variant)
+                if result.app_failure:  # activate/health failed: current went back to previous (records show why)
+                    self._record_state(target, result.previous, result.release, SwitchAction.ROLLBACK, facts.arch)
+                else:
+                    self._record_state(target, result.release, result.previous, self.action, facts.arch,
+                                       result.current_variant)
         deployed = DeployResult(
             device=target.device, arch=facts.arch, release=result.release, current_variant=result.current_variant,
             previous=result.previous, modes=tuple(target.modes), files=result.files, runtime=runtime.packages,
             reused=result.reused, options=target.runtime.to_xcom(), bench_modes=tuple(target.bench_modes),
-            connection=target.connection,
+            connection=target.connection, app_failure=result.app_failure,
         )
         self.log.info("%s", deployed.summary())
         return deployed.to_xcom()
@@ -227,12 +231,14 @@ class DeviceSwitchOperator(_DeviceOperator):
             if target.release:
                 from edgeops_airflow.signing import release_trust
 
-                result = self._fatal(releases.rollback, target.release, target.runtime, self._fatal(release_trust))
+                result = self._fatal(releases.rollback, target.release, target.runtime, self._fatal(release_trust),
+                                     target.app)
             else:
                 result = releases.remove_current()
             self._record_state(target, result.release, result.previous, SwitchAction.ROLLBACK)
         switched = SwitchResult(device=target.device, release=result.release, previous=result.previous,
-                                variant=split_release(result.release)[1], runtime=target.runtime.to_xcom())
+                                variant=split_release(result.release)[1], runtime=target.runtime.to_xcom(),
+                                app_failure=result.app_failure)
         self.log.info("%s", switched.summary())
         return switched.to_xcom()
 

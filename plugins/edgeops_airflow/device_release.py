@@ -24,6 +24,11 @@ Deploy protocol (every step runs on the device, all of it under one lock):
    again) and the deploy fails naming both releases.
 6. Prune: keep the newest ``deploy.keep_releases`` releases, never deleting ``current`` or the previous one;
    remove the staging dirs.
+7. Activate and app health (only with a group's ``AppHooks``, ``device_app``): edgeops-serve is provisioned
+   into ``<root>/serve/`` with the lock held, then the group's ``activate`` runs (default: SIGHUP the service, or
+   start it), then its ``health`` (default: poll ``/healthz`` until it serves the new release). If either
+   fails, ``current`` is switched back, the previous release re-activated, and the result's ``app_failure``
+   names the step and why (the deploy itself returns: the rollout record shows it).
 
 An identical release already on the device (same SHA256SUMS and current variant) is reused; a different one
 under the same id raises ``ReleaseConflictError`` (fatal: never retried). ``rollback(to_release)`` verifies the
@@ -42,6 +47,7 @@ from shlex import quote
 from typing import Any
 
 from edgeops_airflow import device_trust
+from edgeops_airflow.device_app import DeviceApp
 from edgeops_airflow.device_transport import DeviceTransport
 from edgeops_airflow.device_trust import ReleaseSigning
 from tasks.core.config import BenchConfig, DeployConfig
@@ -55,8 +61,9 @@ from tasks.core.exceptions import (
 from tasks.core.results import FileEntry
 from tasks.core.storage import sha256_file
 from tasks.device import layout
+from tasks.device.app import AppHooks
 from tasks.device.layout import DeployExit
-from tasks.device.records import BenchRun, Deployed, Switched, bench_doc, bench_error
+from tasks.device.records import BenchRun, Deployed, Switched, bench_error
 from tasks.device.runtime import SMOKE_THREADS, RuntimeOptions, runtime_key
 from tasks.device.signing import Trust
 
@@ -108,7 +115,8 @@ class DeviceReleases:
 
     # --- deploy -----------------------------------------------------------------------------------------------
     def deploy(self, release_id: str, files: dict[str, str | Path], current_mode: str,
-               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None) -> Deployed:
+               runtime: RuntimeOptions | None = None, signing: ReleaseSigning | None = None,
+               app: AppHooks | None = None) -> Deployed:
         """Run the deploy protocol (module docstring) for one release, signed by ``signing``.
 
         The smoke tests run with ``runtime`` (the device group's threads and delegate; default: XNNPACK on one
@@ -138,6 +146,7 @@ class DeviceReleases:
             before = previous  # what ran before this attempt: the switch-back target
             device_trust.pin(self.t, self.root, signing.trust, self.cfg.upload_timeout_s)
             device_trust.put_statement(self.t, staging, statement, self.cfg.upload_timeout_s)
+            apps = DeviceApp.provisioned(self.t, app, self.runtime_dir, self.venv_python, smoke, self.cfg)
             reused = self._existing(final, existing, sums, link) and self._accept_in_place(release_id, final, staging)
             if not reused:
                 meta = {"release": release_id, "files": [e.to_xcom() for e in entries], "previous": previous,
@@ -147,10 +156,12 @@ class DeviceReleases:
                 meta_file = quote(posixpath.join(final, layout.RELEASE_META))
                 previous = self.t.json(f"cat {meta_file}", f"reading {layout.RELEASE_META}")["previous"]
             self._switch_check_prune(release_id, previous, smoke, before)
-        log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
+            failure = DeviceApp.after_switch(apps, release_id, before, self._switch)
+        if not failure:
+            log.info("%s: current -> releases/%s [%s] (was %s)", self.t.who, release_id, link, previous)
         previous = previous if previous != release_id else None
         return Deployed(release=release_id, previous=previous, current_variant=current_mode, files=tuple(entries),
-                        reused=reused)
+                        reused=reused, app_failure=failure)
 
     def _accept_in_place(self, release_id: str, final: str, staging: str) -> bool:
         """A kept release is reused only when its files' actual hashes match (sha256sum -c) and the new signed
@@ -324,8 +335,8 @@ class DeviceReleases:
         return (f"touch -h {target} && ln -sfn {target} {layout.CURRENT_TMP} && mv -T {layout.CURRENT_TMP} "
                 f"{layout.CURRENT} && {_sync('.')}")
 
-    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None
-                 ) -> Switched:
+    def rollback(self, to_release: str, runtime: RuntimeOptions | None = None, trust: Trust | None = None,
+                 app: AppHooks | None = None) -> Switched:
         """Switch ``current`` to a kept release after verifying it; switch back if it is unhealthy (the health
         check's smoke test runs with ``runtime``, as in ``deploy``). A deliberate rollback is a new statement:
         the release's own one, checked against the accepted keys and signed again with a higher sequence."""
@@ -345,9 +356,13 @@ class DeviceReleases:
                 self._checked(f"cd {quote(final)} && {{ {self._verify_cmd()} || {_exit(DeployExit.CHECKSUMS)}; }}",
                               f"verifying {to_release}", self.cfg.command_timeout_s)
             previous = self.current_release()
-            self._switch_check_prune(to_release, previous if previous != to_release else None,
-                                     runtime or RuntimeOptions(threads=SMOKE_THREADS), previous)
-        return Switched(release=to_release, previous=previous)
+            smoke = runtime or RuntimeOptions(threads=SMOKE_THREADS)
+            apps = DeviceApp.provisioned(self.t, app, self.runtime_dir, self.venv_python, smoke, self.cfg)
+            self._switch_check_prune(to_release, previous if previous != to_release else None, smoke, previous)
+            failure = DeviceApp.after_switch(apps, to_release, previous, self._switch)
+        if failure and previous != to_release:
+            return Switched(release=previous, previous=to_release, app_failure=failure)
+        return Switched(release=to_release, previous=previous, app_failure=failure)
 
     def _accept_resigned(self, release: str, final: str, staging: str, kept: str, trust: Trust) -> None:
         """The kept release's statement, checked and signed again (a new sequence), verified in place."""
@@ -369,32 +384,11 @@ class DeviceReleases:
             self._switch(None)
         return Switched(release=None, previous=previous)
 
-    # --- benchmark --------------------------------------------------------------------------------------------
+    # --- benchmark (device_bench.py) ----------------------------------------------------------------------
     def benchmark(self, release_id: str, modes: list[str], bench: BenchConfig, label: str,
                   runtime: RuntimeOptions | None = None) -> BenchRun:
-        """Run the release's bench.py with the runtime venv over the given modes; return its JSON document.
+        """The release's bench.py over ``modes`` (``device_bench.benchmark``)."""
+        from edgeops_airflow.device_bench import benchmark
 
-        ``runtime`` is the device group's threads and delegate (default: XNNPACK with ``bench.threads``); a
-        delegate that does not load or apply raises ``DelegateError`` (fatal: never retried)."""
-        runtime = runtime or RuntimeOptions(threads=bench.threads)
-        release = layout.release_path(self.root, safe_name(release_id, "release id"))
-        models = " ".join(f"--model {quote(layout.variant_file(safe_name(m, 'mode')))}" for m in modes)
-        command = (f"cd {quote(release)} && {quote(self.venv_python)} {layout.BENCH} {models} "
-                   f"--sample {layout.SAMPLE} "
-                   f"--warmup {bench.warmup} --runs {bench.runs} {' '.join(map(quote, runtime.bench_args()))} "
-                   f"--label {quote(label)}")
-        what = f"benchmark of release {release_id}"
-        log.info("%s: benchmarking %s of release %s (%s, %s)", self.t.who, ", ".join(modes), release_id, label,
-                 runtime.to_xcom())
-        rc, out, err = self.t.run(command, bench.timeout_s, check=False, what=what)
-        if (delegate := bench_error(out)) is not None:
-            raise DelegateError(f"{self.t.who}: {what} failed: {delegate}")
-        if rc != 0:
-            tail = "\n".join(err.strip().splitlines()[-15:]) or out.strip()[-1500:]
-            raise DeviceError(f"{self.t.who}: {what} failed with exit {rc}:\n{tail}")
-        doc = bench_doc(out)
-        if doc.get("schema") != 1 or not isinstance(doc.get("results"), dict):
-            raise DeviceError(f"{self.t.who}: bench.py printed an unexpected document: {out.strip()[-300:]!r}")
-        facts = doc.get("device")
-        return BenchRun(label=str(doc.get("label", label)), facts=facts if isinstance(facts, dict) else {},
-                        results=doc["results"], document=doc)
+        return benchmark(self.t, self.venv_python, safe_name(release_id, "release id"),
+                         [safe_name(m, "mode") for m in modes], bench, label, runtime)

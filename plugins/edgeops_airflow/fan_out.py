@@ -20,7 +20,7 @@ def succeeded(results: Any) -> list[Any]:
     """The outputs of a mapped task's instances that succeeded (failed ones pushed nothing). A task expanded
     directly over a mapped task is upstream_failed as a whole when one instance fails; expanding over this
     list lets the devices that did deploy still be benchmarked."""
-    return [r for r in list(results or []) if r]
+    return [r for r in list(results or []) if r and not r.get("app_failure")]  # failed activate/health: not benched
 
 
 @task(execution_timeout=timedelta(minutes=2), **PLUMBING_RETRIES)

@@ -159,6 +159,7 @@ class DeployResult(Record):
     options: dict[str, Any] = field(default_factory=dict)  # RuntimeOptions.to_xcom(): what the device runs it with
     bench_modes: tuple[str, ...] = ()  # what the benchmark measures (empty: every shipped variant)
     connection: str = ""  # the Airflow SSH connection the deploy used; the benchmark uses it too ("" = default id)
+    app_failure: str = ""  # "<step>: <why>": activate or health failed, current was switched back to ``previous``
 
     def summary(self) -> str:
         return (f"{self.device} ({self.arch}): current -> {self.release} [{self.current_variant}], "

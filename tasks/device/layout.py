@@ -11,7 +11,10 @@ A device's deploy root (``extra.deploy_root`` of its connection)::
     <root>/trust/keys/<key_id>.pub              the public keys the device accepts (pinned by each deploy)
     <root>/trust/verify_release.py              the statement verifier (``tasks.device.verify_release``)
     <root>/trust/sequence.json                  the highest statement sequence accepted per key (fsync'd)
-    <root>/serve-data/                          edgeops-serve's telemetry/ and samples/ (collected, then deleted)
+    <root>/serve/                               edgeops-serve (serve.py, serve_model.py, serve_records.py), provisioned
+                                                by each deploy; serve.env (its arguments), runtime -> the venv dir
+    <root>/serve-data/                          its state: endpoint.json (pid, port, socket), serve.sock, serve.log,
+                                                telemetry/, samples/ (collected by edgeops_collect, then deleted)
 
 Every release also holds ``STATEMENT.json``, the signed statement it was accepted with (``tasks.device.signing``).
 
@@ -40,9 +43,15 @@ TRUST = "trust"
 TRUST_KEYS = "keys"
 STATEMENT = "STATEMENT.json"
 VERIFIER = "verify_release.py"
-SERVE_DATA = "serve-data"  # edgeops-serve's state: telemetry/<release>/*.json, samples/<release>/*.npz
+SERVE = "serve"  # edgeops-serve's code dir under the deploy root
+SERVE_FILES = ("serve.py", "serve_model.py", "serve_records.py")  # from tasks/device/, kept in one directory
+SERVE_ENV = "serve.env"  # EDGEOPS_SERVE_ARGS=... (the systemd unit's EnvironmentFile, read by the stand-in's start)
+SERVE_RUNTIME = "runtime"  # serve/runtime -> the runtime venv DIR (a link to bin/python would lose the venv)
+SERVE_DATA = "serve-data"  # its state dir (serve.STATE): telemetry/<release>/*.json, samples/<release>/*.npz
 SERVE_TELEMETRY = "telemetry"
 SERVE_SAMPLES = "samples"
+ENDPOINT = "endpoint.json"  # in SERVE_DATA: {"pid", "http_port", "socket"} once it listens
+SERVE_LOG = "serve.log"  # in SERVE_DATA: output of the supervised process started by the deploy
 REPAIR_PREFIX = ".repair-"  # releases/.repair-<uuid>: what `current` shows while a damaged release is rebuilt
 
 
@@ -54,6 +63,14 @@ def variant_file(mode: str) -> str:
 def release_path(root: str, release_id: str) -> str:
     """``<root>/releases/<release_id>``."""
     return posixpath.join(root, RELEASES, release_id)
+
+
+def serve_dir(root: str) -> str:
+    return posixpath.join(root, SERVE)
+
+
+def serve_data(root: str) -> str:
+    return posixpath.join(root, SERVE_DATA)
 
 
 def release_link(release_id: str) -> str:

@@ -50,6 +50,7 @@ class Deployed(Record):
     current_variant: str
     files: tuple[FileEntry, ...]
     reused: bool  # the identical release was already on the device
+    app_failure: str = ""  # "<step>: <why>" when activate or health failed: current was switched back to previous
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Switched(Record):
 
     release: str | None  # what ``current`` points at now (None: removed)
     previous: str | None
+    app_failure: str = ""  # "<step>: <why>": the target failed activate/health, ``release`` is where it went back
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ fix. The file is JSON (``config/fleet.json`` for the dev stack, or ``$EDGEOPS_FL
     {"groups": {"<group>": {"threads": 4, "delegate": "xnnpack",
                             "budgets": {"p95_latency_ms": 50, "peak_rss_mb": 300, "accuracy_tolerance": 0.02}}},
      "devices": [{"name": "pi1", "group": "<group>", "wave": 0}, ...]}
+
+A group's optional ``app`` object sets what runs after a switch (``tasks.device.app.AppHooks``): ``activate`` and
+``health`` commands ("" = signal edgeops-serve / poll its /healthz), ``health_timeout_s``, ``start`` (how the
+service starts, e.g. ``systemctl start edgeops-serve``) and edgeops-serve's ``http_port`` (0 = a free port).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 
 from tasks.core import names
 from tasks.core.exceptions import ConfigError
+from tasks.device.app import AppHooks
 from tasks.device.runtime import XNNPACK, RuntimeOptions
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # fullmatch: "$" would accept a trailing newline
@@ -61,6 +66,7 @@ class Group:
     threads: int = 1
     delegate: str = XNNPACK  # "xnnpack" or the absolute path of an external delegate library (.so)
     delegate_options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
+    app: AppHooks = field(default_factory=AppHooks)  # activate + health after a switch (tasks.device.app)
 
     def __post_init__(self) -> None:
         _require(bool(_NAME.fullmatch(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
@@ -207,7 +213,10 @@ def _group(name: str, spec: Any, where: str) -> Group:
         _require(isinstance(options, dict), f"{where}: delegate_options must be an object of strings")
         return Group(name=name, budgets=Budgets(**numbers), threads=spec.get("threads", 1),
                      delegate=str(spec.get("delegate", XNNPACK)),
-                     delegate_options={str(k): str(v) for k, v in options.items()})
+                     delegate_options={str(k): str(v) for k, v in options.items()},
+                     app=AppHooks.from_dict(spec.get("app", {})))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

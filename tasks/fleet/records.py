@@ -18,6 +18,7 @@ from typing import Any
 from tasks.core.exceptions import RecordError
 from tasks.core.results import ArtifactRef, ModelBench, Record
 from tasks.core.verdict import GateVerdict
+from tasks.device.app import AppHooks
 from tasks.device.runtime import RuntimeOptions
 
 FORWARD, ROLLBACK = "forward", "rollback"
@@ -81,6 +82,7 @@ class DeviceTask(Record):
     current: str = ""  # the variant model.tflite points at (deploy only)
     bench_modes: tuple[str, ...] = ()  # variants benchmarked after the deploy (canary: every candidate)
     optional: bool = False  # an optional device may be unreachable without failing the rollout
+    app: AppHooks = field(default_factory=AppHooks)  # its group's activate and health hooks
 
     def summary(self) -> str:
         return f"{self.device} [{self.group}, wave {self.wave}] -> {self.release or 'no release'}"
@@ -165,6 +167,7 @@ class SwitchResult(Record):
     arch: str = ""
     reused: bool = False
     runtime: dict[str, Any] = field(default_factory=dict)
+    app_failure: str = ""  # "<step>: <why>": the target failed activate/health; ``release`` is where it went back
 
     def summary(self) -> str:
         now, was = self.release or "nothing", self.previous or "nothing"

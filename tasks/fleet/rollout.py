@@ -105,7 +105,7 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
         return DeviceTask(device=d.name, group=d.group, wave=d.wave, connection=d.connection,
                           runtime=inventory.group(d.group).runtime,
                           release=release_id(run_id, variant), run_id=run_id, modes=tuple(verdict.deploy),
-                          current=variant, bench_modes=bench, optional=d.optional)
+                          current=variant, bench_modes=bench, optional=d.optional, app=inventory.group(d.group).app)
 
     groups = {d.group for d in targets}
     return RolloutPlan(
@@ -138,7 +138,8 @@ def plan_rollback(inventory: Inventory, request: RolloutRequest, rollout_id: str
                 raise ConfigError(f"device {d.name} has no previous release recorded to roll back to; "
                                   "name one with run_id")
         tasks.append(DeviceTask(device=d.name, group=d.group, wave=d.wave, connection=d.connection,
-                                runtime=inventory.group(d.group).runtime, release=target, optional=d.optional))
+                                runtime=inventory.group(d.group).runtime, release=target, optional=d.optional,
+                                app=inventory.group(d.group).app))
     return RolloutPlan(rollout_id=rollout_id, action=ROLLBACK, run_id=request.run_id, config=config,
                        switches=tuple(tasks), max_failed=request.max_failed)
 
@@ -201,8 +202,11 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
     """Judge wave 0 from its deploy and benchmark results; say what to promote, deploy or roll back."""
     deployed = {r.device: r for r in deploys}
     benched = {b.device: b for b in benches if b.device in deployed}
-    reasons = [f"canary {t.device} did not deploy or benchmark (see its deploy/benchmark task log)"
-               for t in plan.canary if t.device not in benched and not t.optional]
+    reasons = [f"canary {t.device} failed after the switch: {deployed[t.device].app_failure}"
+               for t in plan.canary if t.device in deployed and deployed[t.device].app_failure]
+    reasons += [f"canary {t.device} did not deploy or benchmark (see its deploy/benchmark task log)"
+                for t in plan.canary if t.device not in benched and not t.optional
+                and not (t.device in deployed and deployed[t.device].app_failure)]
     candidates = plan.canary[0].bench_modes
     choices: dict[str, GroupChoice] = {}
     for group in sorted({t.group for t in plan.canary}):
@@ -246,16 +250,23 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
     """Account for every device of the plan: switched, rolled back, failed or not reached, and the status.
 
     ``deploys`` lists the canary deploys first, then promotions and later waves (a later entry wins)."""
-    last = {d.device: SwitchResult(d.device, d.release, d.previous, d.current_variant, d.arch, d.reused,
-                                   dict(d.options)) for d in deploys}
+    last = {d.device: SwitchResult(d.device, d.previous if d.app_failure else d.release, d.previous,
+                                   d.current_variant, d.arch, d.reused, dict(d.options), d.app_failure)
+            for d in deploys}
     back = {s.device: s for s in rollbacks}
     benched = {b.device: b for b in benches}
     later_planned = {t.device for t in (verdict.later if verdict else ())}
     outcomes, failed = [], []
     for t in (*plan.canary, *plan.later, *plan.switches):
-        if t.device in back:
+        if t.device in back and back[t.device].app_failure:  # the rollback target failed activate/health
+            s, status, note = back[t.device], Outcome.FAILED, f"rollback: {back[t.device].app_failure}"
+            failed.append(t.device)
+        elif t.device in back:
             why = "canary gate failed: switched back" if plan.action == FORWARD else "rolled back on request"
             s, status, note = back[t.device], Outcome.ROLLED_BACK, why
+        elif t.device in last and last[t.device].app_failure:  # activate/health failed: switched back
+            s, status, note = last[t.device], Outcome.ROLLED_BACK, last[t.device].app_failure
+            failed.append(t.device)
         elif t.device in last:
             s, status, note = last[t.device], Outcome.SWITCHED, ""
         else:

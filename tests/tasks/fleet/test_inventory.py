@@ -113,3 +113,19 @@ def test_cli_prints_the_inventory(tmp_path: Path, capsys, monkeypatch) -> None:
     path.write_text(json.dumps(edited(lambda r: r["devices"][0].update(group="nope"))))
     assert main(["fleet", "inventory"]) == names.EXIT_NO_RETRY
     assert "unknown group 'nope'" in capsys.readouterr().err
+
+
+def test_group_app_hooks_are_checked_at_config_time() -> None:
+    from tasks.device.app import AppHooks
+
+    inv = Inventory.from_dict(edited(lambda r: r["groups"]["pi4"].update(
+        app={"activate": "systemctl reload myapp", "health": "curl -fs localhost:8080/ok", "health_timeout_s": 5})))
+    assert inv.group("pi4").app == AppHooks("systemctl reload myapp", "curl -fs localhost:8080/ok", 5.0)
+    assert inv.group("coral").app == AppHooks()  # default: signal edgeops-serve, poll its /healthz
+    assert Inventory.from_dict(inv.to_dict()) == inv
+    assert load_inventory(DEFAULT_FILE).group_of("pi1").app.http_port == 0  # stand-ins share one loopback
+    for app, match in [({"health_timeout_s": 0}, "health_timeout_s=0"), ({"http_port": 70000}, "http_port=70000"),
+                       ({"activate": "a\nb"}, "one-line shell command"),
+                       ({"reload": "x"}, r"unknown key\(s\) \['reload'\]"), ("nope", "expected an object")]:
+        with pytest.raises(ConfigError, match=rf"group 'pi4'.*{match}"):
+            Inventory.from_dict(edited(lambda r, a=app: r["groups"]["pi4"].update(app=a)))

@@ -177,3 +177,21 @@ def test_rollback_needs_a_known_previous_release():
         plan_rollback(inv, RolloutRequest(action="rollback", devices=("b",)), "r", {}, {"b": None}, {})
     with pytest.raises(ConfigError, match="keeps no release of run old"):
         plan_rollback(inv, RolloutRequest(action="rollback", run_id="old", devices=("b",)), "r", {}, {}, {"b": None})
+
+
+def test_a_device_whose_health_failed_is_switched_back_and_the_record_names_the_step():
+    import dataclasses
+
+    plan = plan_forward(_inventory(), RolloutRequest(max_failed=1), "r", _manifest())
+    bench = _bench("a", {m: (3.0, 0.95) for m in SIZES})
+    why = "health: /healthz still serves old after 20 s; current switched back to old"
+    sick = dataclasses.replace(_deployed("a"), app_failure=why)
+    verdict = canary_gate(plan, [sick], [])
+    assert not verdict.healthy and verdict.reasons == (f"canary a failed after the switch: {why}",)
+    later = canary_gate(plan, [_deployed("a")], [bench])
+    record = build_record(plan, later, [_deployed("a"), dataclasses.replace(_deployed("b"), app_failure=why),
+                                        _deployed("c"), _deployed("d")], [], [bench], "air", "now")
+    b = {d.device: d for d in record.devices}["b"]
+    assert (b.status, b.release, b.note) == ("rolled_back", "old", why)
+    assert record.status == "succeeded" and "['b']" in record.reasons[-1]  # counted against max_failed
+    assert plan.canary[0].app == _inventory().group("fast").app

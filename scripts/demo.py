@@ -1,7 +1,9 @@
 """`make demo`: start the stack, seed the digits dataset, run the nightly DAG ONCE through Airflow, follow the
 rollout its blessed model starts (canary, then the rest), and summarise both plus the fleet status.
 
-It drives Airflow the way a user would (its CLI against the running scheduler), then leaves the stack up.
+It drives Airflow the way a user would: logged in (the admin's password the stack generated at its first start)
+through Airflow's REST API (tasks/fleet/airflow_api.py, the client `edgeops rollout` uses), then leaves the
+stack up.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from scripts.devstack.common import load_stack  # noqa: E402
 from scripts.devstack.devices import FLEET_JSON  # noqa: E402
 from tasks.core.manifest import RunManifest  # noqa: E402
 from tasks.core.names import ENV_FLEET  # noqa: E402
+from tasks.fleet.airflow_api import AirflowApi  # noqa: E402
 
 DAG_ID = "edgeops_nightly"
 ROLLOUT_DAG_ID = "edgeops_rollout"
@@ -35,27 +38,13 @@ def sh(*args: str, env: dict[str, str], check: bool = True) -> str:
     return out.stdout
 
 
-def airflow(env: dict[str, str], *args: str, check: bool = True) -> str:
-    return sh(af.airflow_bin(), *args, env=env, check=check)
-
-
-def airflow_json(env: dict[str, str], *args: str) -> list:
-    """Airflow CLI ``-o json`` output; the CLI may print log/warning lines before the JSON."""
-    out = airflow(env, *args, "-o", "json")
-    for i, line in enumerate(out.splitlines()):
-        if line.startswith(("[", "{")):
-            return json.loads("\n".join(out.splitlines()[i:]))
-    return []
-
-
-def wait_for_dag(env: dict[str, str]) -> None:
+def wait_for_dag(api: AirflowApi) -> None:
     deadline = time.time() + 180
     while time.time() < deadline:
-        errors = airflow_json(env, "dags", "list-import-errors")
+        errors = api.import_errors()
         if errors:
             raise SystemExit(f"demo: the DAG folder has import errors:\n{errors}")
-        listed = airflow(env, "dags", "list", "-o", "plain", check=False)
-        if DAG_ID in listed and ROLLOUT_DAG_ID in listed:
+        if {DAG_ID, ROLLOUT_DAG_ID} <= api.dag_ids():
             return
         time.sleep(5)
     raise SystemExit(f"demo: {DAG_ID}/{ROLLOUT_DAG_ID} not parsed after 180 s; see .devstack/logs/dag-processor.log")
@@ -65,27 +54,26 @@ def _index(state: dict) -> str:
     return "" if state.get("map_index") in (None, "", -1, "-1") else f"[{state['map_index']}]"
 
 
-def rollout_started_after(env: dict[str, str], known: set[str]) -> str:
+def rollout_started_after(api: AirflowApi, known: set[str]) -> str:
     """The rollout run the nightly run's asset event started (a run id not in ``known``)."""
     deadline = time.time() + 180
     while time.time() < deadline:
-        new = [r["run_id"] for r in airflow_json(env, "dags", "list-runs", ROLLOUT_DAG_ID) if r["run_id"] not in known]
+        new = [r["dag_run_id"] for r in api.runs(ROLLOUT_DAG_ID) if r["dag_run_id"] not in known]
         if new:
-            return new[0]
+            return str(new[0])
         time.sleep(5)
     raise SystemExit(f"demo: no {ROLLOUT_DAG_ID} run started within 180 s of the blessed-model asset event")
 
 
-def wait_for_run(env: dict[str, str], run_id: str, dag_id: str = DAG_ID) -> str:
+def wait_for_run(api: AirflowApi, run_id: str, dag_id: str = DAG_ID) -> str:
     start, last = time.time(), ""
     while time.time() - start < TIMEOUT_S:
-        states = airflow_json(env, "tasks", "states-for-dag-run", dag_id, run_id)
+        states = api.task_instances(dag_id, run_id)
         summary = ", ".join(f"{s['task_id']}{_index(s)}={s['state']}" for s in states)
         if summary != last:
             print(f"[{time.time() - start:5.0f}s] {summary}", flush=True)
             last = summary
-        runs = airflow_json(env, "dags", "list-runs", dag_id)
-        state = next((r["state"] for r in runs if r["run_id"] == run_id), "queued")
+        state = str(api.dag_run(dag_id, run_id).get("state"))
         if state in ("success", "failed"):
             return state
         time.sleep(10)
@@ -157,6 +145,7 @@ def summary(run_key: str, cfg: dict) -> None:
     _variants(manifest)
     m = cfg["minio"]
     print(f"\nAirflow UI     {af.url(cfg)}/dags/{DAG_ID}")
+    print(f"               login {af.ADMIN}; its password: {af.PASSWORD_CMD}")
     console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest.run_id}%2F"
     print(f"MinIO console  {console}  (login {m['access_key']} / {m['secret_key']})")
     print(f"Report         {store.presigned_url(keys.report(manifest.run_id))}")
@@ -175,24 +164,24 @@ def main() -> int:
                        "AWS_SECRET_ACCESS_KEY": s3["secret_key"], "EDGEOPS_ARTIFACTS_BUCKET": s3["artifacts_bucket"]})
     sh(sys.executable, "-m", "tasks.cli", "seed-digits", "--uri", f"s3://{s3['datasets_bucket']}/digits",
        env=dict(os.environ))
-    env = {**os.environ, **af.settings(cfg)}
-    wait_for_dag(env)
-    airflow(env, "dags", "unpause", DAG_ID)
-    airflow(env, "dags", "unpause", ROLLOUT_DAG_ID)
-    known = {r["run_id"] for r in airflow_json(env, "dags", "list-runs", ROLLOUT_DAG_ID)}
+    api = AirflowApi(af.url(cfg), af.ADMIN, af.password())  # logins are on: the stack's generated password
+    wait_for_dag(api)
+    api.unpause(DAG_ID)
+    api.unpause(ROLLOUT_DAG_ID)
+    known = {str(r["dag_run_id"]) for r in api.runs(ROLLOUT_DAG_ID)}
     run_id = "demo__" + dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps({"profile": "demo"}))
+    api.trigger(DAG_ID, {"profile": "demo"}, run_id)
     print(f"demo: triggered {DAG_ID} run {run_id}; follow it at {af.url(cfg)}/dags/{DAG_ID}", flush=True)
-    state = wait_for_run(env, run_id)
+    state = wait_for_run(api, run_id)
     if state != "success":
         print(f"demo: run {run_id} {state}; see the Airflow UI or .devstack/airflow/logs", file=sys.stderr)
         return 1
     from tasks.core.keys import run_key
 
     summary(run_key(run_id), cfg)
-    rollout_id = rollout_started_after(env, known)
+    rollout_id = rollout_started_after(api, known)
     print(f"\ndemo: the blessed model started {ROLLOUT_DAG_ID} run {rollout_id}", flush=True)
-    rollout_state = wait_for_run(env, rollout_id, ROLLOUT_DAG_ID)
+    rollout_state = wait_for_run(api, rollout_id, ROLLOUT_DAG_ID)
     rollout_summary(run_key(rollout_id))
     fleet_status()
     print(f"\nRollout        {af.url(cfg)}/dags/{ROLLOUT_DAG_ID}")

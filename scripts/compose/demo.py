@@ -6,7 +6,8 @@ same summary as `make demo` (computed inside a worker, with the pipeline's conne
 instance, ``hostname=<worker>``: the Celery worker that ran it; then follows the ``edgeops_rollout`` run the
 asset event started (canary, later waves) and prints its worker per task too. Exit 1 when the run fails, 3 when its task
 instances did not spread over at least EDGEOPS_COMPOSE_MIN_WORKERS workers (default 2).
-Stdlib only: it needs no .venv on the host.
+Stdlib only: it needs no .venv on the host. Logs in as ``admin`` with the password in .env (or
+``$EDGEOPS_AIRFLOW_PASSWORD``): ``POST /auth/token``, then a Bearer token on every call.
 """
 
 from __future__ import annotations
@@ -22,16 +23,37 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:  # run as `python3 scripts/compose/demo.py`
+    sys.path.insert(0, str(REPO))
+
+from scripts.compose import dotenv  # noqa: E402
+
 DAG_ID = "edgeops_nightly"
 ROLLOUT_DAG_ID = "edgeops_rollout"
 API = os.environ.get("EDGEOPS_COMPOSE_API", f"http://127.0.0.1:{os.environ.get('EDGEOPS_AIRFLOW_PORT', '18080')}")
 TIMEOUT_S = int(os.environ.get("EDGEOPS_DEMO_TIMEOUT", "1800"))
 
 
+_TOKEN: list[str] = []  # the one JWT of this process, fetched on first use
+
+
+def token() -> str:
+    """A JWT for ``admin`` (Airflow 3: ``POST /auth/token``), fetched once."""
+    if not _TOKEN:
+        body = {"username": dotenv.ADMIN, "password": dotenv.value(dotenv.AIRFLOW_PASSWORD)}
+        _TOKEN.append(str(_call("POST", API + "/auth/token", body, {})["access_token"]))
+    return _TOKEN[0]
+
+
 def api(method: str, path: str, body: dict | None = None) -> dict:
-    req = urllib.request.Request(API + "/api/v2" + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json", "Accept": "application/json"})
+    return _call(method, API + "/api/v2" + path, body, {"Authorization": f"Bearer {token()}"})
+
+
+def _call(method: str, url: str, body: dict | None, headers: dict[str, str]) -> dict:
+    path = url.removeprefix(API)
+    req = urllib.request.Request(url, method=method, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json", "Accept": "application/json",
+                                          **headers})
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return json.loads(resp.read() or b"{}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -24,6 +23,37 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.chown(tmp, 0, AIRFLOW_GID)
     tmp.chmod(mode)
     tmp.replace(path)
+
+
+def _put(path: Path, data: bytes, mode: int) -> None:
+    """Write a secret that .env owns: rewritten when .env's value changed (root:0, ``mode``)."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    path.unlink(missing_ok=True)
+    _write(path, data, mode)
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise SystemExit(f"secrets: {name} is not set: docker-compose.yml passes it from .env, which "
+                         f"scripts/compose/up.sh writes at the first `make compose-up`")
+    return value
+
+
+def airflow_secrets() -> dict[str, bytes]:
+    """The files Airflow's *_CMD settings and the api-server's login read, from .env's values."""
+    pg, redis = _env("EDGEOPS_POSTGRES_PASSWORD"), _env("EDGEOPS_REDIS_PASSWORD")
+    db = f"postgresql+psycopg2://airflow:{pg}@postgres/airflow"
+    return {
+        "fernet_key": _env("EDGEOPS_FERNET_KEY").encode(),
+        "jwt_secret": _env("EDGEOPS_JWT_SECRET").encode(),
+        "api_secret_key": _env("EDGEOPS_API_SECRET_KEY").encode(),
+        "sql_alchemy_conn": db.encode(),
+        "celery_result_backend": f"db+{db}".encode(),
+        "celery_broker_url": f"redis://:{redis}@redis:6379/0".encode(),
+        "simple_auth_manager_passwords.json": json.dumps({"admin": _env("EDGEOPS_AIRFLOW_PASSWORD")}).encode(),
+    }
 
 
 def _keypair(private: Path, comment: str, mode: int) -> None:
@@ -48,7 +78,7 @@ def _signing_doc() -> dict:
 
 
 def secrets() -> None:
-    """SSH keys (client + a host key per device) and Airflow's own secrets, generated once."""
+    """SSH keys (client + a host key per device), generated once; Airflow's secrets from .env."""
     cfg = stack.compose_stack()
     # The client key is read by the workers (airflow user, group 0); host keys only by sshd (root).
     _keypair(stack.CLIENT_KEY, "edgeops-compose-client", 0o640)
@@ -57,8 +87,8 @@ def secrets() -> None:
     auth = stack.CLIENT_KEY.with_suffix(".pub").read_bytes()
     (stack.KEYS / "authorized_keys").write_bytes(auth)
     (stack.KEYS / "authorized_keys").chmod(0o644)
-    for name in ("fernet_key", "jwt_secret", "api_secret_key"):
-        _write(stack.SECRETS / name, base64.urlsafe_b64encode(os.urandom(32)), 0o640)
+    for name, data in airflow_secrets().items():  # read by the airflow user (group 0)
+        _put(stack.SECRETS / name, data, 0o640)
     _write(SIGNING_KEY, json.dumps(_signing_doc()).encode() + b"\n", 0o600)  # root only: the connections job
     print(f"secrets: keys in {stack.KEYS} ({len(cfg['devices'])} device host keys), Airflow secrets in {stack.SECRETS}")
 

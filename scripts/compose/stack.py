@@ -30,9 +30,10 @@ def compose_stack() -> dict:
     """config/stack.json with the addresses containers use on the compose network."""
     cfg = copy.deepcopy(load_stack())
     cfg["minio"].update(host=MINIO_SERVICE, port=9000, console_port=9001)
-    # root credentials as the minio service got them (docker-compose.yml x-minio-root; defaults = stack.json)
-    cfg["minio"]["access_key"] = os.environ.get("MINIO_ROOT_USER", cfg["minio"]["access_key"])
-    cfg["minio"]["secret_key"] = os.environ.get("MINIO_ROOT_PASSWORD", cfg["minio"]["secret_key"])
+    # root credentials as the minio service got them (docker-compose.yml x-minio-root, from .env); empty in the
+    # jobs that never use them: never the dev stack's (config/stack.json)
+    cfg["minio"]["access_key"] = os.environ.get("MINIO_ROOT_USER", "")
+    cfg["minio"]["secret_key"] = os.environ.get("MINIO_ROOT_PASSWORD", "")
     for dev in cfg["devices"]:
         dev.update(host=service_name(dev["name"]), port=22)
     return cfg

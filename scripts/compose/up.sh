@@ -34,6 +34,22 @@ ensure_free() {  # ensure_free <GB> <for what>
     exit 1
   fi
 }
+# Secrets: .env (0600, git-ignored) is written at the first compose-up (scripts/compose/dotenv.py). Postgres and
+# MinIO keep the credentials they were created with, so a new .env next to volumes made with other ones would
+# lock Airflow out of its database: refuse, naming the fix.
+if [ ! -f .env ]; then
+  old=""
+  for v in postgres-db minio-data; do
+    docker volume inspect "edgeops_$v" >/dev/null 2>&1 && old="$old edgeops_$v"
+  done
+  if [ -n "$old" ]; then  # (`docker compose down -v` itself needs .env's variables)
+    say "no .env, but volumes made with other credentials exist:$old. Put their .env back, or wipe the stack:" \
+        "docker ps -aq --filter label=com.docker.compose.project=edgeops | xargs -r docker rm -f;" \
+        "docker volume rm$old; then run this again"
+    exit 1
+  fi
+  python3 -m scripts.compose.dotenv
+fi
 running=0; [ -n "$(docker compose ps -a -q 2>/dev/null)" ] && running=1
 ensure_free 12 "building the images"
 t_tools=$SECONDS
@@ -59,8 +75,8 @@ fi
 say "stack healthy in $((SECONDS - t_images))s (total $((SECONDS - t0))s)"
 docker compose ps --format 'table {{.Service}}\t{{.Name}}\t{{.Status}}\t{{.Ports}}'
 cat <<MSG
-Airflow UI     http://127.0.0.1:${EDGEOPS_AIRFLOW_PORT:-18080}   (no login: all users are admins, loopback only)
-MinIO console  http://127.0.0.1:${EDGEOPS_MINIO_CONSOLE_PORT:-19001}   (root: see config/stack.json)
+Airflow UI     http://127.0.0.1:${EDGEOPS_AIRFLOW_PORT:-18080}   (login admin; password: python3 -m scripts.compose.dotenv password)
+MinIO console  http://127.0.0.1:${EDGEOPS_MINIO_CONSOLE_PORT:-19001}   (root: EDGEOPS_MINIO_ROOT_USER/PASSWORD in .env)
 Run the demo   make compose-demo
 Stop           make compose-down   (named volumes stay; docker compose down -v wipes them)
 MSG

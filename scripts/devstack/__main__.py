@@ -1,5 +1,5 @@
 """CLI: .venv/bin/python -m scripts.devstack up [--no-airflow] [--with-containers] [--devices N] | down | status |
-env [--shell] | fleet [--waves K]"""
+env [--shell] | fleet [--waves K] | password"""
 
 from __future__ import annotations
 
@@ -95,7 +95,9 @@ def env_doc(cfg: dict) -> dict:
         },
         # MinIO's root user: only the dev stack itself and tests' clean-up use it, never the pipeline
         "s3_admin": {"access_key": m["access_key"], "secret_key": m["secret_key"]},
-        "airflow": {"url": airflow.url(cfg), "home": str(airflow.HOME), "env_file": str(airflow.ENV_FILE)},
+        # the REST clients' login: the user, and the 0600 file with its password (never the password itself)
+        "airflow": {"url": airflow.url(cfg), "home": str(airflow.HOME), "env_file": str(airflow.ENV_FILE),
+                    "user": airflow.ADMIN, "passwords_file": str(airflow.PASSWORDS)},
         "devices": [described for _, described, _ in live],
         "connections": connections,
     }
@@ -201,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rotate = sub.add_parser("rotate-key", help="rotate the release signing key (old key still accepted)")
     rotate.add_argument("--finish", action="store_true", help="drop the old key (after every device deployed)")
+    sub.add_parser("password", help="print the Airflow admin's password (generated at the first `up`)")
     env = sub.add_parser("env", help="print the stack's JSON description (or export lines with --shell)")
     env.add_argument("--shell", action="store_true", help="print `export` lines for a POSIX shell")
     args = parser.parse_args(argv)
@@ -216,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "status":
             return cmd_status(cfg)
+        if args.cmd == "password":
+            print(f"Airflow {airflow.url(cfg)}: user {airflow.ADMIN}, password:", file=sys.stderr)
+            print(airflow.password())
+            return 0
         if args.cmd == "rotate-key":
             cmd_rotate_key(cfg, args.finish)
             return 0

@@ -1,4 +1,4 @@
-"""Paths, config and process helpers shared by the devstack components (stdlib only)."""
+"""Paths, config and process helpers shared by the devstack components (stdlib and tasks.core.names only)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from tasks.core import names
+
 REPO = Path(__file__).resolve().parents[2]
 # Which stack: the user's (.devstack/, config/stack.json) unless these name another one. `make test` runs its own
 # (scripts/run_tests.sh: .devstack-test/, config/stack.test.json: other ports, its own MinIO data, device roots
 # and Airflow DB), so tests never change what `make demo` left: its fleet, champions or runs list.
-ENV_STATE_DIR, ENV_STACK_FILE = "EDGEOPS_DEVSTACK_DIR", "EDGEOPS_STACK_FILE"
+ENV_STATE_DIR, ENV_STACK_FILE = names.ENV_DEVSTACK_DIR, "EDGEOPS_STACK_FILE"
 STATE = Path(os.environ.get(ENV_STATE_DIR) or REPO / ".devstack")
 LOGS = STATE / "logs"
 RUN = STATE / "run"

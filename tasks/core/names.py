@@ -44,10 +44,14 @@ DEVICE_POOL = "edgeops_devices"
 DEFAULT_DEVICE_POOL_SLOTS = 8
 
 # Airflow's REST API, for `edgeops rollout|rollback` (tasks/fleet/airflow_api.py). Defaults: the dev stack's
-# .devstack/env.json, then http://127.0.0.1:8080; the dev stacks use SimpleAuthManager with all users admins.
+# env.json (its URL, its user and the 0600 file with that user's generated password), then http://127.0.0.1:8080.
+# Logins are on everywhere (SimpleAuthManager with real users): nothing reaches the API without a password.
 ENV_AIRFLOW_URL = "EDGEOPS_AIRFLOW_URL"
 ENV_AIRFLOW_USER = "EDGEOPS_AIRFLOW_USER"
 ENV_AIRFLOW_PASSWORD = "EDGEOPS_AIRFLOW_PASSWORD"
+AIRFLOW_ADMIN = "admin"  # the one Airflow user the dev stack and compose define (SimpleAuthManager role admin)
+# Which dev stack (state dir: .devstack/ unless this names another one; scripts/devstack/common.py)
+ENV_DEVSTACK_DIR = "EDGEOPS_DEVSTACK_DIR"
 ROLLOUT_DAG_ID = "edgeops_rollout"
 NIGHTLY_DAG_ID = "edgeops_nightly"
 COLLECT_DAG_ID = "edgeops_collect"  # hourly: telemetry and samples from every device (tasks/fleet/collect.py)

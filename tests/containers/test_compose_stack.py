@@ -4,7 +4,8 @@ CeleryExecutor with 2 workers, one x86 device (pi1) and the emulated arm64 devic
 `make test-compose` brings the stack up (arm64 profile) and runs the ``compose`` tests; `make test-containers`
 (the containers tier of .ci/run) calls it, then `make compose-down`. These tests never start or stop the
 stack. Artifacts are read back through MinIO's published port with the root user (test-side only, as
-in the other tiers' clean-up); the pipeline itself used its service account.
+in the other tiers' clean-up; its password from .env); the pipeline itself used its service account. Every REST
+call logs in (scripts/compose/demo.py: admin, its password from .env).
 
 The device part (deploy + benchmark) is read through ``wait_for_device_benchmarks`` only: an ``edgeops_rollout``
 run started through the REST API for the nightly run (canary pi1, then pi2 and the emulated arm64 Pi, from
@@ -114,11 +115,13 @@ def compose_run() -> tuple[str, str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def compose_store():
+    from scripts.compose import dotenv
     from scripts.devstack.common import load_stack
     from tasks.core.storage import ArtifactStore, make_client
 
-    m = load_stack()["minio"]
-    return ArtifactStore(make_client(MINIO, m["access_key"], m["secret_key"]), m["artifacts_bucket"])
+    # compose's MinIO root: generated into .env at the first compose-up (never config/stack.json's)
+    root = make_client(MINIO, dotenv.value(dotenv.MINIO_ROOT_USER), dotenv.value(dotenv.MINIO_ROOT_PASSWORD))
+    return ArtifactStore(root, load_stack()["minio"]["artifacts_bucket"])
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from tests.conftest import REPO
 from tests.helpers import conn_env_var
 
 ADMIN, VIEWER = "edgeops", "watcher"
-PASSWORDS = {ADMIN: "edgeops-ui-test", VIEWER: "watcher-ui-test"}
+# generated per test session, like the stacks' (nothing secret is committed, not even a test server's)
+PASSWORDS = {ADMIN: secrets.token_urlsafe(12), VIEWER: secrets.token_urlsafe(12)}
 SIMPLE_AUTH = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 START_TIMEOUT_S = 120
 
@@ -47,7 +49,9 @@ def free_port() -> int:
 
 
 def server_env(home: Path, port: int, db_uri: str, connections: dict, fleet_file: Path) -> dict[str, str]:
-    (home / "passwords.json").write_text(json.dumps(PASSWORDS))
+    fd = os.open(home / "passwords.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(PASSWORDS, fh)
     url = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env.update({
@@ -58,8 +62,8 @@ def server_env(home: Path, port: int, db_uri: str, connections: dict, fleet_file
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN}:admin,{VIEWER}:viewer",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__API__HOST": "127.0.0.1", "AIRFLOW__API__PORT": str(port), "AIRFLOW__API__BASE_URL": url,
-        "AIRFLOW__API_AUTH__JWT_SECRET": "edgeops-ui-test-jwt-secret-" + "0123456789abcdef" * 3,
-        "AIRFLOW__API__SECRET_KEY": "edgeops-ui-test-secret", "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(48),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(24), "AIRFLOW__API__WORKERS": "1",
         "EDGEOPS_FLEET": str(fleet_file), "PYTHONPATH": f"{REPO}{os.pathsep}{REPO / 'plugins'}",
     })
     env.update({conn_env_var(c): json.dumps(v) for c, v in connections.items()})

@@ -151,6 +151,29 @@ def test_client_errors_are_clear(airflow_api, monkeypatch) -> None:
         AirflowApi("http://127.0.0.1:9", "a", "b", timeout=2).token()
 
 
+def test_client_logs_in_with_the_dev_stacks_generated_password(airflow_api, monkeypatch, tmp_path) -> None:
+    """No login in the environment: the dev stack's env.json names its user and its 0600 passwords file."""
+    passwords = tmp_path / "airflow" / "passwords.json"
+    passwords.parent.mkdir()
+    passwords.write_text(json.dumps({"ops": "s3cret"}))
+    doc = {"airflow": {"url": airflow_api.url, "user": "ops", "passwords_file": str(passwords)}}
+    (tmp_path / "env.json").write_text(json.dumps(doc))
+    for var in ("EDGEOPS_AIRFLOW_URL", "EDGEOPS_AIRFLOW_USER", "EDGEOPS_AIRFLOW_PASSWORD"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("EDGEOPS_DEVSTACK_DIR", str(tmp_path))
+    api = AirflowApi.from_env()
+    assert (api.url, api.username) == (airflow_api.url, "ops")
+    assert api.trigger("edgeops_rollout", {}, "cli_forward__x")["state"] == "queued"
+
+
+def test_no_password_is_one_clear_error_before_any_http(airflow_api, monkeypatch, tmp_path) -> None:
+    monkeypatch.delenv("EDGEOPS_AIRFLOW_PASSWORD")
+    monkeypatch.setenv("EDGEOPS_DEVSTACK_DIR", str(tmp_path))  # no dev stack there
+    with pytest.raises(AirflowApiError, match=r"no password for Airflow user 'ops'.*scripts.devstack password"):
+        AirflowApi.from_env().trigger("edgeops_rollout", {})
+    assert airflow_api.requests == []
+
+
 @pytest.mark.integration
 @pytest.mark.parametrize("final", ["success", "failed"])
 def test_rollout_wait_prints_the_record(store_env, fleet_file, capsys, monkeypatch, final) -> None:

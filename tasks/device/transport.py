@@ -252,10 +252,10 @@ class SshTransport:
         finally:
             try:
                 chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
-            except (EOFError, OSError, SSHException) as exc:  # connection gone: so is the holder, and the lock
-                log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
-            finally:
                 chan.close()
+            except (EOFError, OSError, SSHException) as exc:  # connection gone: so is the holder, and the lock
+                # (never raised from here: it would replace the error that ended the block, e.g. a failed upload)
+                log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
 
     def _await_lock(self, chan: Any, directory: str, wait: int) -> int:
         """Wait for the helper's ``locked <pid>`` line; return that pid (it lives exactly as long as the lock)."""

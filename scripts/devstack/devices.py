@@ -221,10 +221,29 @@ def connection(dev: dict, described: dict | None = None) -> dict:
     return conn
 
 
+def stop_service(name: str) -> bool:
+    """Stop the edgeops-serve a deploy started on this stand-in (its pid in serve-data/endpoint.json): it runs
+    detached from sshd, so stopping sshd leaves it serving."""
+    import json
+    import signal
+
+    from tasks.device import layout
+
+    try:
+        pid = int(json.loads((deploy_root(name) / layout.SERVE_DATA / layout.ENDPOINT).read_text())["pid"])
+        if "serve.py" not in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+            return False  # the pid was reused by another process
+        os.kill(pid, signal.SIGTERM)
+        return True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def down(cfg: dict) -> None:
     for dev in process_devices(cfg):
         name = dev["name"]
-        print(f"device {name}: {'stopped' if stop(f'sshd-{name}') else 'not running'}")
+        served = " (and its edgeops-serve)" if stop_service(name) else ""
+        print(f"device {name}: {'stopped' if stop(f'sshd-{name}') else 'not running'}{served}")
 
 
 def status(cfg: dict) -> bool:

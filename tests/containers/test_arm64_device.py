@@ -253,4 +253,4 @@ def test_collect_from_the_emulated_pi(client: DeviceClient, served: dict[str, An
         docs = [artifact_store.get_json(o["Key"]) for o in artifact_store.list(keys.telemetry(DEVICE, release, ""))]
         assert docs and sum(d["requests"] for d in docs) >= served["load"]["releases"][release], docs
     datasets = ArtifactStore(artifact_store.client, bucket)
-    assert datasets.list(keys.incoming_sample(prefix, DEVICE, served["b"], ""))
+    assert list(datasets.list(keys.incoming_sample(prefix, DEVICE, served["b"], "")))

@@ -173,14 +173,14 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
     assert _ok(collected), _states(collected)
     requests = {}
     for release in (old, new):
-        files = artifact_store.list(keys.telemetry("pi1", release, ""))
+        files = list(artifact_store.list(keys.telemetry("pi1", release, "")))
         docs = [artifact_store.get_json(o["Key"]) for o in files]
         assert docs and all(d["final"] for d in docs), files
         requests[release] = sum(d["requests"] for d in docs)
     assert requests[new] >= load["releases"][new] and requests[old] >= load["releases"][old], requests
     bucket, prefix = parse_s3_uri(dataset_of_release(artifact_store, new))
     datasets = ArtifactStore(artifact_store.client, bucket)
-    samples = {r: datasets.list(keys.incoming_sample(prefix, "pi1", r, "")) for r in (old, new)}
+    samples = {r: list(datasets.list(keys.incoming_sample(prefix, "pi1", r, ""))) for r in (old, new)}
     assert samples[new] and all(o["Key"].endswith(".npz") for o in samples[new]), samples
     print(f"collected: telemetry requests by release {requests}; samples by release "
           f"{ {r: len(s) for r, s in samples.items()} }")

@@ -100,7 +100,7 @@ def serve_and_collect(connections: dict[str, Any], fleet_file: Path) -> bool:
     env = {**os.environ, ENV_FLEET: str(fleet_file)} if fleet_file.exists() else dict(os.environ)
     out = subprocess.run([sys.executable, "-m", "tasks.cli", "collect"], cwd=REPO, capture_output=True, text=True,
                          timeout=600, env=env)
-    print("\n$ edgeops collect\n" + (out.stdout + out.stderr[-1500:]).rstrip())
+    print("\n$ edgeops collect\n" + (out.stdout + (out.stderr[-1500:] if out.returncode else "")).rstrip())
     ok = ok and out.returncode == 0
     store = ArtifactStore.from_env()
     print(f"\n{'device':<9}{'release served':<44}{'sent':>6}{'failed':>7}{'requests':>9}{'p50 ms':>8}{'p95 ms':>8}"

@@ -1,5 +1,6 @@
 """`make demo`: start the stack, seed the digits dataset, run the nightly DAG ONCE through Airflow, follow the
-rollout its blessed model starts (canary, then the rest), and summarise both plus the fleet status.
+rollout its blessed model starts (canary, then the rest), and summarise both plus the fleet status; then each
+device serves a few requests and a collection shows their telemetry (scripts/demo_serve.py).
 
 It drives Airflow the way a user would: logged in (the admin's password the stack generated at its first start)
 through Airflow's REST API (tasks/fleet/airflow_api.py, the client `edgeops rollout` uses), then leaves the
@@ -19,6 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from scripts.demo_serve import serve_and_collect  # noqa: E402
 from scripts.devstack import airflow as af  # noqa: E402
 from scripts.devstack.common import load_stack  # noqa: E402
 from scripts.devstack.devices import FLEET_JSON  # noqa: E402
@@ -184,9 +186,10 @@ def main() -> int:
     rollout_state = wait_for_run(api, rollout_id, ROLLOUT_DAG_ID)
     rollout_summary(run_key(rollout_id))
     fleet_status()
+    served = serve_and_collect(shell_env["connections"], FLEET_JSON)
     print(f"\nRollout        {af.url(cfg)}/dags/{ROLLOUT_DAG_ID}")
     print(f"Fleet page     {af.url(cfg)}/plugin/edgeops-fleet  (in the Airflow UI: Browse > Fleet)")
-    return 0 if rollout_state == "success" else 1
+    return 0 if rollout_state == "success" and served else 1
 
 
 if __name__ == "__main__":

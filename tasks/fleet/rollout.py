@@ -263,6 +263,7 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
             failed.append(t.device)
         elif t.device in back:
             why = "canary gate failed: switched back" if plan.action == FORWARD else "rolled back on request"
+            why = last[t.device].app_failure if t.device in last and last[t.device].app_failure else why
             s, status, note = back[t.device], Outcome.ROLLED_BACK, why
         elif t.device in last and last[t.device].app_failure:  # activate/health failed: switched back
             s, status, note = last[t.device], Outcome.ROLLED_BACK, last[t.device].app_failure

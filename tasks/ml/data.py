@@ -1,4 +1,4 @@
-"""Dataset loading: ``tfds:<name>`` or an image folder ``s3://<bucket>/<prefix>/<class>/*.jpg|png``.
+"""Dataset loading: ``tfds:<name>`` or an image folder ``s3://<bucket>/<prefix>/<class>/*.jpg|png|npz``.
 
 Every step (train, quantize, evaluate) re-derives the same seeded train/val/test split from the source,
 so the int8 calibration set can be drawn from TRAIN and the accuracy figures from TEST without
@@ -21,10 +21,11 @@ from tasks.core.config import DataConfig, ExecutionConfig
 from tasks.core.exceptions import BadDataError, ConfigError, DatasetError
 from tasks.core.keys import parse_s3_uri, unsafe_key_reason
 from tasks.core.storage import ArtifactStore
+from tasks.ml.frames import NPZ_SUFFIX, as_training_image
 from tasks.ml.images import check_images
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", NPZ_SUFFIX)  # .npz: a labelled device sample (tasks/ml/frames.py)
 
 
 @dataclass(frozen=True)
@@ -144,10 +145,11 @@ def list_image_folder(store: ArtifactStore, uri: str) -> tuple[list[tuple[str, s
                            f"{', '.join(unsafe)}; rename or remove them (nothing was downloaded)")
     classes = sorted({c for _, c, _ in entries})
     if not entries:
-        raise DatasetError(f"no images under {uri}/: expected {uri}/<class>/*.jpg|png")
+        raise DatasetError(f"no images under {uri}/: expected {uri}/<class>/*.jpg|png|npz")
     empty = sorted(seen_classes - set(classes))
     if empty:
-        raise DatasetError(f"class folder(s) {empty} under {uri}/ hold no .jpg/.png images: add images or remove them")
+        raise DatasetError(f"class folder(s) {empty} under {uri}/ hold no .jpg/.png images (or .npz device "
+                           "samples): add images or remove them")
     if len(classes) < 2:
         raise DatasetError(f"{uri}/ has only class {classes}: a classifier needs at least two class folders")
     entries.sort()
@@ -188,7 +190,8 @@ def _load_s3_folder(cfg: DataConfig, store: ArtifactStore, max_pixels: int) -> S
     train, val, test = stratified_split(labels, cfg.split, cfg.seed)
     _check_counts(cfg, len(train), len(val), len(test))
     bucket, _ = parse_s3_uri(cfg.source)
-    paths = _download(store, bucket, entries)
+    paths = [str(as_training_image(Path(p), max_pixels)) if key.lower().endswith(NPZ_SUFFIX) else p
+             for p, (key, _, _) in zip(_download(store, bucket, entries), entries, strict=True)]
     check_images(cfg.source, [key for key, _, _ in entries], paths, cfg.channels, max_pixels)
     prep = _preprocess(cfg)
 

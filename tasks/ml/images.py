@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tasks.core.exceptions import BadDataError
 from tasks.core.memory import DECODE_THREADS
+from tasks.ml.frames import NPZ_MAGIC, frame_problem
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -36,6 +37,8 @@ def image_problem(path: Path, channels: int, max_pixels: int) -> str | None:
     data = path.read_bytes()
     if not data:
         return "zero bytes"
+    if data.startswith(NPZ_MAGIC):  # a device sample that as_training_image could not turn into a PNG
+        return frame_problem(data, max_pixels) or "a .npz sample that was not converted to PNG"
     size = _header_size(data)
     if isinstance(size, str):
         return size

@@ -162,3 +162,95 @@ def test_benchmark_is_emulated_aarch64(client: DeviceClient, release: dict[str, 
         lat = r["latency_ms"]
         assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] and 0.0 <= r["accuracy"] <= 1.0
     assert ran["fp32"]["accuracy"] == 1.0  # the sample is labelled by the Keras model itself
+
+
+# --- edgeops-serve on the emulated Pi: serve, hot swap under load, collect ------------------------------------
+@pytest.fixture(scope="module")
+def served(client: DeviceClient, provisioned: Any, payload: dict[str, Path]) -> Iterator[dict[str, Any]]:
+    """Release A deployed with the default app hooks: the deploy provisions and starts edgeops-serve (aarch64
+    LiteRT under qemu). The service is stopped and ``current`` put back at the end."""
+    from tasks.device.app import AppHooks
+    from tasks.device.runtime import RuntimeOptions
+    from tests.integration.test_device_deploy import _restore_current
+
+    tag, hooks = uuid.uuid4().hex[:8], AppHooks(http_port=0, health_timeout_s=120)
+    before = client.run(f"readlink {quote(client.root)}/current", check=False)[1].strip()
+    run_a = f"ctest-serve-{tag}-a"
+    try:
+        deployed = client.deploy(run_a, payload, "int8", RuntimeOptions(threads=1), app=hooks)
+        yield {"tag": tag, "a": run_a, "hooks": hooks, "deployed": deployed}
+    finally:
+        _stop_service(client)
+        _restore_current(client, before, f"ctest-serve-{tag}-*")
+
+
+def _stop_service(client: DeviceClient) -> None:
+    from tasks.device.app import restart_cmd
+
+    client.run(restart_cmd(client.root), timeout=60, check=False)  # SIGTERM: open telemetry hours become final
+
+
+def test_serve_the_release_on_the_emulated_pi(client: DeviceClient, served: dict[str, Any]) -> None:
+    from tests.integration.test_device_serve import _healthz
+
+    assert served["deployed"].app_failure == ""
+    health = _healthz(client)
+    assert health["ready"] and health["release"] == served["a"]
+
+
+def test_hot_swap_under_load_on_the_emulated_pi(client: DeviceClient, served: dict[str, Any],
+                                                payload: dict[str, Path]) -> None:
+    import threading
+
+    from tasks.device import layout
+    from tasks.device.runtime import RuntimeOptions
+    from tests.integration.test_device_serve import _healthz
+    from tests.integration.test_loop import LOAD
+
+    data, out = layout.serve_data(client.root), {}
+    with DeviceClient(DEVICE) as load_dev:
+        def load() -> None:
+            stdout = load_dev.run(f"{quote(client.venv_python)} -c {quote(LOAD)} {quote(data)} 600", timeout=660)[1]
+            out["doc"] = json.loads(stdout.strip().splitlines()[-1])
+
+        thread = threading.Thread(target=load)
+        thread.start()
+        time.sleep(5)
+        run_b = f"ctest-serve-{served['tag']}-b"
+        try:
+            dep_b = client.deploy(run_b, payload, "fp32", RuntimeOptions(threads=1), app=served["hooks"])
+            time.sleep(2)
+        finally:
+            client.run(f"touch {quote(data)}/.load-stop")
+            thread.join(timeout=120)
+            client.run(f"rm -f {quote(data)}/.load-stop")
+    doc = out["doc"]
+    log.warning("pi_arm64 hot swap under load: %d served, %d failed, by release %s", doc["ok"], doc["n_failed"],
+                doc["releases"])
+    assert dep_b.app_failure == ""
+    assert doc["n_failed"] == 0, doc["failed"]
+    assert doc["releases"].get(served["a"], 0) > 0 and doc["releases"].get(run_b, 0) > 0, doc
+    assert _healthz(client)["release"] == run_b
+    served["b"], served["load"] = run_b, doc
+
+
+def test_collect_from_the_emulated_pi(client: DeviceClient, served: dict[str, Any], artifact_store: Any,
+                                      stack_env: dict[str, Any]) -> None:
+    from tasks.core import keys
+    from tasks.core.storage import ArtifactStore
+    from tasks.device.transport import EnvTransport
+    from tasks.fleet.collect import collect_device
+
+    assert "b" in served, "the hot swap test did not run"
+    _stop_service(client)
+    bucket = stack_env["s3"]["datasets_bucket"]
+    prefix = f"ctest-arm64-{served['tag']}"
+    with EnvTransport(DEVICE, f"edgeops_device_{DEVICE}") as transport:
+        record = collect_device(transport, artifact_store, dataset=f"s3://{bucket}/{prefix}")
+    log.warning("pi_arm64 collect: %s", record.summary())
+    assert record.ok and record.telemetry >= 2 and record.samples >= 1, record.summary()
+    for release in (served["a"], served["b"]):
+        docs = [artifact_store.get_json(o["Key"]) for o in artifact_store.list(keys.telemetry(DEVICE, release, ""))]
+        assert docs and sum(d["requests"] for d in docs) >= served["load"]["releases"][release], docs
+    datasets = ArtifactStore(artifact_store.client, bucket)
+    assert list(datasets.list(keys.incoming_sample(prefix, DEVICE, served["b"], "")))

@@ -65,3 +65,34 @@ def test_minio_down_is_one_clear_error():
     dead = ArtifactStore(make_client("http://127.0.0.1:9", "k", "s"), "datasets")
     with pytest.raises(StorageError, match="object store unreachable at .*is MinIO running"):
         data.load_splits(DataConfig(source="s3://datasets/digits"), dead)
+
+
+def test_a_labelled_device_sample_is_a_training_image(datasets, artifact_store, admin_s3, tmp_path):
+    """Collected samples (``.npz``, ``x`` = the frame as received, under ``_incoming/``) are not read; once a
+    person moves them into ``<class>/`` (copy + delete, as the MinIO console does) they train beside PNGs."""
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+
+    store, prefix = datasets
+    incoming, values = f"{prefix}/_incoming/pi1/run1.int8", {"dark": 10, "light": 200}
+    for cls, value in values.items():
+        for i in range(4):
+            buf = io.BytesIO()  # the fields serve_records.Samples._write stores
+            np.savez(buf, x=np.full((1, 16, 16, 3), value, np.uint8), probabilities=np.array([0.4, 0.6]),
+                     index=np.int64(1), release=np.str_("run1.int8"), kind=np.str_("low"))
+            store.put_bytes(f"{incoming}/{cls}-{i}.npz", buf.getvalue())
+    cfg = DataConfig(source=f"s3://{store.bucket}/{prefix}", image_size=16, split=(0.6, 0.2, 0.2))
+    with pytest.raises(DatasetError, match="no images under"):  # _incoming/ is never read
+        data.load_splits(cfg, artifact_store)
+    for cls, value in values.items():
+        store.put_bytes(f"{prefix}/{cls}/photo.png", tf.io.encode_png(np.full((16, 16, 3), value, np.uint8)).numpy())
+        for i in range(4):  # the person labels them
+            store.put_bytes(f"{prefix}/{cls}/{cls}-{i}.npz", store.get_bytes(f"{incoming}/{cls}-{i}.npz"))
+            admin_s3.delete_object(Bucket=store.bucket, Key=f"{incoming}/{cls}-{i}.npz")
+    splits = data.load_splits(cfg, artifact_store)
+    assert splits.class_names == ("dark", "light") and sum(splits.counts.values()) == 10
+    for part in (splits.train, splits.val, splits.test):
+        x, y = data.to_arrays(part)
+        assert len(x) and (x.reshape(len(x), -1).mean(axis=1) == np.where(y == 0, 10.0, 200.0)).all()

@@ -195,3 +195,17 @@ def test_a_device_whose_health_failed_is_switched_back_and_the_record_names_the_
     assert (b.status, b.release, b.note) == ("rolled_back", "old", why)
     assert record.status == "succeeded" and "['b']" in record.reasons[-1]  # counted against max_failed
     assert plan.canary[0].app == _inventory().group("fast").app
+
+
+def test_a_canary_whose_health_failed_keeps_the_failed_step_in_its_note_after_the_gate_switch_back():
+    """The deploy switched the canary back (health failed), the gate then switches it back once more (to where
+    it already is): the device's note names the step, not only the gate."""
+    import dataclasses
+
+    plan = plan_forward(_inventory(), RolloutRequest(), "r", _manifest())
+    why = "health: `false` exited 1; current switched back to old"
+    sick = dataclasses.replace(_deployed("a"), app_failure=why)
+    verdict = canary_gate(plan, [sick], [])
+    record = build_record(plan, verdict, [sick], [SwitchResult("a", "old", "old", None)], [], "air", "now")
+    a = {d.device: d for d in record.devices}["a"]
+    assert (record.status, a.status, a.release, a.note) == ("canary_failed", "rolled_back", "old", why)

@@ -28,13 +28,16 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tasks.core.exceptions import ConfigError, EdgeOpsError
 from tasks.core.metrics import EvalMetrics
 from tasks.core.results import Record
 from tasks.core.storage import ArtifactStore
 from tasks.fleet.telemetry import TelemetrySummary, aggregate
+
+if TYPE_CHECKING:
+    from tasks.fleet.inventory import Inventory
 
 EPSILON = 1e-4  # share given to an empty bin before PSI / chi-square (either side)
 OK, DRIFT, INSUFFICIENT = "ok", "drift", "insufficient"
@@ -180,10 +183,27 @@ def check(store: ArtifactStore, device: str, release: str, settings: DriftSettin
           now: datetime | None = None) -> DriftVerdict:
     """Drift of ``release`` on ``device`` over the last ``settings.window_h`` hours of collected telemetry."""
     since = (now or datetime.now(UTC)) - timedelta(hours=settings.window_h)
-    summary = aggregate(store, device, release, since)
+    try:
+        summary = aggregate(store, device, release, since)
+    except EdgeOpsError as exc:  # the listing failed: say so, never "ok"
+        return DriftVerdict(device=device, release=release, status=INSUFFICIENT, n=0, reason=(
+            f"telemetry unreadable: {exc}"))
     try:
         base = baseline(store, release)
     except EdgeOpsError as exc:
         return DriftVerdict(device=device, release=release, status=INSUFFICIENT, n=summary.predictions,
                             since=summary.since, reason=f"{NO_BASELINE}: {exc}")
     return judge(summary, base, settings)
+
+
+def check_fleet(store: ArtifactStore, inventory: Inventory, now: datetime | None = None) -> list[DriftVerdict]:
+    """A verdict for every inventory device's current release (its state record), with its group's thresholds;
+    devices that no rollout ever switched have none."""
+    from tasks.fleet.history import read_state
+
+    out = []
+    for device in inventory.devices:
+        state = read_state(store, device.name)
+        if state is not None and state.release:
+            out.append(check(store, device.name, state.release, inventory.group(device.group).drift, now))
+    return out

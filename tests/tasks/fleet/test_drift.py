@@ -163,3 +163,25 @@ def test_aggregate_sums_files_in_the_window(fleet_store) -> None:
     assert s.mean_confidence == pytest.approx((0.95 + 0.45 + 0.15 + 0.95) / 4)
     assert aggregate(fleet_store, DEVICE, RELEASE).files == 3
     assert Counter(aggregate(fleet_store, DEVICE, "other.fp32").classes) == Counter()
+
+
+def test_baseline_bins_are_what_the_service_bins(tmp_path) -> None:
+    """The evaluate step's histogram of a model's test images equals what edgeops-serve records for them."""
+    import numpy as np
+
+    from tasks.device.serve_model import XNNPACK, Model
+    from tasks.steps.evaluate import TFLiteModel
+    from tests.helpers import tiny_tflite_release
+    from tests.serve_helpers import make_release
+
+    files = tiny_tflite_release(tmp_path, samples=32)
+    x = np.load(files["sample.npz"])["x"]
+    for variant in ("fp32", "int8"):
+        release = make_release(tmp_path / variant, "r", {f"{variant}.tflite": files[f"{variant}.tflite"]}, variant)
+        served = [Model(str(release), 1, XNNPACK, {}).classify(img) for img in x]
+        indices, confidences = TFLiteModel(files[f"{variant}.tflite"].read_bytes()).scores(x, 8)
+        assert [int(i) for i in indices] == [p.index for p in served]
+        service_bins = [0] * 10
+        for p in served:
+            service_bins[confidence_bin(p.confidence)] += 1
+        assert confidence_histogram(confidences) == service_bins

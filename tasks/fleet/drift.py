@@ -207,3 +207,21 @@ def check_fleet(store: ArtifactStore, inventory: Inventory, now: datetime | None
         if state is not None and state.release:
             out.append(check(store, device.name, state.release, inventory.group(device.group).drift, now))
     return out
+
+
+def record(store: ArtifactStore, verdicts: list[DriftVerdict]) -> list[DriftVerdict]:
+    """Write each verdict to ``devices/<name>/drift.json``; return the ones that newly drift (the previous
+    verdict was for another release, or not ``drift``): what a person is told about, once."""
+    from tasks.core import keys
+
+    news = []
+    for v in verdicts:
+        key = keys.device_drift(v.device)
+        try:
+            before = DriftVerdict.from_xcom(store.get_json(key)) if store.exists(key) else None
+        except (EdgeOpsError, ValueError):
+            before = None
+        if v.status == DRIFT and (before is None or before.status != DRIFT or before.release != v.release):
+            news.append(v)
+        store.put_json(key, v.to_xcom())
+    return news

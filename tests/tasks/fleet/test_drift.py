@@ -142,6 +142,10 @@ def test_drift_on_collected_telemetry(fleet_store) -> None:
     assert shifted.status == "drift" and shifted.n == 820 and shifted.psi_class > 0.25, shifted
     assert shifted.to_xcom()["status"] == "drift"  # the asset event's extra
 
+    verdicts = [ok, shifted, shifted]
+    assert [v.status for v in drift.record(fleet_store, verdicts)] == ["drift"]  # newly drifting once, not twice
+    assert drift.DriftVerdict.from_xcom(fleet_store.get_json(keys.device_drift(DEVICE))) == shifted
+
     later = datetime.now(UTC) + timedelta(hours=30)  # a window past every file
     assert drift.check(fleet_store, DEVICE, RELEASE, settings, now=later).n == 0
     assert drift.check(fleet_store, DEVICE, "nomanifest.int8", settings).reason.startswith("no baseline")

@@ -10,7 +10,8 @@ The connection picks the channel, so a team plugs in its own mail or chat withou
 
 No connection: the notice is logged, not sent. A delivery that fails is logged and never fails the task.
 Events: ``nightly_failed``, ``not_blessed`` (with the gate's reasons), ``rollout_failed`` (canary failed or
-rolled back: the record's reasons), ``device_stale``, ``deadline_missed``. Links: the run in the Airflow UI and
+rolled back: the record's reasons), ``device_stale``, ``deadline_missed``, ``drift`` (a device's release newly
+drifts from its test split: the collect DAG's drift task). Links: the run in the Airflow UI and
 the report's (or rollout record's) URI.
 """
 

@@ -151,6 +151,12 @@ def device_state(device_name: str) -> str:
     return f"{DEVICES_PREFIX}{device_name}/state.json"
 
 
+def device_drift(device_name: str) -> str:
+    """The newest drift verdict of the release the device runs (tasks/fleet/drift.py), written by the collect
+    DAG's drift task; older object versions are its history."""
+    return f"{DEVICES_PREFIX}{device_name}/drift.json"
+
+
 def rollout_device(rollout_id: str, device_name: str) -> str:
     """bench.py's whole document for one device of a rollout."""
     return f"{ROLLOUTS_PREFIX}{rollout_id}/devices/{device_name}.json"

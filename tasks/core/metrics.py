@@ -2,7 +2,8 @@
 
 ``EvalMetrics.to_dict`` is the one writer (tasks.steps.evaluate), ``EvalMetrics.from_dict`` the one decoder
 (the gate, benchmarks/quantization.py). Fields that older evaluate steps did not write have defaults:
-``gzip_bytes`` (None), ``sample_accuracy`` (None), ``keras.format`` ("keras") and ``champion`` (None).
+``gzip_bytes`` (None), ``sample_accuracy`` (None), ``class_recall``/``confusion``/``confidence_bins`` (None),
+``keras.format`` ("keras") and ``champion`` (None).
 Anything else missing, or a key no version ever wrote, is a RecordError.
 """
 
@@ -38,6 +39,9 @@ class EvalVariant(Record):
     sample_accuracy: float | None = None  # on the device sample (None: written before it was measured)
     class_recall: tuple[float, ...] | None = None  # recall per class (classes' order); None: not measured
     confusion: tuple[tuple[int, ...], ...] | None = None  # [true class][predicted class] counts on the test split
+    # the test split's top-probability histogram, edgeops-serve's bins (serve_records.confidence_bin): the drift
+    # baseline; None: written before it was measured
+    confidence_bins: tuple[int, ...] | None = None
 
     @property
     def gzip_or_size(self) -> int:

@@ -55,6 +55,10 @@ ENV_DEVSTACK_DIR = "EDGEOPS_DEVSTACK_DIR"
 ROLLOUT_DAG_ID = "edgeops_rollout"
 NIGHTLY_DAG_ID = "edgeops_nightly"
 COLLECT_DAG_ID = "edgeops_collect"  # hourly: telemetry and samples from every device (tasks/fleet/collect.py)
+# The collect DAG's last task emits one event of this asset per drifting (device, release) (extra: the
+# DriftVerdict), through the alias (an alias is how one task emits several events of one asset)
+DRIFT_ASSET = "edgeops_drift"
+DRIFT_ALIAS = "edgeops_drift_events"
 NOTIFY_CONN_ID = "edgeops_notify"  # where notices go: an http(s) webhook or smtp (plugins/edgeops_airflow/notify.py)
 
 # Exit codes of ``edgeops`` (the runners map them to retry / no retry)

@@ -37,6 +37,13 @@ from typing import Any
 import numpy as np
 
 CONFIDENCE_BINS = 10  # [0, .1), [.1, .2) ... [.9, 1]
+
+
+def confidence_bin(confidence: float) -> int:
+    """The confidence histogram's bin of a top probability (the evaluate step's baseline uses the same rule)."""
+    return min(max(int(confidence * CONFIDENCE_BINS), 0), CONFIDENCE_BINS - 1)
+
+
 LATENCIES_KEPT = 8192  # per release and period: p50/p95/p99 are over the last this many requests
 QUEUE = 256
 
@@ -146,7 +153,7 @@ class Telemetry:
             if index is not None and confidence is not None:
                 w.latencies.append(latency_ms)
                 w.classes[index] += 1
-                w.confidence[min(int(confidence * CONFIDENCE_BINS), CONFIDENCE_BINS - 1)] += 1
+                w.confidence[confidence_bin(confidence)] += 1
 
     def dropped(self, release: str) -> None:
         with self._lock:

@@ -16,6 +16,8 @@ fix. The file is JSON (``config/fleet.json`` for the dev stack, or ``$EDGEOPS_FL
 A group's optional ``app`` object sets what runs after a switch (``tasks.device.app.AppHooks``): ``activate`` and
 ``health`` commands ("" = signal edgeops-serve / poll its /healthz), ``health_timeout_s``, ``start`` (how the
 service starts, e.g. ``systemctl start edgeops-serve``) and edgeops-serve's ``http_port`` (0 = a free port).
+Its optional ``drift`` object sets the drift thresholds of its devices (``tasks.fleet.drift.DriftSettings``:
+``psi``, ``alpha``, ``min_requests``, ``window_h``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tasks.core import names
 from tasks.core.exceptions import ConfigError
 from tasks.device.app import AppHooks
 from tasks.device.runtime import XNNPACK, RuntimeOptions
+from tasks.fleet.drift import DriftSettings
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "fleet.json"
@@ -67,6 +70,7 @@ class Group:
     delegate: str = XNNPACK  # "xnnpack" or the absolute path of an external delegate library (.so)
     delegate_options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
     app: AppHooks = field(default_factory=AppHooks)  # activate + health after a switch (tasks.device.app)
+    drift: DriftSettings = field(default_factory=DriftSettings)  # production vs test split (tasks.fleet.drift)
 
     def __post_init__(self) -> None:
         _require(bool(_NAME.fullmatch(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
@@ -214,7 +218,8 @@ def _group(name: str, spec: Any, where: str) -> Group:
         return Group(name=name, budgets=Budgets(**numbers), threads=spec.get("threads", 1),
                      delegate=str(spec.get("delegate", XNNPACK)),
                      delegate_options={str(k): str(v) for k, v in options.items()},
-                     app=AppHooks.from_dict(spec.get("app", {})))
+                     app=AppHooks.from_dict(spec.get("app", {})),
+                     drift=DriftSettings.from_dict(spec.get("drift", {})))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:

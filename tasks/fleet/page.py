@@ -83,6 +83,15 @@ def _status_cell(s: DeviceStatus) -> str:
     return f'<td><span class="status {escape(css)}">{escape(s.status)}</span>{reason}</td>'
 
 
+def _drift_cell(s: DeviceStatus) -> str:
+    """The drift verdict of the release the device runs (its reason as a tooltip)."""
+    if s.drift is None:
+        return "<td>-</td>"
+    css = {"ok": "ok", "drift": "stale"}.get(s.drift.status, "never")
+    return (f'<td><span class="status {css}" title="{escape(s.drift.reason)}">{escape(s.drift.cell())}</span>'
+            "</td>")
+
+
 def _report_link(rollout_id: str, link: ObjectLink) -> str:
     if not rollout_id:
         return "-"
@@ -102,7 +111,7 @@ def _device_row(row: FleetRow, link: ObjectLink) -> str:
              if s.release is not None or s.since else escape(s.device))
     return (f'<tr id="device-{escape(s.device)}"><td>{state}</td><td>{escape(s.group)}</td>'
             f'<td class="num">{s.wave}</td><td>{escape(s.release or "-")}</td><td>{escape(s.variant or "-")}</td>'
-            f'<td>{escape(s.since or "-")}</td>{_status_cell(s)}{_bench_cells(row.bench)}'
+            f'<td>{escape(s.since or "-")}</td>{_status_cell(s)}{_drift_cell(s)}{_bench_cells(row.bench)}'
             f'<td>{_report_link(s.last_rollout, link)}</td></tr>')
 
 
@@ -129,8 +138,8 @@ def rolled_out_section(run_id: str, records: list[RolloutRecord], link: ObjectLi
 
 def render(page: FleetPage, link: ObjectLink) -> str:
     """The whole page: a device table and the newest rollouts, each linked to its HTML report."""
-    heads = ("device", "group", "wave", "release", "variant", "since", "status", "p50 ms", "p95 ms", "accuracy",
-             "measured on", "last rollout")
+    heads = ("device", "group", "wave", "release", "variant", "since", "status", "drift", "p50 ms", "p95 ms",
+             "accuracy", "measured on", "last rollout")
     devices = "".join(_device_row(r, link) for r in page.rows)
     rollouts = "".join(_rollout_row(r, link) for r in page.rollouts) or '<tr><td colspan="6">none yet</td></tr>'
     return (
@@ -138,7 +147,9 @@ def render(page: FleetPage, link: ObjectLink) -> str:
         f"<style>{STYLE}</style></head><body><h1>Fleet</h1>"
         '<p class="note">What every device runs, from its state record and the newest rollout that targeted it '
         "(the same as <code>edgeops fleet status</code>). Benchmarks are the newest on-device run of the variant "
-        "the device was switched to; <em>host</em> timings come from x86 stand-ins, not Raspberry Pis.</p>"
+        "the device was switched to; <em>drift</em> compares its collected production traffic with the release's "
+        "test split (PSI; <code>tasks/fleet/drift.py</code>); <em>host</em> timings come from x86 stand-ins, not "
+        "Raspberry Pis.</p>"
         f'<table id="devices"><thead><tr>{"".join(f"<th>{h}</th>" for h in heads)}</tr></thead>'
         f"<tbody>{devices}</tbody></table>"
         '<h2>Newest rollouts</h2><table id="rollouts"><thead><tr><th>rollout (report)</th><th>finished</th>'

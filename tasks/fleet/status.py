@@ -13,6 +13,10 @@ A state written by a rollout newer than every record (still running, or it died 
 ``current`` points and the kept releases, ``tasks.device.records.OnDevice``) and says ``drift`` when a device
 disagrees with its state record. From the CLI it reads each device's connection from ``AIRFLOW_CONN_<ID>``
 (``eval $(.venv/bin/python -m scripts.devstack env --shell)`` exports them); Airflow is not needed.
+
+The DRIFT column is something else: data drift of the release the device runs (``tasks.fleet.drift``, its
+production traffic against its test split): ``ok 0.03`` or ``drift 0.41`` (the larger PSI),
+``insufficient (n req)``, ``no baseline``, or ``-`` without a release.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from tasks.core.results import Record
 from tasks.core.storage import ArtifactStore
 from tasks.device.records import OnDevice
 from tasks.device.transport import EnvTransport
+from tasks.fleet import drift
+from tasks.fleet.drift import DriftSettings, DriftVerdict
 from tasks.fleet.history import read_state, recent_records
 from tasks.fleet.inventory import Device, Inventory
 from tasks.fleet.records import DeviceOutcome, DeviceState, Outcome, RolloutRecord
 
 OK, STALE, NEVER, DRIFT, UNREACHABLE = "ok", "stale", "never deployed", "drift", "unreachable"
 DAMAGED = "damaged"  # --check: files of the device's current release fail sha256sum -c on the device
-COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "status")
+COLUMNS = ("device", "group", "wave", "release", "run_id", "variant", "since", "by", "drift", "status")
 CHECK_COLUMNS = (*COLUMNS[:-1], "on_device", "status")
 
 
@@ -54,6 +60,7 @@ class DeviceStatus(Record):
     last_outcome: str = ""  # what that rollout recorded for it: switched | rolled_back | failed | skipped | not_reached
     on_device: str | None = None  # --check: the release ``current`` points at on the device
     kept: tuple[str, ...] = ()  # --check: releases kept on the device, newest first
+    drift: DriftVerdict | None = None  # production traffic vs the release's test split (tasks.fleet.drift)
 
 
 def newest_outcome(records: list[RolloutRecord], device: str) -> tuple[RolloutRecord, DeviceOutcome] | None:
@@ -99,7 +106,15 @@ def fleet_status(store: ArtifactStore, inventory: Inventory, records: list[Rollo
                  ) -> list[DeviceStatus]:
     """One row per inventory device, from the store only (no device is contacted)."""
     records = recent_records(store) if records is None else records
-    return [device_status(d, read_state(store, d.name), records) for d in inventory.devices]
+    rows = [device_status(d, read_state(store, d.name), records) for d in inventory.devices]
+    return [with_drift(store, r, inventory.group(r.group).drift) for r in rows]
+
+
+def with_drift(store: ArtifactStore, row: DeviceStatus, settings: DriftSettings) -> DeviceStatus:
+    """The row with the drift verdict of its release (none without a release): the DRIFT column."""
+    if not row.release:
+        return row
+    return dataclasses.replace(row, drift=drift.check(store, row.device, row.release, settings))
 
 
 # --- --check: ask the devices -------------------------------------------------------------------------------
@@ -142,11 +157,16 @@ def to_json(rows: list[DeviceStatus], records: list[RolloutRecord], checked: boo
 
 
 def table_rows(rows: list[DeviceStatus]) -> list[dict[str, Any]]:
-    """Rows for ``runs.format_table``; a row's reason shows below it unless the device is ok."""
+    """Rows for ``runs.format_table``; a row's reason shows below it unless the device is ok, and so does a
+drift verdict's."""
     out = []
     for r in rows:
-        row = {**r.to_xcom(), "on_device": r.on_device or ("-" if r.status != UNREACHABLE else "?")}
-        if r.reason and r.status != OK:
-            row["error"] = r.reason
+        row = {**r.to_xcom(), "on_device": r.on_device or ("-" if r.status != UNREACHABLE else "?"),
+               "drift": r.drift.cell() if r.drift else "-"}
+        notes = [r.reason] if r.reason and r.status != OK else []
+        if r.drift and r.drift.status == drift.DRIFT:
+            notes.append(f"data drift: {r.drift.reason}")
+        if notes:
+            row["error"] = "; ".join(notes)
         out.append(row)
     return out

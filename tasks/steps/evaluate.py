@@ -54,10 +54,17 @@ class TFLiteModel:
 
     def predict(self, x: Any, batch_size: int) -> Any:
         """Class indices for a float array of images, ``batch_size`` images per invoke (last batch padded)."""
+        return self.scores(x, batch_size)[0]
+
+    def scores(self, x: Any, batch_size: int) -> tuple[Any, Any]:
+        """(class indices, top probabilities) for a float array of images; the probabilities are what
+        edgeops-serve reports as ``confidence`` for the same output (``serve_model._probabilities``)."""
         import numpy as np
 
+        from tasks.device.serve_model import _probabilities
+
         self._resize(batch_size)
-        preds = []
+        preds, confidences = [], []
         for start in range(0, len(x), batch_size):
             chunk = x[start : start + batch_size]
             pad = batch_size - len(chunk)
@@ -66,8 +73,10 @@ class TFLiteModel:
             self.interpreter.set_tensor(self.input["index"], self._quantize(chunk))
             self.interpreter.invoke()
             out = self.interpreter.get_tensor(self.output["index"])
-            preds.append(out[: len(out) - pad].argmax(-1))  # argmax is unchanged by a positive output scale
-        return np.concatenate(preds)
+            out = out[: len(out) - pad]
+            preds.append(out.argmax(-1))  # argmax is unchanged by a positive output scale
+            confidences.extend(float(_probabilities(row, self.output).max()) for row in out)
+        return np.concatenate(preds), np.asarray(confidences)
 
     def latency_ms(self, image: Any, warmup: int, runs: int) -> dict[str, float]:
         import numpy as np
@@ -109,8 +118,9 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
     for mode, blob in blobs.items():
         with timed(f"evaluate {mode} on {len(x)} test images"):
             model = TFLiteModel(blob)
-            preds[mode] = model.predict(x, ecfg.batch_size)
+            preds[mode], confidences = model.scores(x, ecfg.batch_size)
             results[mode] = {
+                "confidence_bins": confidence_histogram(confidences),
                 "accuracy": float((preds[mode] == y).mean()),
                 "size_bytes": len(blob),
                 "gzip_bytes": gzip_size(blob),
@@ -122,6 +132,16 @@ def evaluate_variants(blobs: dict[str, bytes], x: Any, y: Any,
     for mode in results:
         results[mode]["agreement"] = float((preds[mode] == base).mean()) if base is not None else None
     return results, {mode: [int(v) for v in p] for mode, p in preds.items()}
+
+
+def confidence_histogram(confidences: Any) -> list[int]:
+    """Top probabilities binned as edgeops-serve bins production traffic: the drift baseline."""
+    from tasks.device.serve_records import CONFIDENCE_BINS, confidence_bin
+
+    bins = [0] * CONFIDENCE_BINS
+    for c in confidences:
+        bins[confidence_bin(float(c))] += 1
+    return bins
 
 
 def per_class(y: Any, pred: Any, num_classes: int) -> dict[str, Any]:

@@ -22,12 +22,23 @@ def test_hourly_one_mapped_task_per_device():
 
     dag = _dag()
     assert dag.catchup is False and dag.max_active_runs == 1 and dag.schedule == "@hourly"
-    assert set(dag.task_dict) == {"devices", "collect"}
+    assert set(dag.task_dict) == {"devices", "collect", "drift"}
     collect = dag.task_dict["collect"]
     assert isinstance(collect, MappedOperator) and collect.pool == DEVICE_POOL
     assert collect.upstream_task_ids == {"devices"}
     assert collect.retries >= 1 and collect.execution_timeout is not None
     assert [link.name for link in collect.operator_extra_links] == ["Device record"]
+
+
+def test_drift_ends_the_dag_and_emits_through_the_alias():
+    from airflow.sdk import Asset, AssetAlias
+
+    from tasks.core.names import DRIFT_ALIAS, DRIFT_ASSET
+
+    drift = _dag().task_dict["drift"]
+    assert drift.upstream_task_ids == {"collect"} and drift.trigger_rule == "all_done"  # after failed devices too
+    assert [(type(o), o.name) for o in drift.outlets] == [(AssetAlias, DRIFT_ALIAS)]
+    assert [(type(i), i.name) for i in drift.inlets] == [(Asset, DRIFT_ASSET)]  # declares the asset
 
 
 def test_targets_are_the_inventory_devices_with_their_own_connections(tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tasks.fleet.drift import DriftVerdict
 from tasks.fleet.page import FleetPage, FleetRow, newest_bench, render
 from tasks.fleet.status import DeviceStatus
 from tests.tasks.fleet.builders import outcome, record
@@ -29,7 +30,8 @@ def test_newest_bench_skips_outcomes_without_a_switch() -> None:
 def test_render_shows_status_reason_and_report_links() -> None:
     records = _records()
     ok = DeviceStatus("kitchen", "pi4", 0, "ok", "run-b.int8", "run-b", "int8", "2026-01-03T02:59:00+00:00",
-                      "r2 (deploy)", last_rollout="r2", last_outcome="switched")
+                      "r2 (deploy)", last_rollout="r2", last_outcome="switched",
+                      drift=DriftVerdict("kitchen", "run-b.int8", "drift", 900, 0.41, 0.3, reason="class PSI 0.410"))
     stale = DeviceStatus("garage", "pi4", 1, "stale", "run-a.fp16", "run-a", "fp16", "2026-01-02T02:59:00+00:00",
                          reason="rollout r2 (succeeded) marked it failed: offline <b>", last_rollout="r2")
     never = DeviceStatus("attic", "pi5", 1, "never deployed")
@@ -40,6 +42,7 @@ def test_render_shows_status_reason_and_report_links() -> None:
     assert 'href="/o/rollouts/r2/report.html"' in page and 'href="/o/devices/kitchen/state.json"' in page
     assert "6.500" in page and "native (int8)" in page
     assert '<tr id="device-attic"><td>attic</td>' in page  # no state record: nothing to link
+    assert 'title="class PSI 0.410">drift 0.41</span>' in page and "<td>-</td>" in page  # drift column
     assert page.count("<tr id=\"device-") == 3 and 'href="/o/rollouts/r1/report.html"' in page
 
 

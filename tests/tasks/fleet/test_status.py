@@ -78,7 +78,9 @@ def test_cli_json_and_table(store_env, fleet_file, capsys) -> None:
     assert main(["fleet", "status", "--file", str(fleet_file)]) == 0
     out = capsys.readouterr().out
     header, *lines = out.splitlines()
-    assert header.split() == ["DEVICE", "GROUP", "WAVE", "RELEASE", "RUN_ID", "VARIANT", "SINCE", "BY", "STATUS"]
+    assert header.split() == ["DEVICE", "GROUP", "WAVE", "RELEASE", "RUN_ID", "VARIANT", "SINCE", "BY", "DRIFT",
+                              "STATUS"]
+    assert any(line.startswith("kitchen") and "no baseline" in line for line in lines)  # run-b has no manifest
     assert any(line.startswith("garage") and line.rstrip().endswith("stale") for line in lines)
     assert any(line.startswith("cellar") and line.rstrip().endswith("never deployed") for line in lines)
     assert "    ! rollout r2 (failed) marked it failed" in out and "newest rollout: rollout r2" in out

@@ -16,6 +16,8 @@ fix. The file is JSON (``config/fleet.json`` for the dev stack, or ``$EDGEOPS_FL
 A group's optional ``app`` object sets what runs after a switch (``tasks.device.app.AppHooks``): ``activate`` and
 ``health`` commands ("" = signal edgeops-serve / poll its /healthz), ``health_timeout_s``, ``start`` (how the
 service starts, e.g. ``systemctl start edgeops-serve``) and edgeops-serve's ``http_port`` (0 = a free port).
+A group's optional ``traffic_canary`` object (``tasks.fleet.traffic.TrafficCanary``; off when absent) makes the
+canary gate wait for, and judge, the canaries' real traffic before promoting.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tasks.core import names
 from tasks.core.exceptions import ConfigError
 from tasks.device.app import AppHooks
 from tasks.device.runtime import XNNPACK, RuntimeOptions
+from tasks.fleet.traffic import TrafficCanary
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "fleet.json"
@@ -67,6 +70,7 @@ class Group:
     delegate: str = XNNPACK  # "xnnpack" or the absolute path of an external delegate library (.so)
     delegate_options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
     app: AppHooks = field(default_factory=AppHooks)  # activate + health after a switch (tasks.device.app)
+    traffic_canary: TrafficCanary | None = None  # judge the canaries' real traffic before promoting (None: off)
 
     def __post_init__(self) -> None:
         _require(bool(_NAME.fullmatch(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
@@ -210,11 +214,13 @@ def _group(name: str, spec: Any, where: str) -> Group:
         numbers = {k: float(v) for k, v in budgets.items() if not isinstance(v, bool)}
         _require(len(numbers) == len(budgets), f"{where}: budgets must be numbers")
         options = spec.get("delegate_options", {})
+        traffic = spec.get("traffic_canary")  # absent or null: off
         _require(isinstance(options, dict), f"{where}: delegate_options must be an object of strings")
         return Group(name=name, budgets=Budgets(**numbers), threads=spec.get("threads", 1),
                      delegate=str(spec.get("delegate", XNNPACK)),
                      delegate_options={str(k): str(v) for k, v in options.items()},
-                     app=AppHooks.from_dict(spec.get("app", {})))
+                     app=AppHooks.from_dict(spec.get("app", {})),
+                     traffic_canary=None if traffic is None else TrafficCanary.parse(traffic))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:

@@ -15,11 +15,13 @@ from edgeops_airflow.fan_out import fan_out, succeeded
 from edgeops_airflow.notify import task_failed
 from edgeops_airflow.reliability import ALL_DONE_RETRIES, PLUMBING_RETRIES
 from edgeops_airflow.rollout import blessed_model_asset, rollout_params
+from edgeops_airflow.traffic import TrafficSensor
 from edgeops_airflow.ui.links import ROLLOUT_LINKS
 
 from tasks.core.config import BenchConfig, DeployConfig
 from tasks.core.names import DEVICE_POOL, ROLLOUT_DAG_ID
 from tasks.fleet.records import SwitchAction
+from tasks.fleet.traffic import POKE_S, SENSOR_TIMEOUT_S
 
 DOC = """
 ### edgeops rollout
@@ -33,6 +35,9 @@ hand with **Trigger DAG w/ config**.
   peak RSS, on-device accuracy within a tolerance of the host's on the same images) and picks per group the
   passing variant with the best test accuracy. A failed canary stops the rollout and switches the canaries
   back; the run fails and says why.
+* **Traffic canary** (groups with `traffic_canary`): `canary.traffic` waits (reschedule mode) until each canary
+  served `min_requests` of the new release or `max_wait_s` passed, then judges error rate, served p95 and the
+  mean-confidence drop vs the previous release; too little traffic leaves the decision to the benchmarks.
 * **Later waves** then get their group's variant, in parallel (mapped tasks in the `edgeops_devices` pool);
   `max_failed` of them may fail or be offline (they are marked stale in `edgeops fleet status`).
 * **Rollback**: `action=rollback`, devices or groups, `run_id` of a release they keep (empty: previous).
@@ -67,12 +72,12 @@ with DAG(
                              ctx.get("triggering_asset_events")).to_xcom()
 
     @task(trigger_rule="all_done", multiple_outputs=False, **ALL_DONE_RETRIES)
-    def canary_gate(plan: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:  # a CanaryVerdict
+    def canary_gate(plan: dict[str, Any], deploys: Any, benches: Any, traffic: Any) -> dict[str, Any]:
         from edgeops_airflow.reliability import fatal_is_final
         from edgeops_airflow.rollout import judge_canary
 
-        with fatal_is_final():
-            return judge_canary(plan, deploys, benches)
+        with fatal_is_final():  # -> a CanaryVerdict
+            return judge_canary(plan, deploys, benches, traffic)
 
     # a failed canary, a rollback or too many failed devices fail record with the reasons: that notifies
     @task(trigger_rule="all_done", multiple_outputs=False, on_failure_callback=task_failed, **ALL_DONE_RETRIES)
@@ -100,7 +105,11 @@ with DAG(
             target=fan_out.override(task_id="targets")(p, "canary"))
         canary_bench = DeviceBenchmarkOperator.partial(task_id="benchmark", **bench_common).expand(
             deploy=succeeded.override(task_id="deployed")(canary.output))
-        verdict = canary_gate.override(task_id="gate")(p, canary.output, canary_bench.output)
+        # groups with a traffic canary: wait for the canaries' real traffic (rescheduled between pokes), judge it
+        watched = TrafficSensor(task_id="traffic", plan=p, deploys=canary.output, poke_interval=POKE_S,
+                                timeout=SENSOR_TIMEOUT_S, trigger_rule="all_done", **ALL_DONE_RETRIES)
+        canary_bench >> watched  # after the benchmark: bench.py would load the same cores
+        verdict = canary_gate.override(task_id="gate")(p, canary.output, canary_bench.output, watched.output)
         promoted = DeviceDeployOperator.partial(task_id="promote", action=SwitchAction.PROMOTE,
                                                 **shipped, **common).expand(
             target=fan_out.override(task_id="promotions")(verdict, "promote"))

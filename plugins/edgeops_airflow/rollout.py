@@ -139,20 +139,25 @@ def _records(cls: Any, values: Any) -> list[Any]:
     return [cls.from_xcom(v) for v in list(values or []) if v]
 
 
-def judge_canary(plan_raw: dict[str, Any], deploys: Any, benches: Any) -> dict[str, Any]:
-    """The canary gate (``tasks.fleet.rollout.canary_gate``); a rollback has no canary and passes."""
+def judge_canary(plan_raw: dict[str, Any], deploys: Any, benches: Any, traffic: Any = None) -> dict[str, Any]:
+    """The canary gate (``tasks.fleet.rollout.canary_gate``); a rollback has no canary and passes. ``traffic``: the
+    ``canary.traffic`` sensor's TrafficVerdicts (None when it failed: its groups' canaries fail the gate)."""
     import logging
 
     from tasks.core.results import BenchmarkResult, DeployResult
     from tasks.fleet.records import CanaryVerdict
     from tasks.fleet.rollout import canary_gate
+    from tasks.fleet.traffic import TrafficVerdict
 
     plan_ = RolloutPlan.from_xcom(plan_raw)
     if plan_.action == ROLLBACK:
         return CanaryVerdict(True, (), {}).to_xcom()
-    verdict = canary_gate(plan_, _records(DeployResult, deploys), _records(BenchmarkResult, benches))
+    verdict = canary_gate(plan_, _records(DeployResult, deploys), _records(BenchmarkResult, benches),
+                          _records(TrafficVerdict, traffic))
     log = logging.getLogger(__name__)
     log.info("%s", verdict.summary())
+    for t in verdict.traffic:
+        log.info("traffic canary %s (%s): %s: %s", t.device, t.group, t.status, "; ".join(t.reasons))
     for choice in verdict.choices.values():
         for reason in choice.reasons:
             log.info("group %s: %s", choice.group, reason)

@@ -18,6 +18,8 @@ A group's optional ``app`` object sets what runs after a switch (``tasks.device.
 service starts, e.g. ``systemctl start edgeops-serve``) and edgeops-serve's ``http_port`` (0 = a free port).
 Its optional ``drift`` object sets the drift thresholds of its devices (``tasks.fleet.drift.DriftSettings``:
 ``psi``, ``alpha``, ``min_requests``, ``window_h``).
+A group's optional ``traffic_canary`` object (``tasks.fleet.traffic.TrafficCanary``; off when absent) makes the
+canary gate wait for, and judge, the canaries' real traffic before promoting.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from tasks.core.exceptions import ConfigError
 from tasks.device.app import AppHooks
 from tasks.device.runtime import XNNPACK, RuntimeOptions
 from tasks.fleet.drift import DriftSettings
+from tasks.fleet.traffic import TrafficCanary
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")  # fullmatch: "$" would accept a trailing newline
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "config" / "fleet.json"
@@ -71,6 +74,7 @@ class Group:
     delegate_options: dict[str, str] = field(default_factory=dict)  # passed to load_delegate(path, options)
     app: AppHooks = field(default_factory=AppHooks)  # activate + health after a switch (tasks.device.app)
     drift: DriftSettings = field(default_factory=DriftSettings)  # production vs test split (tasks.fleet.drift)
+    traffic_canary: TrafficCanary | None = None  # judge the canaries' real traffic before promoting (None: off)
 
     def __post_init__(self) -> None:
         _require(bool(_NAME.fullmatch(self.name)), f"group {self.name!r}: use letters, digits, '_' or '-' (max 63)")
@@ -214,12 +218,14 @@ def _group(name: str, spec: Any, where: str) -> Group:
         numbers = {k: float(v) for k, v in budgets.items() if not isinstance(v, bool)}
         _require(len(numbers) == len(budgets), f"{where}: budgets must be numbers")
         options = spec.get("delegate_options", {})
+        traffic = spec.get("traffic_canary")  # absent or null: off
         _require(isinstance(options, dict), f"{where}: delegate_options must be an object of strings")
         return Group(name=name, budgets=Budgets(**numbers), threads=spec.get("threads", 1),
                      delegate=str(spec.get("delegate", XNNPACK)),
                      delegate_options={str(k): str(v) for k, v in options.items()},
                      app=AppHooks.from_dict(spec.get("app", {})),
-                     drift=DriftSettings.from_dict(spec.get("drift", {})))
+                     drift=DriftSettings.from_dict(spec.get("drift", {})),
+                     traffic_canary=None if traffic is None else TrafficCanary.parse(traffic))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     except (TypeError, ValueError) as exc:

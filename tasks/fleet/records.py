@@ -20,6 +20,7 @@ from tasks.core.results import ArtifactRef, ModelBench, Record
 from tasks.core.verdict import GateVerdict
 from tasks.device.app import AppHooks
 from tasks.device.runtime import RuntimeOptions
+from tasks.fleet.traffic import TrafficCanary, TrafficVerdict
 
 FORWARD, ROLLBACK = "forward", "rollback"
 ACTIONS = (FORWARD, ROLLBACK)
@@ -100,6 +101,7 @@ class RolloutPlan(Record):
     later: tuple[DeviceTask, ...] = ()  # forward: the later waves, before the canary picks their variant
     switches: tuple[DeviceTask, ...] = ()  # rollback: every device switched back
     budgets: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> Budgets as a dict
+    traffic: dict[str, TrafficCanary] = field(default_factory=dict)  # group -> its traffic canary (enabled only)
     host_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the device sample
     test_accuracy: dict[str, float] = field(default_factory=dict)  # variant -> host accuracy on the test split
     verdict: GateVerdict | None = None  # forward: the run's gate verdict (artifact refs, sample)
@@ -149,6 +151,7 @@ class CanaryVerdict(Record):
     promote: tuple[DeviceTask, ...] = ()  # canaries re-deployed with their group's chosen variant
     later: tuple[DeviceTask, ...] = ()  # waves 1..n with their group's variant (empty when not healthy)
     rollback: tuple[DeviceTask, ...] = ()  # canaries switched back (when not healthy)
+    traffic: tuple[TrafficVerdict, ...] = ()  # each canary of a group with a traffic canary, judged on its traffic
 
     def summary(self) -> str:
         picks = ", ".join(f"{g}={c.variant or 'none'}" for g, c in sorted(self.choices.items()))
@@ -204,6 +207,7 @@ class RolloutRecord(Record):
     choices: dict[str, GroupChoice] = field(default_factory=dict)
     created_at: str = ""
     airflow_run_id: str = ""
+    traffic: tuple[TrafficVerdict, ...] = ()  # the traffic canary's verdicts (groups that enable it)
 
     def __post_init__(self) -> None:
         _as_enum(self, "status", RolloutStatus)

@@ -1,8 +1,9 @@
 """A rollout as one self-contained HTML page: ``rollouts/<id>/report.html``, written just before the record.
 
 It shows the status and its reasons; per group the variant chosen on the canaries, why, and the health table
-(each canary x variant against the group's budgets); per device what happened (switched, rolled back, failed,
-not reached), the release and variant it runs and its on-device benchmark, labelled host/emulated/native.
+(each canary x variant against the group's budgets); the traffic canary's verdicts; per device what happened
+(switched, rolled back, failed, not reached), the release and variant it runs and its on-device benchmark,
+labelled host/emulated/native.
 Every piece of text goes through ``html.escape``; no external resources.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 from tasks.core import keys
 from tasks.core.storage import Artifact, ArtifactStore
 from tasks.fleet.records import DeviceHealth, DeviceOutcome, GroupChoice, Outcome, RolloutRecord, RolloutStatus
+from tasks.fleet.traffic import FAILED, PASSED, TrafficVerdict
 from tasks.report.charts import (
     CONTENT_TYPE,
     LABEL_NOTE,
@@ -89,6 +91,32 @@ def _benchmarks(devices: tuple[DeviceOutcome, ...]) -> str:
     return device_table(rows, arch=False) or "<p>No device was benchmarked in this rollout.</p>"
 
 
+TRAFFIC_HEAD = ("canary", "group", "release", "requests", "errors + bad", "served p95 ms", "mean confidence",
+                "previous release", "its confidence", "waited s", "result", "reasons")
+
+
+def _traffic_row(v: TrafficVerdict) -> str:
+    old = v.old.mean_confidence if v.old else None
+    result = pass_fail(v.status == PASSED, "passed", "failed") if v.status in (PASSED, FAILED) else "no traffic"
+    return (f"<tr>{_cells([v.device, v.group, v.release], 3)}<td>{v.new.requests}</td>"
+            f"<td>{v.new.errors} + {v.new.bad_requests}</td><td>{fmt(v.new.latency_p95_ms, '.3f')}</td>"
+            f"<td>{fmt(v.new.mean_confidence, '.3f')}</td>{_cells([v.previous], 1)}<td>{fmt(old, '.3f')}</td>"
+            f"<td>{fmt(v.waited_s, '.0f')}</td><td>{result}</td>"
+            f'<td class="l">{escape("; ".join(v.reasons))}</td></tr>')
+
+
+def _traffic(verdicts: tuple[TrafficVerdict, ...]) -> str:
+    if not verdicts:
+        return ""
+    lines = "".join(
+        f"<p>Group {escape(g)}: at least {s.min_requests} requests of the new release or {s.max_wait_s:g} s; error "
+        f"rate &le; {s.max_error_rate:.2%}, served p95 &le; {s.max_p95_ms:g} ms, mean-confidence drop &le; "
+        f"{s.max_confidence_drop:g}.</p>" for g, s in sorted({v.group: v.settings for v in verdicts}.items()))
+    note = "<p>Judged on real traffic (the group's <code>traffic_canary</code>); without enough traffic the " \
+           "benchmark gate decides.</p>"
+    return f"<h2>Traffic canary</h2>{note}{lines}{table(TRAFFIC_HEAD, [_traffic_row(v) for v in verdicts], left=3)}"
+
+
 def render_rollout_html(record: RolloutRecord, budgets: Budgets | None = None) -> str:
     """The whole page for one rollout record; ``budgets`` (the plan's, group -> Budgets as a dict) adds each
     group's budget line."""
@@ -104,6 +132,7 @@ def render_rollout_html(record: RolloutRecord, budgets: Budgets | None = None) -
 <p>{status}</p>{reasons_list(record.reasons)}
 <h2>Groups</h2>
 {groups or "<p>No variant was chosen in this rollout (a rollback restores whole releases).</p>"}
+{_traffic(record.traffic)}
 <h2>Devices</h2>
 {table(OUTCOME_HEAD, [_outcome_row(d) for d in record.devices], left=2)}
 <h2>On-device benchmarks</h2>

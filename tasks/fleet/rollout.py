@@ -13,7 +13,9 @@ Forward rollout of a blessed run:
    test-split accuracy only for manifests written before that), and never below the run's own floor
    ``gate.min_accuracy``. The group runs the passing variant with the best
    test-split accuracy; ties go to the smaller file, then the lower p95. A canary that did not deploy or
-   benchmark, or a group with no passing variant, fails the gate: the canaries are switched back.
+   benchmark, or a group with no passing variant, fails the gate: the canaries are switched back. A group with a
+   ``traffic_canary`` is also judged on its canaries' real traffic (``tasks.fleet.traffic``); too little traffic
+   leaves the decision to the benchmarks.
 3. **Later waves** get their group's variant (only that file). A group with no canary in this rollout gets
    the gate's choice, and the record says it was not measured on that hardware.
 """
@@ -46,6 +48,7 @@ from tasks.fleet.records import (
     SwitchResult,
     release_id,
 )
+from tasks.fleet.traffic import TrafficVerdict, gate_reasons
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def plan_forward(inventory: Inventory, request: RolloutRequest, rollout_id: str,
         canary=tuple(task(d, default, candidates) for d in targets if d.wave == first),
         later=tuple(task(d, default, (default,)) for d in targets if d.wave != first),
         budgets={g: dataclasses.asdict(inventory.group(g).budgets) for g in sorted(groups)},
+        traffic={g: t for g in sorted(groups) if (t := inventory.group(g).traffic_canary) is not None},
         host_accuracy={m: v.accuracy if v.sample_accuracy is None else v.sample_accuracy
                        for m, v in manifest.variants.items()},
         test_accuracy={m: v.accuracy for m, v in manifest.variants.items()},
@@ -198,12 +202,17 @@ def choose_variant(plan: RolloutPlan, group: str, benches: list[BenchmarkResult]
     return GroupChoice(group, best, (why, *rejected), on, tuple(health))
 
 
-def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[BenchmarkResult]) -> CanaryVerdict:
-    """Judge wave 0 from its deploy and benchmark results; say what to promote, deploy or roll back."""
+def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[BenchmarkResult],
+                traffic: Iterable[TrafficVerdict] = ()) -> CanaryVerdict:
+    """Judge wave 0 from its deploy and benchmark results, and for groups with a traffic canary from the verdicts
+    on its real traffic (``tasks.fleet.traffic``); say what to promote, deploy or roll back."""
     deployed = {r.device: r for r in deploys}
     benched = {b.device: b for b in benches if b.device in deployed}
+    traffic = tuple(traffic)
     reasons = [f"canary {t.device} failed after the switch: {deployed[t.device].app_failure}"
                for t in plan.canary if t.device in deployed and deployed[t.device].app_failure]
+    reasons += gate_reasons(plan.traffic, [(t.device, t.group) for t in plan.canary
+                                           if t.device in deployed and not deployed[t.device].app_failure], traffic)
     reasons += [f"canary {t.device} did not deploy or benchmark (see its deploy/benchmark task log)"
                 for t in plan.canary if t.device not in benched and not t.optional
                 and not (t.device in deployed and deployed[t.device].app_failure)]
@@ -222,7 +231,7 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
     if reasons:
         back = tuple(dataclasses.replace(t, release=deployed[t.device].previous, modes=(), current="", bench_modes=())
                      for t in plan.canary if t.device in deployed)
-        return CanaryVerdict(False, tuple(reasons), choices, rollback=back)
+        return CanaryVerdict(False, tuple(reasons), choices, rollback=back, traffic=traffic)
 
     def ship(t: DeviceTask) -> DeviceTask:
         variant = choices[t.group].variant or default
@@ -230,7 +239,8 @@ def canary_gate(plan: RolloutPlan, deploys: list[DeployResult], benches: list[Be
 
     promote = tuple(ship(t) for t in plan.canary if t.device in deployed
                     and choices[t.group].variant not in (None, deployed[t.device].current_variant))
-    return CanaryVerdict(True, (), choices, promote=promote, later=tuple(ship(t) for t in plan.later))
+    return CanaryVerdict(True, (), choices, promote=promote, later=tuple(ship(t) for t in plan.later),
+                         traffic=traffic)
 
 
 # --- the record -----------------------------------------------------------------------------------------------
@@ -295,4 +305,4 @@ def build_record(plan: RolloutPlan, verdict: CanaryVerdict | None, deploys: list
     return RolloutRecord(rollout_id=plan.rollout_id, action=plan.action, run_id=plan.run_id, status=status,
                          reasons=tuple(reasons), devices=tuple(outcomes),
                          choices=dict(verdict.choices) if verdict else {}, created_at=created_at,
-                         airflow_run_id=airflow_run_id)
+                         airflow_run_id=airflow_run_id, traffic=verdict.traffic if verdict else ())

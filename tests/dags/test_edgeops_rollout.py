@@ -17,7 +17,7 @@ def test_the_grid_shows_plan_three_groups_and_record():
     dag = _dag()
     assert set(dag.task_group.children) == {"plan", "canary", "waves", "rollback", "record"}
     assert set(dag.task_group.children["canary"].children) == {
-        "canary.targets", "canary.deploy", "canary.deployed", "canary.benchmark", "canary.gate",
+        "canary.targets", "canary.deploy", "canary.deployed", "canary.benchmark", "canary.traffic", "canary.gate",
         "canary.promotions", "canary.promote", "canary.switch_backs", "canary.switch_back"}
     assert set(dag.task_group.children["waves"].children) == {
         "waves.targets", "waves.deploy", "waves.deployed", "waves.benchmark"}

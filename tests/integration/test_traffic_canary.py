@@ -1,0 +1,165 @@
+"""The traffic canary through the rollout DAG (dag.test) on the real MinIO and sshd devices: pi1, the canary, serves
+real requests (sent on the device itself, over edgeops-serve's Unix socket, as a local application would) while the
+rollout deploys, and ``canary.traffic`` judges them before the gate promotes.
+
+* good frames: the traffic canary passes (requests of the new release counted, error rate 0, the confidence compared
+  with the previous release's traffic on pi1) and the rollout succeeds;
+* half the requests malformed (a wrong X-Shape: 400, counted as bad requests): the error rate is over its threshold,
+  the canary is switched back and nothing is promoted; the record and the report say why.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+from collections.abc import Generator
+from contextlib import contextmanager
+from pathlib import Path
+from shlex import quote
+from typing import Any
+
+import numpy as np
+import pytest
+from edgeops_airflow.device import DeviceClient
+
+from tasks.core import keys
+from tasks.core.keys import safe_run_id
+from tasks.core.results import ArtifactRef
+from tasks.device import layout
+from tests.integration.test_rollout_dag import _current, _states, blessed_run, rollout  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+# argv: state dir, base64 .npy frame, every Nth request malformed (0: none), max seconds; stdlib only (system python)
+_LOAD = r"""
+import base64, http.client, json, os, socket, sys, time
+state, body, bad_every, limit = sys.argv[1], base64.b64decode(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+class U(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10); self.p = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(10); self.sock.connect(self.p)
+good = {"Content-Type": "application/x-npy"}
+bad = {"Content-Type": "application/octet-stream", "X-Shape": "1,1,1", "X-Dtype": "uint8"}
+c, n, statuses, releases, end = None, 0, {}, {}, time.monotonic() + limit
+print("started", flush=True)
+while not os.path.exists(state + "/.load-stop") and time.monotonic() < end:
+    try:
+        if c is None:
+            c = U(json.load(open(state + "/endpoint.json"))["socket"])
+        n += 1
+        malformed = bad_every and n % bad_every == 0
+        c.request("POST", "/v1/classify", b"x" if malformed else body, bad if malformed else good)
+        r = c.getresponse(); doc = json.loads(r.read())
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+        if r.status == 200:
+            releases[doc["release"]] = releases.get(doc["release"], 0) + 1
+    except Exception:
+        if c is not None:
+            c.close()
+        c = None
+        time.sleep(0.2)
+    time.sleep(0.01)
+print(json.dumps({"statuses": statuses, "releases": releases}))
+"""
+
+
+def _fleet(tmp: Path, traffic: dict[str, Any] | None) -> Path:
+    group: dict[str, Any] = {"threads": 1, "budgets": {"p95_latency_ms": 5000.0, "peak_rss_mb": 4000.0,
+                                                         "accuracy_tolerance": 0.5},
+                             "app": {"http_port": 0, "health_timeout_s": 30}}
+    if traffic:
+        group["traffic_canary"] = traffic
+    path = tmp / f"fleet-{len(list(tmp.glob('fleet-*')))}.json"
+    path.write_text(json.dumps({"groups": {"sim": group}, "devices": [{"name": "pi1", "group": "sim", "wave": 0}]}))
+    return path
+
+
+@pytest.fixture
+def frame(blessed_run, artifact_store, tmp_path) -> str:  # noqa: F811 - the imported fixture
+    """The blessed run's first sample image as a base64 .npy body: a frame the model takes."""
+    ref = ArtifactRef.from_xcom(artifact_store.get_json(keys.manifest(blessed_run))["gate"]["sample"])
+    with np.load(artifact_store.fetch(ref, tmp_path / "sample.npz"), allow_pickle=False) as data:
+        buf = io.BytesIO()
+        np.save(buf, data["x"][0], allow_pickle=False)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+@contextmanager
+def _load(frame: str, bad_every: int = 0) -> Generator[dict[str, Any], None, None]:
+    """Requests on pi1 for as long as the block runs; yields the load's summary once it stopped."""
+    out: dict[str, Any] = {}
+    with DeviceClient("pi1") as dev:
+        data = layout.serve_data(dev.root)
+        dev.run(f"mkdir -p {quote(data)} && rm -f {quote(data)}/.load-stop")
+
+        def run() -> None:
+            with DeviceClient("pi1") as load_dev:
+                text = load_dev.run(f"{quote(load_dev.python)} -c {quote(_LOAD)} {quote(data)} {quote(frame)} "
+                                    f"{bad_every} 600", timeout=700)[1]
+            out.update(json.loads(text.strip().splitlines()[-1]))
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            yield out
+        finally:
+            dev.run(f"touch {quote(data)}/.load-stop")
+            thread.join(60)
+            dev.run(f"rm -f {quote(data)}/.load-stop")
+
+
+def _other_variant(artifact_store, run_id: str, stack_env) -> str:
+    modes = artifact_store.get_json(keys.manifest(run_id))["gate"]["deploy"]
+    now = _current(stack_env, "pi1") or ""
+    return next(m for m in modes if not now.endswith(f".{m}"))
+
+
+def test_real_traffic_passes_the_traffic_canary_and_the_rollout_promotes(blessed_run, rollout, stack_env,  # noqa: F811
+                                                                         artifact_store, frame, tmp_path):
+    first = _other_variant(artifact_store, blessed_run, stack_env)
+    settings = {"min_requests": 30, "max_wait_s": 120, "max_error_rate": 0.05, "max_p95_ms": 2000,
+                "max_confidence_drop": 0.5}
+    with _load(frame) as load:
+        warm = rollout(_fleet(tmp_path, None), run_id=blessed_run, variant=first)  # the previous release's traffic
+        assert "success" in str(warm.state).lower(), _states(warm)
+        second = _other_variant(artifact_store, blessed_run, stack_env)
+        dag_run = rollout(_fleet(tmp_path, settings), run_id=blessed_run, variant=second)
+    states = _states(dag_run)
+    assert "success" in str(dag_run.state).lower(), states
+    assert states["canary.traffic"] == {"success"}, states
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    [verdict] = record["traffic"]
+    print(f"load: {load}; traffic verdict: {verdict['status']}: {verdict['reasons']}; "
+          f"new {verdict['new']['requests']} requests, waited {verdict['waited_s']} s")
+    assert record["status"] == "succeeded" and verdict["status"] == "passed", verdict
+    assert verdict["release"] == f"{blessed_run}.{second}" == _current(stack_env, "pi1")
+    assert verdict["previous"] == f"{blessed_run}.{first}"
+    assert verdict["new"]["requests"] >= 30 and verdict["new"]["errors"] == 0, verdict
+    assert any("mean confidence" in r for r in verdict["reasons"]), verdict  # compared with the previous release
+    assert set(load["statuses"]) == {"200"} and load["releases"].get(f"{blessed_run}.{second}", 0) >= 30, load
+
+
+def test_malformed_traffic_fails_the_traffic_canary_and_nothing_is_promoted(blessed_run, rollout,  # noqa: F811
+                                                                            stack_env, artifact_store, frame,
+                                                                            tmp_path):
+    before = _current(stack_env, "pi1")
+    target = _other_variant(artifact_store, blessed_run, stack_env)
+    settings = {"min_requests": 30, "max_wait_s": 120, "max_error_rate": 0.05, "max_p95_ms": 2000,
+                "max_confidence_drop": 1.0}
+    with _load(frame, bad_every=2) as load:
+        dag_run = rollout(_fleet(tmp_path, settings), run_id=blessed_run, variant=target)
+    states = _states(dag_run)
+    assert "failed" in str(dag_run.state).lower(), states
+    assert states["canary.switch_back"] == {"success"} and states["canary.promote"] <= {"skipped", "None"}, states
+    record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
+    [verdict] = record["traffic"]
+    print(f"load: {load}; traffic verdict: {verdict['status']}: {verdict['reasons']}")
+    assert record["status"] == "canary_failed" and verdict["status"] == "failed", record
+    assert any("traffic canary failed on pi1" in r and "bad requests" in r for r in record["reasons"]), record
+    assert verdict["new"]["bad_requests"] >= 10 and _current(stack_env, "pi1") == before
+    assert record["devices"][0]["status"] == "rolled_back"
+    html = artifact_store.get_bytes(keys.rollout_report(safe_run_id(dag_run.run_id))).decode()
+    assert "Traffic canary" in html and "bad requests" in html

@@ -22,7 +22,8 @@ MODES = {"fp32", "fp16", "dynamic", "int8"}
 def _fleet(path, arm: str):
     budgets = {"p95_latency_ms": 60000.0, "peak_rss_mb": 4000.0, "accuracy_tolerance": 0.5}
     path.write_text(json.dumps({
-        "groups": {"x86_sim": {"threads": 1, "budgets": budgets}, "arm64_emulated": {"threads": 1, "budgets": budgets}},
+        "groups": {"x86_sim": {"threads": 1, "budgets": budgets, "app": {"http_port": 0}},
+                   "arm64_emulated": {"threads": 1, "budgets": budgets, "app": {"http_port": 0}}},
         "devices": [{"name": "pi1", "group": "x86_sim", "wave": 0},
                     {"name": arm, "group": "arm64_emulated", "wave": 0}],
     }))

@@ -179,7 +179,7 @@ def test_a_device_with_its_own_connection_is_reached_through_it(env: dict[str, A
     monkeypatch.setenv(conn_env_var("my_garage_pi"), json.dumps(conns[device_conn_id("pi2")]))
     monkeypatch.setenv(conn_env_var(device_conn_id("pi2")), json.dumps(conns[device_conn_id("pi1")]))  # wrong
     budgets = {"p95_latency_ms": 1000, "peak_rss_mb": 1000, "accuracy_tolerance": 1}
-    inventory = Inventory.from_dict({"groups": {"sim": {"threads": 1, "budgets": budgets}},
+    inventory = Inventory.from_dict({"groups": {"sim": {"threads": 1, "budgets": budgets, "app": {"http_port": 0}}},
                                      "devices": [{"name": "pi2", "group": "sim", "wave": 0,
                                                   "connection": "my_garage_pi"}]})
     bucket, run_id = env["s3"]["artifacts_bucket"], f"itest-{uuid.uuid4().hex[:8]}-cn"

@@ -33,8 +33,9 @@ def _dag(dag_id: str):
 
 def _fleet(tmp: Path, devices: list[tuple[str, int]], p95_ms: float = 5000.0, optional: tuple[str, ...] = ()) -> Path:
     """A fleet file: the named sshd devices in the given waves, one group with the given p95 budget."""
-    doc = {"groups": {"sim": {"threads": 1, "budgets": {"p95_latency_ms": p95_ms, "peak_rss_mb": 4000.0,
-                                                           "accuracy_tolerance": 0.5}}},
+    doc = {"groups": {"sim": {"threads": 1, "app": {"http_port": 0},  # the stand-ins share one loopback
+                              "budgets": {"p95_latency_ms": p95_ms, "peak_rss_mb": 4000.0,
+                                          "accuracy_tolerance": 0.5}}},
            "devices": [{"name": n, "group": "sim", "wave": w, "optional": n in optional} for n, w in devices]}
     path = tmp / f"fleet-{p95_ms}.json"
     path.write_text(json.dumps(doc))

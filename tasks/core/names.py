@@ -12,6 +12,10 @@ SIGNING_CONN_ID = "edgeops_signing"  # the release signing key (tasks.device.sig
 ENV_TRUSTED_KEYS = "EDGEOPS_TRUSTED_KEYS"  # the accepted PUBLIC keys, comma-separated hex (`edgeops runs verify`)
 DEVICE_CONN_PREFIX = "edgeops_device_"
 
+# The unprivileged user a root task process runs its local steps as (scripts/bootstrap.sh, the worker image)
+STEP_USER = "edgeops-step"
+ENV_STEP_USER = "EDGEOPS_STEP_USER"
+
 # Object store
 ARTIFACTS_BUCKET = "artifacts"
 DATASETS_BUCKET = "datasets"

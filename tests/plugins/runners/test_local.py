@@ -74,3 +74,48 @@ def test_kill_escalates_to_sigkill(ignores_term):
     start = time.monotonic()
     runner.kill()
     assert runner.proc.poll() is not None and time.monotonic() - start < 5
+
+
+def test_step_user_gets_its_own_home_tmp_and_cache():
+    from edgeops_airflow.runners.local_runner import step_environment
+    from edgeops_airflow.runners.step_user import StepIdentity
+
+    who = StepIdentity("edgeops-step", 999, 995, Path("/var/lib/edgeops-step"))
+    env = step_environment({"AWS_ACCESS_KEY_ID": "k"}, {"HOME": "/root", "TMPDIR": "/tmp/x", "EDGEOPS_CACHE": "/c"},
+                           who)
+    assert env["HOME"] == "/var/lib/edgeops-step" and env["TMPDIR"] == "/var/lib/edgeops-step/tmp"
+    assert env["EDGEOPS_CACHE"] == "/var/lib/edgeops-step/cache" and env["USER"] == "edgeops-step"
+
+
+@pytest.mark.parametrize("name", ["no-such-user-h19c", "root"])
+def test_a_missing_or_privileged_step_user_is_refused(name):
+    from edgeops_airflow.runners.step_user import StepUserError, identity
+
+    if os.geteuid() != 0:
+        assert identity({"EDGEOPS_STEP_USER": name}) is None
+        return
+    with pytest.raises(StepUserError, match="bootstrap.sh" if name != "root" else "neither root"):
+        identity({"EDGEOPS_STEP_USER": name})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root task process switches to the step user")
+def test_a_root_task_runs_its_step_as_the_step_user_which_still_dies_with_it():
+    """The parent-death signal is set after the uid switch (the kernel clears it on a credential change)."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import subprocess, sys, time\n"
+         "from edgeops_airflow.runners.local_runner import spawn\n"
+         "child = spawn(['sh', '-c', 'id -u; id -G; echo $HOME; exec sleep 120'], {}, stdout=subprocess.PIPE,"
+         " text=True)\n"
+         "print(child.pid, *[child.stdout.readline().strip() for _ in range(3)], sep='|', flush=True)\n"
+         "time.sleep(120)\n"],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"})
+    pid, uid, groups, home = parent.stdout.readline().strip().split("|")
+    import pwd
+
+    step = pwd.getpwnam("edgeops-step")
+    assert int(uid) == step.pw_uid and groups.split() == [str(step.pw_gid)] and home == step.pw_dir
+    assert _alive(int(pid))
+    parent.kill()
+    parent.wait()
+    assert _wait_gone(int(pid)), f"step process {pid} outlived its SIGKILLed parent"

@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 from scripts.demo_serve import serve_and_collect  # noqa: E402
 from scripts.devstack import airflow as af  # noqa: E402
-from scripts.devstack.common import load_stack  # noqa: E402
+from scripts.devstack.common import STATE, load_stack  # noqa: E402
 from scripts.devstack.devices import FLEET_JSON  # noqa: E402
 from tasks.core.manifest import RunManifest  # noqa: E402
 from tasks.core.names import ENV_FLEET  # noqa: E402
@@ -149,7 +149,7 @@ def summary(run_key: str, cfg: dict) -> None:
     print(f"\nAirflow UI     {af.url(cfg)}/dags/{DAG_ID}")
     print(f"               login {af.ADMIN}; its password: {af.PASSWORD_CMD}")
     console = f"http://{m['host']}:{m['console_port']}/browser/{m['artifacts_bucket']}/runs%2F{manifest.run_id}%2F"
-    print(f"MinIO console  {console}  (login {m['access_key']} / {m['secret_key']})")
+    print(f"MinIO console  {console}  (root login {m['access_key']}; its password: cat {STATE / 'minio-root.secret'})")
     print(f"Report         {store.presigned_url(keys.report(manifest.run_id))}")
     print("               (a presigned link, valid 7 days: open it in a browser)")
     print("Verify         eval $(.venv/bin/python -m scripts.devstack env --shell)")

@@ -86,3 +86,29 @@ def test_devstack_generates_its_admin_password_once(tmp_path: Path, monkeypatch)
     first = airflow.ensure_password()
     assert first and airflow.ensure_password() is None and airflow.password() == first
     assert stat.S_IMODE((tmp_path / "passwords.json").stat().st_mode) == 0o600
+
+
+def test_dev_stack_files_commit_no_minio_root_password() -> None:
+    for name in ("stack.json", "stack.test.json"):
+        doc = json.loads((REPO / "config" / name).read_text())
+        assert "secret_key" not in doc["minio"], f"config/{name} commits the MinIO root password"
+
+
+def test_a_new_dev_stack_generates_its_minio_root_and_an_old_one_adopts_its_own(tmp_path: Path, capsys) -> None:
+    from scripts.devstack.common import DevstackError, load_stack, with_minio_root
+
+    new = tmp_path / "new"
+    first = with_minio_root(load_stack(), new)["minio"]["secret_key"]
+    assert len(first) >= 24 and (new / "minio-root.secret").read_text().strip() == first
+    assert stat.S_IMODE((new / "minio-root.secret").stat().st_mode) == 0o600
+    assert with_minio_root(load_stack(), new)["minio"]["secret_key"] == first  # generated once
+    assert with_minio_root(load_stack(), tmp_path / "other")["minio"]["secret_key"] != first
+
+    old = tmp_path / "old"
+    (old / "minio" / "data").mkdir(parents=True)
+    with pytest.raises(DevstackError, match="root password is unknown"):
+        with_minio_root(load_stack(), old)
+    (old / "env.json").write_text(json.dumps({"s3_admin": {"access_key": "edgeops", "secret_key": "was-committed"}}))
+    assert with_minio_root(load_stack(), old)["minio"]["secret_key"] == "was-committed"
+    assert "adopted" in capsys.readouterr().err
+    assert (old / "minio-root.secret").read_text().strip() == "was-committed"

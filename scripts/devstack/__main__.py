@@ -22,6 +22,7 @@ from scripts.devstack.common import (  # noqa: E402
     STATE,
     DevstackError,
     load_stack,
+    with_minio_root,
     write_private,
 )
 from tasks.core import names
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        cfg = apply_device_count(load_stack(), None)
+        cfg = apply_device_count(with_minio_root(load_stack()), None)
         if args.cmd == "fleet":
             print(json.dumps(fleet_doc(cfg, args.waves), indent=2))
             return 0
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         with open(STATE / ".lock", "w") as lock:  # one up/down at a time
             fcntl.flock(lock, fcntl.LOCK_EX)
             if args.cmd == "up":
-                cfg = apply_device_count(load_stack(), args.devices)
+                cfg = apply_device_count(with_minio_root(load_stack()), args.devices)
                 cmd_up(cfg, with_airflow=not args.no_airflow, with_containers=args.with_containers)
             else:
                 cmd_down(cfg)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import sys
 import socket
 import subprocess
 import time
@@ -35,6 +37,35 @@ def load_stack() -> dict:
         return json.loads(STACK_JSON.read_text())
     except (OSError, ValueError) as exc:
         raise DevstackError(f"cannot read {STACK_JSON}: {exc}") from exc
+
+
+def with_minio_root(cfg: dict, state: Path | None = None) -> dict:
+    """``cfg`` with ``minio.secret_key``: this stack's MinIO root password, from ``<state>/minio-root.secret``
+    (0600). A new stack (no MinIO data yet) gets a generated one. A stack whose data was made with the password
+    that config/stack*.json used to carry adopts it once, read from the stack file (an old copy still has it)
+    or the stack's env.json (``s3_admin``), and says so; MinIO keeps the password it was created with."""
+    state = STATE if state is None else state
+    path, m = state / "minio-root.secret", cfg["minio"]
+    if path.exists():
+        return {**cfg, "minio": {**m, "secret_key": path.read_text().strip()}}
+    if (state / "minio" / "data").exists():
+        secret = m.get("secret_key") or _env_json_admin_secret(state / "env.json")
+        if not secret:
+            raise DevstackError(f"{state / 'minio' / 'data'} exists but its MinIO root password is unknown: "
+                                f"write it to {path} (mode 0600), or wipe the stack's state dir {state}")
+        print(f"devstack: adopted the existing MinIO data's root password into {path} (0600), read once from "
+              f"{'the stack file' if m.get('secret_key') else state / 'env.json'}", file=sys.stderr)
+    else:
+        secret = secrets.token_urlsafe(24)
+    write_private(path, secret + "\n")
+    return {**cfg, "minio": {**m, "secret_key": secret}}
+
+
+def _env_json_admin_secret(env_json: Path) -> str:
+    try:
+        return str(json.loads(env_json.read_text())["s3_admin"]["secret_key"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
 
 
 def cache_dir() -> Path:

@@ -164,7 +164,7 @@ def status(cfg: dict) -> bool:
     state = f"up (pid {pid})" if pid and healthy else f"STARTING/UNHEALTHY (pid {pid})" if pid else "down"
     print(
         f"minio:     {state}\n  api:     {endpoint(cfg)}\n  console: {console_url(cfg)}  "
-        f"(login {cfg['minio']['access_key']} / see config/stack.json)"
+        f"(login {cfg['minio']['access_key']} / see {STATE / 'minio-root.secret'})"
     )
     return bool(pid and healthy)
 

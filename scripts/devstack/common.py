@@ -6,9 +6,9 @@ import json
 import os
 import secrets
 import signal
-import sys
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable

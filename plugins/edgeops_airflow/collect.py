@@ -10,6 +10,7 @@ what the failed one left on the device, and uploads nothing twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,7 +46,7 @@ def check_drift(context: Any) -> list[dict[str, Any]]:
     store = artifact_store(MINIO_CONN_ID, ARTIFACTS_BUCKET)
     verdicts = drift.check_fleet(store, load_inventory())
     for v in verdicts:
-        context["ti"].log.info("drift %s %s: %s n=%d %s", v.device, v.release, v.status, v.n, v.reason)
+        logging.getLogger(__name__).info("drift %s %s: %s n=%d %s", v.device, v.release, v.status, v.n, v.reason)
         if v.status == drift.DRIFT:
             context["outlet_events"][drift_alias()].add(drift_asset(), extra=v.to_xcom())
     for v in drift.record(store, verdicts):

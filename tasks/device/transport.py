@@ -252,10 +252,9 @@ class SshTransport:
         finally:
             try:
                 chan.shutdown_write()  # EOF to the holder: it exits and the lock is free
-                chan.close()
             except (EOFError, OSError, SSHException) as exc:  # connection gone: so is the holder, and the lock
-                # (never raised from here: it would replace the error that ended the block, e.g. a failed upload)
                 log.warning("%s: connection lost while releasing the lock (%r); the device frees it", self.who, exc)
+            quiet_close(chan, self.who)
 
     def _await_lock(self, chan: Any, directory: str, wait: int) -> int:
         """Wait for the helper's ``locked <pid>`` line; return that pid (it lives exactly as long as the lock)."""
@@ -303,7 +302,16 @@ class SshTransport:
             raise DeviceError(f"{self.who}: SFTP upload of {current} into {remote_dir} failed: "
                               f"{type(exc).__name__}: {exc}") from exc
         finally:
-            sftp.close()
+            quiet_close(sftp, self.who)
+
+
+def quiet_close(handle: Any, who: str) -> None:
+    """Close a channel or SFTP session in a ``finally``: on a dead connection paramiko's close raises EOFError,
+    which would replace the error that ended the block (e.g. the upload failure the caller must see)."""
+    try:
+        handle.close()
+    except Exception as exc:  # noqa: BLE001 - EOFError, OSError, SSHException: the connection is gone either way
+        log.debug("%s: close on a lost connection: %r", who, exc)
 
 
 def _pump(chan: Any, device: str, out_level: int, deadline: float) -> tuple[int, str, str]:

@@ -71,7 +71,7 @@ body{font-family:system-ui,sans-serif;margin:1.2rem;color:#1b1f24}h1{font-size:1
 h2{font-size:1.1rem;margin-top:1.6rem}table{border-collapse:collapse;width:100%;font-size:.9rem}
 th,td{padding:.35rem .6rem;border-bottom:1px solid #dde1e6;text-align:left;vertical-align:top}
 th{background:#f3f5f7}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.status{font-weight:600;border-radius:.6rem;padding:.05rem .5rem}.ok{background:#d8f5dd;color:#116329}
+.status,.drift{font-weight:600;border-radius:.6rem;padding:.05rem .5rem}.ok{background:#d8f5dd;color:#116329}
 .stale,.drift{background:#fde2d8;color:#9a2b00}.never{background:#eceff2;color:#57606a}
 .reason{color:#6e7781;font-size:.8rem}p.note{color:#57606a;font-size:.85rem}
 """
@@ -88,7 +88,7 @@ def _drift_cell(s: DeviceStatus) -> str:
     if s.drift is None:
         return "<td>-</td>"
     css = {"ok": "ok", "drift": "stale"}.get(s.drift.status, "never")
-    return (f'<td><span class="status {css}" title="{escape(s.drift.reason)}">{escape(s.drift.cell())}</span>'
+    return (f'<td><span class="drift {css}" title="{escape(s.drift.reason)}">{escape(s.drift.cell())}</span>'
             "</td>")
 
 

@@ -19,7 +19,7 @@ from tasks.device.runtime import RuntimeOptions
 from tests.faults.conftest import device_state
 from tests.serve_helpers import Client
 
-HOOKS = AppHooks(http_port=0, health_timeout_s=20)
+HOOKS = AppHooks(http_port=0, health_timeout_s=60)  # a restarted service loads LiteRT first: margin for busy cores
 SICK = AppHooks(http_port=0, health="false")
 RUNTIME = RuntimeOptions(threads=1)
 

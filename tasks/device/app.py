@@ -123,11 +123,16 @@ def _env(root: str, release: str | None, previous: str | None) -> str:
             f"EDGEOPS_PREVIOUS={quote(previous or '')} &&")
 
 
+# edgeops-serve's process lives: a zombie (killed, not yet reaped: its parent, init or a container's pid 1, may
+# never reap it) answers ``kill -0`` but serves nothing, so its state letter in /proc/<pid>/stat must not be Z.
+_ALIVE = "kill -0 \"$pid\" 2>/dev/null && [ \"$(sed 's/.*) //' /proc/$pid/stat 2>/dev/null | cut -c1)\" != Z ]"
+
+
 def _pid_cmd(root: str) -> str:
-    """Sets ``pid`` to edgeops-serve's pid when that process lives, else to nothing."""
+    """Sets ``pid`` to edgeops-serve's pid when that process lives (not a zombie), else to nothing."""
     endpoint = quote(posixpath.join(layout.serve_data(root), layout.ENDPOINT))
     return (f"pid=$(sed -n 's/.*\"pid\": *\\([0-9][0-9]*\\).*/\\1/p' {endpoint} 2>/dev/null); "
-            "[ -n \"$pid\" ] && kill -0 \"$pid\" 2>/dev/null || pid=")
+            f"[ -n \"$pid\" ] && {_ALIVE} || pid=")
 
 
 def start_cmd(root: str, hooks: AppHooks) -> str:
@@ -161,5 +166,4 @@ def health_cmd(root: str, hooks: AppHooks, python: str, release: str | None, pre
 
 def restart_cmd(root: str) -> str:
     """Stop the supervised edgeops-serve (its arguments changed); the activate step starts it again."""
-    return f"{_pid_cmd(root)}; if [ -n \"$pid\" ]; then kill \"$pid\"; while kill -0 \"$pid\" 2>/dev/null; " \
-           "do sleep 0.1; done; fi"
+    return f"{_pid_cmd(root)}; if [ -n \"$pid\" ]; then kill \"$pid\"; while {_ALIVE}; do sleep 0.1; done; fi"

@@ -181,6 +181,13 @@ def main() -> int:
     from tasks.core.keys import run_key
 
     summary(run_key(run_id), cfg)
+    announce = {t["task_id"]: t["state"] for t in api.task_instances(DAG_ID, run_id)}.get("announce")
+    if announce != "success":  # not blessed or inconclusive (e.g. against the model the fleet already runs)
+        print(f"\ndemo: announce {announce}: the gate did not bless this run, so no rollout starts and every device "
+              "keeps its release (the gate's reasons are above; that is the platform refusing an unproven model)",
+              flush=True)
+        fleet_status()
+        return 0
     rollout_id = rollout_started_after(api, known)
     print(f"\ndemo: the blessed model started {ROLLOUT_DAG_ID} run {rollout_id}", flush=True)
     rollout_state = wait_for_run(api, rollout_id, ROLLOUT_DAG_ID)

@@ -34,8 +34,11 @@ def test_no_stack_runs_with_every_user_an_admin() -> None:
 
 def test_compose_takes_every_secret_from_dotenv_and_commits_none() -> None:
     for var in SECRET_VARS:
-        assert re.search(r"\$\{" + var + r":\?", COMPOSE), f"{var} is not required (${{{var}:?...}})"
-        assert not re.search(r"\$\{" + var + r":-", COMPOSE), f"{var} has a committed default"
+        assert re.search(r"\$\{" + var + r":-\}", COMPOSE), f"{var} is not taken from .env (${{{var}:-}})"
+        assert not re.search(r"\$\{" + var + r":-[^}]", COMPOSE), f"{var} has a committed default"
+        assert not re.search(r"\$\{" + var + r"\}", COMPOSE), f"{var} must be empty, not unset, without .env"
+    # without .env, `up` stops at secrets-init, which names the missing secret; the backends wait for it
+    assert COMPOSE.count("condition: service_completed_successfully  # it refuses to finish") == 3
     for old in ("airflow:airflow", "edgeops-dev-secret", "redis://redis"):
         assert old not in COMPOSE
     assert "--requirepass" in COMPOSE
@@ -112,3 +115,10 @@ def test_a_new_dev_stack_generates_its_minio_root_and_an_old_one_adopts_its_own(
     assert with_minio_root(load_stack(), old)["minio"]["secret_key"] == "was-committed"
     assert "adopted" in capsys.readouterr().err
     assert (old / "minio-root.secret").read_text().strip() == "was-committed"
+
+
+def test_secrets_init_refuses_a_missing_secret_by_name(monkeypatch) -> None:
+    """Without .env compose passes empty secrets: the secrets-init job stops `up` there, naming the variable."""
+    monkeypatch.setenv("MINIO_ROOT_USER", "")
+    with pytest.raises(SystemExit, match="MINIO_ROOT_USER is not set: .*make compose-up"):
+        jobs.secrets()

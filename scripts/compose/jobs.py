@@ -79,6 +79,8 @@ def _signing_doc() -> dict:
 
 def secrets() -> None:
     """SSH keys (client + a host key per device), generated once; Airflow's secrets from .env."""
+    for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):  # minio starts after this job: it must have them
+        _env(name)
     cfg = stack.compose_stack()
     # The client key is read by the workers (airflow user, group 0); host keys only by sshd (root).
     _keypair(stack.CLIENT_KEY, "edgeops-compose-client", 0o640)

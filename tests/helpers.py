@@ -76,3 +76,11 @@ def run_coroutine(coro: Any) -> Any:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
+
+
+def task_states(dag_run: Any) -> dict[str, set[str]]:
+    """task id -> the states of its instances (mapped ones collapse): what a failed DAG-run assertion prints."""
+    out: dict[str, set[str]] = {}
+    for ti in dag_run.get_task_instances():
+        out.setdefault(ti.task_id, set()).add(str(ti.state))
+    return out

@@ -59,3 +59,13 @@ def airflow_ui(tmp_path_factory, airflow_db, ui_connections):
         yield server
     finally:
         ui.stop(proc)
+
+
+@pytest.fixture(scope="module")
+def blessed_run(nightly_run) -> str:
+    """The session's tiny nightly run (blessed): the model the rollout tests ship, by its key."""
+    from tasks.core.keys import safe_run_id
+    from tests.helpers import task_states
+
+    assert "success" in str(nightly_run.state).lower(), task_states(nightly_run)
+    return safe_run_id(nightly_run.run_id)

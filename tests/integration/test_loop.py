@@ -27,7 +27,7 @@ from tasks.core.names import COLLECT_DAG_ID, ENV_FLEET
 from tasks.core.storage import ArtifactStore
 from tasks.device import layout
 from tasks.fleet.collect import dataset_of_release
-from tests.helpers import export_connections
+from tests.helpers import export_connections, task_states
 from tests.integration.test_device_serve import _healthz
 
 pytestmark = pytest.mark.integration
@@ -83,19 +83,6 @@ def _fleet(tmp: Path, name: str, devices: list[tuple[str, int]], app: dict[str, 
 
 def _ok(dag_run) -> bool:
     return "success" in str(dag_run.state).lower()
-
-
-def _states(dag_run) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for ti in dag_run.get_task_instances():
-        out.setdefault(ti.task_id, set()).add(str(ti.state))
-    return out
-
-
-@pytest.fixture(scope="module")
-def blessed_run(nightly_run) -> str:
-    assert _ok(nightly_run), _states(nightly_run)
-    return safe_run_id(nightly_run.run_id)
 
 
 @pytest.fixture
@@ -154,14 +141,14 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
     fleet = _fleet(tmp_path, "loop", [("pi1", 0), ("pi2", 1)], APP)
     old, new = f"{blessed_run}.int8", f"{blessed_run}.fp32"
     first = dags("edgeops_rollout", fleet, run_id=blessed_run, variant="int8")
-    assert _ok(first), _states(first)
+    assert _ok(first), task_states(first)
     with DeviceClient("pi1") as dev:
         assert _healthz(dev)["release"] == old
         load, second = _under_load(dev, "pi1", lambda: dags("edgeops_rollout", fleet, run_id=blessed_run,
                                                             variant="fp32"))
         print(f"the loop: {load['ok']} requests served during the rollout, {load['n_failed']} failed, by release "
               f"{load['releases']}")
-        assert _ok(second), _states(second)
+        assert _ok(second), task_states(second)
         record = artifact_store.get_json(keys.rollout_record(safe_run_id(second.run_id)))
         assert record["status"] == "succeeded" and {d["status"] for d in record["devices"]} == {"switched"}, record
         assert load["n_failed"] == 0, load["failed"]
@@ -170,7 +157,7 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
         _stop_service(dev)  # its open telemetry hours become final (a restart of the service does the same)
 
     collected = dags(COLLECT_DAG_ID, fleet)
-    assert _ok(collected), _states(collected)
+    assert _ok(collected), task_states(collected)
     requests = {}
     for release in (old, new):
         files = list(artifact_store.list(keys.telemetry("pi1", release, "")))
@@ -190,11 +177,11 @@ def test_a_failing_health_rolls_the_canary_back_and_the_record_says_why(blessed_
                                                                         tmp_path):
     fleet = _fleet(tmp_path, "loop", [("pi1", 0)], APP)
     good = dags("edgeops_rollout", fleet, run_id=blessed_run, variant="fp32")
-    assert _ok(good), _states(good)
+    assert _ok(good), task_states(good)
     health = 'case "$EDGEOPS_RELEASE" in *.int8) exit 3;; esac'  # the app fails on int8 only
     bad = dags("edgeops_rollout", _fleet(tmp_path, "bad-health", [("pi1", 0)], {**APP, "health": health}),
                run_id=blessed_run, variant="int8")
-    assert not _ok(bad), _states(bad)
+    assert not _ok(bad), task_states(bad)
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(bad.run_id)))
     pi1 = record["devices"][0]
     print(f"rolled back: {record['status']}; pi1 {pi1['status']}: {pi1['note']}")

@@ -17,7 +17,7 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.keys import safe_run_id
-from tests.helpers import export_connections
+from tests.helpers import export_connections, task_states
 from tests.integration.test_nightly_dag import _dag
 
 pytestmark = pytest.mark.integration
@@ -35,17 +35,10 @@ def _run(stack_env: dict, conf: dict):
         return _dag().test(run_conf={"profile": "tiny", **conf})
 
 
-def _states(dag_run) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for ti in dag_run.get_task_instances():
-        out.setdefault(ti.task_id, set()).add(str(ti.state))
-    return out
-
-
 def test_a_model_that_cannot_learn_fails_before_any_deploy(stack_env, airflow_db, shuffled_digits, artifact_store):
     before = _current(stack_env)
     dag_run = _run(stack_env, {"data_source": shuffled_digits})
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "failed" in str(dag_run.state).lower()
     assert states["train"] == {"failed"} and "success" not in states.get("announce", set())
     assert _current(stack_env) == before
@@ -55,7 +48,7 @@ def test_a_model_that_cannot_learn_fails_before_any_deploy(stack_env, airflow_db
 def test_an_unblessed_run_skips_deploys_and_publishes_why(stack_env, airflow_db, digits, artifact_store):
     before = _current(stack_env)
     dag_run = _run(stack_env, {"min_accuracy": 1.0})
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "success" in str(dag_run.state).lower(), states
     assert states["gate"] == {"success"} and states["publish"] == {"success"}
     assert states["announce"] == {"skipped"}, states  # no asset event: no rollout starts
@@ -99,6 +92,6 @@ def test_a_second_run_is_judged_against_the_first_as_champion(stack_env, airflow
 def test_a_test_profile_run_is_never_a_champion(stack_env, airflow_db, own_digits, artifact_store):
     first = _run(stack_env, {"data_source": own_digits})  # tiny: blessed, but it may not ship
     gate = artifact_store.get_json(keys.manifest(safe_run_id(first.run_id)))["gate"]
-    assert gate["blessed"] and _states(first)["announce"] == {"skipped"}
+    assert gate["blessed"] and task_states(first)["announce"] == {"skipped"}
     second = _run(stack_env, {"data_source": own_digits, "compare_champion": True})
     assert artifact_store.get_json(keys.manifest(safe_run_id(second.run_id)))["gate"]["champion"] is None

@@ -19,7 +19,7 @@ import pytest
 
 from tasks.core import keys
 from tasks.core.keys import safe_run_id
-from tests.helpers import export_connections
+from tests.helpers import export_connections, task_states
 
 pytestmark = pytest.mark.integration
 DAGS = Path(__file__).resolve().parents[2] / "dags"
@@ -47,20 +47,6 @@ def _current(stack_env, device: str, extra: dict | None = None) -> str | None:
     root = Path(roots[device])
     link = root / "current"
     return os.path.basename(os.path.realpath(link)) if link.is_symlink() else None
-
-
-def _states(dag_run) -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for ti in dag_run.get_task_instances():
-        out.setdefault(ti.task_id, set()).add(str(ti.state))
-    return out
-
-
-@pytest.fixture(scope="module")
-def blessed_run(nightly_run) -> str:
-    """The session's tiny nightly run (blessed): the model every rollout here ships."""
-    assert "success" in str(nightly_run.state).lower(), _states(nightly_run)
-    return safe_run_id(nightly_run.run_id)
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +100,7 @@ def test_canary_then_later_wave(blessed_run, rollout, stack_env, extra_devices, 
                                 tmp_path):
     export_connections(monkeypatch, extra_devices["connections"])
     dag_run = rollout(_fleet(tmp_path, FOUR), run_id=blessed_run)
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "success" in str(dag_run.state).lower(), states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
     assert record["status"] == "succeeded" and record["run_id"] == blessed_run
@@ -140,7 +126,7 @@ def test_a_canary_over_budget_stops_the_rollout_and_is_switched_back(blessed_run
     names = [n for n, _ in FOUR]
     before = {n: _current(stack_env, n, extra_devices) for n in names}
     dag_run = rollout(_fleet(tmp_path, FOUR, p95_ms=0.001), run_id=blessed_run, variant="fp32")
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "failed" in str(dag_run.state).lower(), states
     assert states["canary.switch_back"] == {"success"} and states["waves.deploy"] <= {"skipped", "None"}, states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
@@ -154,13 +140,13 @@ def test_a_canary_over_budget_stops_the_rollout_and_is_switched_back(blessed_run
 def test_rollback_to_the_previous_release(blessed_run, rollout, stack_env, artifact_store, tmp_path):
     fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1)])
     first = rollout(fleet, run_id=blessed_run, variant="fp32")
-    assert "success" in str(first.state).lower(), _states(first)
+    assert "success" in str(first.state).lower(), task_states(first)
     on_pi2 = _current(stack_env, "pi2")
     second = rollout(fleet, run_id=blessed_run, variant="int8")
-    assert "success" in str(second.state).lower(), _states(second)
+    assert "success" in str(second.state).lower(), task_states(second)
     assert _current(stack_env, "pi2") == f"{blessed_run}.int8"
     back = rollout(fleet, action="rollback", devices=["pi2"])
-    assert "success" in str(back.state).lower(), _states(back)
+    assert "success" in str(back.state).lower(), task_states(back)
     assert _current(stack_env, "pi2") == on_pi2
     state = artifact_store.get_json(keys.device_state("pi2"))
     assert state["action"] == "rollback" and state["release"] == on_pi2
@@ -173,19 +159,19 @@ def test_a_rollback_after_a_failed_canary_skips_the_rejected_release(blessed_run
     fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1)])
     for variant in ("int8", "fp32"):
         dag_run = rollout(fleet, run_id=blessed_run, variant=variant)
-        assert "success" in str(dag_run.state).lower(), _states(dag_run)
+        assert "success" in str(dag_run.state).lower(), task_states(dag_run)
     failed = rollout(_fleet(tmp_path, [("pi1", 0), ("pi2", 1)], p95_ms=0.001), run_id=blessed_run, variant="fp16")
     assert "failed" in str(failed.state).lower() and _current(stack_env, "pi1") == f"{blessed_run}.fp32"
     assert artifact_store.get_json(keys.device_state("pi1"))["previous"] == f"{blessed_run}.fp16"
     back = rollout(fleet, action="rollback", devices=["pi1"])
-    assert "success" in str(back.state).lower(), _states(back)
+    assert "success" in str(back.state).lower(), task_states(back)
     assert _current(stack_env, "pi1") == f"{blessed_run}.int8"
 
 
 def test_unknown_device_and_unblessed_run_fail_in_plan(blessed_run, rollout, tmp_path):
     fleet = _fleet(tmp_path, [("pi1", 0)])
     dag_run = rollout(fleet, devices=["nope"])
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert states["plan"] == {"failed"} and states["canary.deploy"] == {"upstream_failed"}, states
 
 
@@ -206,7 +192,7 @@ def test_an_offline_device_in_a_later_wave_is_reported_and_tolerated(blessed_run
         monkeypatch.setenv(conn_env_var(f"edgeops_device_{name}"), json.dumps(conn))
     fleet = _fleet(tmp_path, [("pi1", 0), ("pi2", 1), ("ghost", 1), ("spare", 1)], optional=("spare",))
     dag_run = rollout(fleet, run_id=blessed_run, max_failed=1)
-    assert "success" in str(dag_run.state).lower(), _states(dag_run)
+    assert "success" in str(dag_run.state).lower(), task_states(dag_run)
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
     by_device = {d["device"]: d["status"] for d in record["devices"]}
     assert by_device == {"pi1": "switched", "pi2": "switched", "ghost": "failed", "spare": "skipped"}, record
@@ -234,7 +220,7 @@ def test_a_transient_fault_in_a_device_task_is_retried_and_the_rollout_succeeds(
     (faults / "canary.benchmark").touch()
     monkeypatch.setenv(ENV_FAULT_DIR, str(faults))
     dag_run = rollout(_fleet(tmp_path, [("pi1", 0)]), run_id=blessed_run, variant="fp32")
-    assert "success" in str(dag_run.state).lower(), _states(dag_run)
+    assert "success" in str(dag_run.state).lower(), task_states(dag_run)
     tries = [(str(ti.state), ti.try_number) for ti in dag_run.get_task_instances() if ti.task_id == "canary.benchmark"]
     assert tries == [("success", 2)], tries
     assert not list(faults.iterdir())  # the fault fired

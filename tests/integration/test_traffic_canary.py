@@ -28,7 +28,8 @@ from tasks.core import keys
 from tasks.core.keys import safe_run_id
 from tasks.core.results import ArtifactRef
 from tasks.device import layout
-from tests.integration.test_rollout_dag import _current, _states, blessed_run, rollout  # noqa: F401 - fixtures
+from tests.helpers import task_states
+from tests.integration.test_rollout_dag import _current, rollout  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +79,7 @@ def _fleet(tmp: Path, traffic: dict[str, Any] | None) -> Path:
 
 
 @pytest.fixture
-def frame(blessed_run, artifact_store, tmp_path) -> str:  # noqa: F811 - the imported fixture
+def frame(blessed_run, artifact_store, tmp_path) -> str:
     """The blessed run's first sample image as a base64 .npy body: a frame the model takes."""
     ref = ArtifactRef.from_xcom(artifact_store.get_json(keys.manifest(blessed_run))["gate"]["sample"])
     with np.load(artifact_store.fetch(ref, tmp_path / "sample.npz"), allow_pickle=False) as data:
@@ -124,10 +125,10 @@ def test_real_traffic_passes_the_traffic_canary_and_the_rollout_promotes(blessed
                 "max_confidence_drop": 0.5}
     with _load(frame) as load:
         warm = rollout(_fleet(tmp_path, None), run_id=blessed_run, variant=first)  # the previous release's traffic
-        assert "success" in str(warm.state).lower(), _states(warm)
+        assert "success" in str(warm.state).lower(), task_states(warm)
         second = _other_variant(artifact_store, blessed_run, stack_env)
         dag_run = rollout(_fleet(tmp_path, settings), run_id=blessed_run, variant=second)
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "success" in str(dag_run.state).lower(), states
     assert states["canary.traffic"] == {"success"}, states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))
@@ -151,7 +152,7 @@ def test_malformed_traffic_fails_the_traffic_canary_and_nothing_is_promoted(bles
                 "max_confidence_drop": 1.0}
     with _load(frame, bad_every=2) as load:
         dag_run = rollout(_fleet(tmp_path, settings), run_id=blessed_run, variant=target)
-    states = _states(dag_run)
+    states = task_states(dag_run)
     assert "failed" in str(dag_run.state).lower(), states
     assert states["canary.switch_back"] == {"success"} and states["canary.promote"] <= {"skipped", "None"}, states
     record = artifact_store.get_json(keys.rollout_record(safe_run_id(dag_run.run_id)))

@@ -92,9 +92,12 @@ def read(store: ArtifactStore, public_keys: dict[str, str], run_id: str) -> Bles
 
 def pin(store: ArtifactStore, public_keys: dict[str, str], run_id: str) -> Pinned:
     """The manifest version ``run_id``'s blessing signed (never a newer one), checked against its sha256."""
-    blessing = read(store, public_keys, run_id)
+    return _pinned(store, read(store, public_keys, run_id))
+
+
+def _pinned(store: ArtifactStore, blessing: Blessing) -> Pinned:
     pinned = load_pinned(store, blessing.manifest)
-    if pinned.manifest.run_id != run_id:
+    if pinned.manifest.run_id != blessing.run_id:
         raise IntegrityError(f"the blessed manifest {blessing.manifest.uri} is of run {pinned.manifest.run_id}")
     return pinned
 
@@ -111,7 +114,7 @@ def pin_newest(store: ArtifactStore, public_keys: dict[str, str], scan: int = 50
             log.warning("skipping run %s: %s", run_id, exc)
             continue
         if blessing.ships:
-            return pin(store, public_keys, run_id)
+            return _pinned(store, blessing)  # the blessing just verified, not read again
     raise StorageError(f"none of the newest {scan} runs has a signed blessing of a shipping profile: run the "
                        "nightly DAG first (test profiles such as tiny never ship unless a rollout names the run)")
 

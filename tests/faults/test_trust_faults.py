@@ -199,3 +199,31 @@ def test_a_forged_or_missing_blessing_ships_nothing(artifact_store: Any, figures
     with pytest.raises(StorageError, match="no signed blessing"):
         _pinned(artifact_store, unsigned, ("", None))
     figures("a blessed-looking manifest without a signed blessing: rollout refused", 1, 1, 0)
+
+
+def test_newest_blessed_is_the_newest_signed_blessing_of_a_shipping_profile(artifact_store: Any) -> None:
+    """A rollout with no run id ships the newest run whose blessing verifies and whose profile ships: a newer
+    test-profile blessing and a newer forged one are passed over."""
+    from edgeops_airflow.rollout import _pinned
+
+    from tasks.core import keys
+    from tasks.fleet import blessing
+    from tasks.registry import runs
+    from tests.tasks.manifests import manifest, variant, verdict
+
+    def publish(run_id: str, ships: bool, signer: Any) -> Any:
+        m = manifest(run_id, {"int8": variant(0.95)}, verdict(True, ("int8",), "int8"),
+                     config={"profile": "demo" if ships else "tiny", "ships": ships})
+        artifact_store.put_json(keys.manifest(run_id), m.to_dict(), name="manifest")
+        pinned = runs.pin(artifact_store, run_id)
+        artifact_store.put_json(keys.blessing(run_id), blessing.sign(signer, blessing.Blessing.of(
+            run_id, m, pinned.ref)), name="blessing")
+        time.sleep(1.1)  # LastModified has 1 s resolution: keep the order strict
+        return pinned
+
+    shipping = _rid("faults-newest-ships")
+    expected = publish(shipping, True, release_trust())
+    publish(_rid("faults-newest-tiny"), False, release_trust())
+    publish(_rid("faults-newest-forged"), True, signing.Trust(signing.generate()[0]))
+    chosen = _pinned(artifact_store, "", ("", None))
+    assert chosen.manifest.run_id == shipping and chosen.ref == expected.ref

@@ -64,8 +64,12 @@ RUN --mount=type=bind,target=/tmp/src \
     PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, psycopg2, asyncpg, edgeops_airflow'
 USER airflow
 
+# edgeops-step: the unprivileged user the local runner drops each step to (the worker runs as root for that;
+# plugins/edgeops_airflow/runners/step_user.py). Its own group, never 0: it reads no /secrets and no /keys.
 FROM deps-worker AS worker
 RUN --mount=type=bind,target=/tmp/src \
     set -eu; cp -a /tmp/src/. /opt/edgeops/; \
+    useradd --system --uid 50001 --user-group --create-home --home-dir /home/edgeops-step \
+        --shell /usr/sbin/nologin edgeops-step; chmod 0700 /home/edgeops-step; \
     PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, tasks.cli, tensorflow, ai_edge_litert, edgeops_airflow'
 USER airflow

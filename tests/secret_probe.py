@@ -1,9 +1,9 @@
 """A step that hunts for the platform's secrets, started exactly as the local runner starts steps.
 
 ``TASK`` is the task process reduced to what matters: a canary in its own environment (as Airflow's Fernet key
-is), then ``local_runner.spawn`` of ``PROBE``. The probe walks its ancestors' ``/proc/<pid>/environ`` and tries
-to read each path it is given; it prints one JSON line: what it could read. Used by the fault suite (dev stack)
-and the compose test (``docker compose exec`` into a worker).
+is), then ``local_runner.spawn`` of ``PROBE``. The probe walks its ancestors' ``/proc/<pid>/environ``, then
+every other user's process's, and tries to read each path it is given; it prints one JSON line: what it could
+read. Used by the fault suite (dev stack) and the compose test (``docker compose exec`` into a worker).
 """
 
 from __future__ import annotations
@@ -22,6 +22,16 @@ while pid > 1:
     except OSError:
         pass
     pid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+for entry in os.listdir("/proc"):  # every other user's process (a fellow step's holds only the step's own env)
+    if not entry.isdigit() or int(entry) == os.getpid():
+        continue
+    try:
+        if os.stat(f"/proc/{entry}").st_uid == os.getuid():
+            continue
+        environ = open(f"/proc/{entry}/environ", "rb").read()
+        found.append(f"/proc/{entry}/environ" + (" (canary)" if sys.argv[2].encode() in environ else ""))
+    except OSError:
+        pass
 for path in paths:
     try:
         open(path, "rb").read(1)

@@ -77,22 +77,36 @@ def _signing_doc() -> dict:
     return connection_doc(Trust(generate()[0]))
 
 
+def _device_keys(name: str) -> None:
+    """One device's keys: its own client key pair (workers: private; device: the public one, its only
+    authorized key) and its host key (device: private; workers: the public one, pinned)."""
+    _keypair(stack.client_key(name), f"edgeops-compose-client-{name}", 0o640)  # the workers (root)
+    _keypair(stack.host_key(name), f"edgeops-device-{name}", 0o600)  # sshd (root) of that device only
+    pub = stack.host_key(name).with_suffix(".pub").read_bytes()
+    _put(stack.host_key_pub(name), pub, 0o644)
+    _put(stack.authorized_keys(name), stack.client_key(name).with_suffix(".pub").read_bytes(), 0o644)
+
+
+def _drop_shared_keys() -> None:
+    """Stacks made before per-device keys kept one shared client key and every host key in `keys`."""
+    for old in [stack.KEYS / "id_ed25519", stack.KEYS / "id_ed25519.pub", stack.KEYS / "authorized_keys",
+                *stack.KEYS.glob("ssh_host_*_ed25519_key")]:
+        old.unlink(missing_ok=True)
+
+
 def secrets() -> None:
-    """SSH keys (client + a host key per device), generated once; Airflow's secrets from .env."""
+    """SSH keys (per device: a client key pair and a host key), generated once; Airflow's secrets from .env."""
     for name in ("MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"):  # minio starts after this job: it must have them
         _env(name)
     cfg = stack.compose_stack()
-    # The client key is read by the workers (airflow user, group 0); host keys only by sshd (root).
-    _keypair(stack.CLIENT_KEY, "edgeops-compose-client", 0o640)
+    _drop_shared_keys()
     for dev in cfg["devices"]:
-        _keypair(stack.host_key(dev["name"]), f"edgeops-device-{dev['name']}", 0o600)
-    auth = stack.CLIENT_KEY.with_suffix(".pub").read_bytes()
-    (stack.KEYS / "authorized_keys").write_bytes(auth)
-    (stack.KEYS / "authorized_keys").chmod(0o644)
+        _device_keys(dev["name"])
     for name, data in airflow_secrets().items():  # read by the airflow user (group 0)
         _put(stack.SECRETS / name, data, 0o640)
     _write(SIGNING_KEY, json.dumps(_signing_doc()).encode() + b"\n", 0o600)  # root only: the connections job
-    print(f"secrets: keys in {stack.KEYS} ({len(cfg['devices'])} device host keys), Airflow secrets in {stack.SECRETS}")
+    print(f"secrets: {len(cfg['devices'])} device key sets ({stack.KEYS}, {stack.DEVICE_SSH}/<device>), "
+          f"Airflow secrets in {stack.SECRETS}")
 
 
 def minio() -> None:

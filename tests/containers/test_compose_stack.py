@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -28,6 +29,7 @@ import pytest
 from scripts.compose import demo
 from tasks.core import keys
 from tasks.core.keys import parse_s3_uri, run_key
+from tests.secret_probe import CANARY_VAR, task_argv
 
 pytestmark = pytest.mark.compose  # selected only by `make test-compose`; deselected (not skipped) elsewhere
 NIGHTLY = demo.DAG_ID  # edgeops_nightly: train, quantize x mode, evaluate, gate, publish, announce
@@ -167,3 +169,90 @@ def test_devices_report_benchmarks_with_an_emulated_aarch64(compose_run, manifes
         bucket, key = parse_s3_uri(ref["uri"])
         data = compose_store.get_bytes(key, bucket=bucket)
         assert len(data) == ref["size_bytes"] and hashlib.sha256(data).hexdigest() == ref["sha256"], ref["uri"]
+
+
+# --- closed by default: steps read no secrets, devices apart (docs/security.md) ---------------------------------
+AIRFLOW_SECRETS = ("fernet_key", "jwt_secret", "api_secret_key", "sql_alchemy_conn", "celery_result_backend",
+                   "celery_broker_url", "simple_auth_manager_passwords.json", "signing.json")
+BACKEND = ("minio:9000", "postgres:5432", "redis:6379", "airflow-apiserver:8080")
+
+
+def compose_exec(service: str, *argv: str, env: dict[str, str] | None = None) -> str:
+    flags = [f"--env={k}={v}" for k, v in (env or {}).items()]
+    out = subprocess.run(["docker", "compose", "exec", "-T", *flags, service, *argv], cwd=demo.REPO,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_a_step_in_a_worker_reads_no_secrets():
+    """The probe spawned by a worker's local runner (as edgeops-step) reads neither /secrets, the device client
+    keys nor any root process's environment; the control (a plain child of the worker's root) reads them all."""
+    require_stack()
+    paths = [f"/secrets/{n}" for n in AIRFLOW_SECRETS] + [f"/keys/client_{d}_ed25519" for d in DEVICES]
+    canary = f"canary-{os.urandom(8).hex()}"
+    env = {CANARY_VAR: canary, "PYTHONPATH": "/opt/edgeops:/opt/edgeops/plugins"}
+    control = json.loads(compose_exec("airflow-worker", *task_argv("python", paths, canary, control=True),
+                                      env=env).splitlines()[-1])
+    assert set(paths) <= set(control["found"]) and any("(canary)" in f for f in control["found"]), control
+    step = json.loads(compose_exec("airflow-worker", *task_argv("python", paths, canary), env=env).splitlines()[-1])
+    assert step["uid"] != 0 and 0 not in step["groups"], step
+    assert step["found"] == [], f"a step in a worker read: {step['found']}"
+
+
+def _container_ip(service: str) -> str:
+    ids = subprocess.run(["docker", "compose", "ps", "-q", service], cwd=demo.REPO, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                           ids[0]], capture_output=True, text=True, check=True).stdout.split()[0]
+
+
+REACH = r"""
+import json, socket, sys
+out = {}
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), 3).close()
+        out[target] = "connected"
+    except OSError as exc:
+        out[target] = type(exc).__name__
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("device", ["pi1", "pi-arm64"])
+def test_a_device_reaches_no_backend_and_holds_no_private_key(device):
+    require_stack()
+    by_ip = [f"{_container_ip(t.split(':')[0])}:{t.split(':')[1]}" for t in BACKEND]
+    reach = json.loads(compose_exec(device, "python3", "-c", REACH, *BACKEND, *by_ip).splitlines()[-1])
+    assert "connected" not in reach.values(), reach
+    keys_found = compose_exec(device, "sh", "-c", "grep -rlI 'PRIVATE KEY' /etc /home /root /keys "
+                                                  "2>/dev/null || true").split()
+    assert keys_found == ["/etc/edgeops-ssh/host_key"], keys_found  # its own host key, nothing else
+
+
+LOGIN = r"""
+import json, paramiko, sys
+out = {}
+for name, user, key, host in json.loads(sys.argv[1]):
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(host, 22, user, key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
+        out[name] = "logged in"
+    except paramiko.AuthenticationException:
+        out[name] = "refused"
+    finally:
+        client.close()
+print(json.dumps(out))
+"""
+
+
+def test_each_device_takes_only_its_own_key_and_no_root():
+    require_stack()
+    cases = [("own", "pi", "/keys/client_pi1_ed25519", "pi1"),
+             ("other device's key", "pi", "/keys/client_pi2_ed25519", "pi1"),
+             ("root", "root", "/keys/client_pi1_ed25519", "pi1")]
+    out = json.loads(compose_exec("airflow-worker", "python", "-c", LOGIN, json.dumps(cases)).splitlines()[-1])
+    assert out == {"own": "logged in", "other device's key": "refused", "root": "refused"}, out

@@ -53,6 +53,6 @@ def test_a_step_reading_secrets_finds_nothing(work, figures):
     step = _run(task_argv(sys.executable, paths, canary), canary)
     targets = len(paths) + 2  # the files, the task's environ and its ancestors'
     figures("a step reading secrets: finds nothing", targets, targets - len(step["found"]), len(step["found"]),
-            f"{len(paths)} secret files + /proc/<ancestors>/environ; step uid {step['uid']}")
+            f"{len(paths)} secret files + every other process's /proc/<pid>/environ; step uid {step['uid']}")
     assert step["uid"] != 0 and 0 not in step["groups"]
     assert step["found"] == [], f"a step read: {step['found']}"

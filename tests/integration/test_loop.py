@@ -6,7 +6,10 @@
    switch, activate, health. 0 failed requests, both releases served, the new one at the end;
 3. the collect DAG brings pi1's telemetry and samples back: telemetry under ``telemetry/pi1/<release>/`` with
    at least the requests the load generator counted, samples under the run's dataset ``_incoming/pi1/<release>/``;
-4. a rollout whose group ``health`` fails switches the canary back, and the record says which step failed.
+4. a shifted input stream on pi2 (every frame saturated white) raises drift in the same collect run: its verdict
+   ``devices/pi2/drift.json`` says ``drift`` for the new release, while pi1, served the release's own sample
+   frames, stays ``ok``;
+5. a rollout whose group ``health`` fails switches the canary back, and the record says which step failed.
 """
 
 from __future__ import annotations
@@ -33,23 +36,26 @@ from tests.integration.test_device_serve import _healthz
 pytestmark = pytest.mark.integration
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
-# On the device: keep-alive requests over the Unix socket until <state>/.load-stop (or argv[2] seconds), cycling
-# through the serving release's sample frames (.npy bodies); prints one JSON line of counts at the end.
+# On the device: keep-alive requests over the Unix socket until <state>/.load-stop, argv[2] seconds or argv[4]
+# requests, cycling through the serving release's sample frames (.npy bodies), or with argv[3] == "shifted" the
+# same frames saturated to their maximum (a white camera); prints one JSON line of counts at the end.
 LOAD = r"""
 import http.client, io, json, os, socket, sys, time
 import numpy as np
 state, limit = sys.argv[1], float(sys.argv[2])
+shifted, most = len(sys.argv) > 3 and sys.argv[3] == "shifted", int(sys.argv[4]) if len(sys.argv) > 4 else 0
 ep = json.load(open(state + "/endpoint.json"))
 xs = np.load(os.path.join(state, "..", "current", "sample.npz"))["x"]
 bodies = []
 for x in xs[:32]:
+    x = np.full_like(x, x.max()) if shifted else x
     buf = io.BytesIO(); np.save(buf, x.astype(np.float32)); bodies.append(buf.getvalue())
 class U(http.client.HTTPConnection):
     def connect(self):
         self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(30); self.sock.connect(ep["socket"])
 c, ok, failed, releases, n, end = U("localhost"), 0, [], {}, 0, time.monotonic() + limit
 head = {"Content-Type": "application/x-npy"}
-while not os.path.exists(state + "/.load-stop") and time.monotonic() < end:
+while not os.path.exists(state + "/.load-stop") and time.monotonic() < end and not (most and n >= most):
     n += 1
     try:
         c.request("POST", "/v1/classify", bodies[n % len(bodies)], head)
@@ -63,6 +69,7 @@ while not os.path.exists(state + "/.load-stop") and time.monotonic() < end:
 print(json.dumps({"ok": ok, "failed": failed[:20], "n_failed": len(failed), "releases": releases}))
 """
 APP = {"http_port": 0, "health_timeout_s": 30}
+DRIFT = {"min_requests": 100}  # the shifted stream sends 300
 
 
 def _dag(dag_id: str):
@@ -72,7 +79,7 @@ def _dag(dag_id: str):
 
 
 def _fleet(tmp: Path, name: str, devices: list[tuple[str, int]], app: dict[str, Any]) -> Path:
-    doc = {"groups": {"sim": {"threads": 1, "app": app,
+    doc = {"groups": {"sim": {"threads": 1, "app": app, "drift": DRIFT,
                               "budgets": {"p95_latency_ms": 5000.0, "peak_rss_mb": 4000.0,
                                           "accuracy_tolerance": 0.5}}},
            "devices": [{"name": n, "group": "sim", "wave": w} for n, w in devices]}
@@ -155,6 +162,13 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
         assert load["releases"].get(old, 0) > 0 and load["releases"].get(new, 0) > 0, load
         assert _healthz(dev)["release"] == new
         _stop_service(dev)  # its open telemetry hours become final (a restart of the service does the same)
+    with DeviceClient("pi2") as dev:  # the second wave: fp32 now, and a camera that sees only white
+        assert _healthz(dev)["release"] == new
+        shifted = json.loads(dev.run(f"{quote(dev.venv_python)} -c {quote(LOAD)} "
+                                     f"{quote(layout.serve_data(dev.root))} 120 shifted 300", timeout=180)[1]
+                             .strip().splitlines()[-1])
+        assert shifted["n_failed"] == 0 and shifted["ok"] == 300, shifted
+        _stop_service(dev)
 
     collected = dags(COLLECT_DAG_ID, fleet)
     assert _ok(collected), task_states(collected)
@@ -171,6 +185,11 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
     assert samples[new] and all(o["Key"].endswith(".npz") for o in samples[new]), samples
     print(f"collected: telemetry requests by release {requests}; samples by release "
           f"{ {r: len(s) for r, s in samples.items()} }")
+    verdicts = {d: artifact_store.get_json(keys.device_drift(d)) for d in ("pi1", "pi2")}
+    print(f"drift: {verdicts}")
+    assert verdicts["pi2"]["release"] == new and verdicts["pi2"]["status"] == "drift", verdicts["pi2"]
+    assert verdicts["pi2"]["n"] >= 300, verdicts["pi2"]
+    assert verdicts["pi1"]["status"] == "ok", verdicts["pi1"]  # its own sample frames: no false alarm
 
 
 def test_a_failing_health_rolls_the_canary_back_and_the_record_says_why(blessed_run, dags, artifact_store,

@@ -5,7 +5,7 @@ DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-containers test-unit up up-core down status lint images \
-	compose-up compose-down compose-demo compose-images test-compose test-docker-runner
+	compose-up compose-down compose-demo compose-images test-compose test-docker-runner engine-tidy
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -34,7 +34,12 @@ test-containers: install   ## the containers tier (.ci/run): step image + arm64 
 	scripts/engine.sh
 	$(MAKE) images
 	scripts/run_tests.sh --with-containers -m "containers and not slow"
-	$(MAKE) test-compose; rc=$$?; $(MAKE) compose-down; exit $$rc
+	$(MAKE) test-compose; rc=$$?; $(MAKE) compose-down; $(MAKE) engine-tidy; exit $$rc
+
+engine-tidy:               ## free the engine's disk the tier used: build cache and dangling layers (images stay)
+	docker builder prune -af >/dev/null
+	docker image prune -f >/dev/null
+	@echo "engine: $$(docker system df --format '{{.Type}} {{.Size}}' | paste -sd' ' -)"
 
 test-docker-runner: install  ## the nightly DAG with task_runner=docker on the dev stack (~12 min; not in .ci/run)
 	scripts/engine.sh

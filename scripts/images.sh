@@ -36,6 +36,8 @@ CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt"
 PY="$repo/.venv/bin/python"
 
 die() { echo "images: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/engine_space.sh
+. "$repo/scripts/lib/engine_space.sh"
 say() { echo "images: $*" >&2; }
 
 # The Debian docker.io CLI (/usr/bin/docker, 20.10) speaks BuildKit natively; a newer CLI found first on
@@ -174,6 +176,7 @@ cmd_tasks() {
   [ -n "${hash:-}" ] || die "could not compute the source hash (tasks.core.version)"
   if image_exists "$tag"; then say "$tag present; skipping"; echo "$tag"; return; fi
   image_exists "$BASE_IMAGE" || die "$BASE_IMAGE missing; run: scripts/images.sh base (or all)"
+  ensure_engine_space 10 "building $tag" || exit 1  # ~3 GB image, ~2 copies of it on vfs while it builds
   mkdir -p "$logs"
   log="$logs/images-tasks.log"
   local -a args=(build --network host -f docker/tasks.Dockerfile

@@ -16,24 +16,9 @@ t0=$SECONDS
 scripts/engine.sh >/dev/null || { say "no container engine; see the output of scripts/engine.sh"; exit 1; }
 scripts/build_compose.sh >/dev/null || { say "Compose v2 is missing and could not be built: scripts/build_compose.sh"; exit 1; }
 scripts/build_minio.sh >/dev/null || { say "the MinIO binary (for the minio image) is missing: scripts/build_minio.sh"; exit 1; }
-# vfs (this engine's storage driver) copies the whole image per container: ~20-30 GB for the stack with 2 workers
-# while it runs (a stack that is already up holds its copies: then only room for rebuilt images and recreated
-# containers). BuildKit's cache is also full copies on vfs and grows by GBs with every rebuild of the Airflow
-# images, so when space is short it is pruned first (the images stay; the next rebuild downloads wheels again).
-engine_root="$(docker info -f '{{.DockerRootDir}}' 2>/dev/null || echo /var/lib/docker)"
-free_gb() { df -P --block-size=1G "$engine_root" | awk 'NR==2 {print $4}'; }
-ensure_free() {  # ensure_free <GB> <for what>
-  local need="${EDGEOPS_COMPOSE_MIN_FREE_GB:-$1}"
-  if [ "$(free_gb)" -lt "$need" ]; then
-    say "$(free_gb) GB free, $2 needs ~${need} GB: pruning the engine's build cache (docker builder prune -af)"
-    docker builder prune -af >/dev/null 2>&1 || true
-  fi
-  if [ "$(free_gb)" -lt "$need" ]; then
-    say "only $(free_gb) GB free for the engine ($engine_root); $2 needs ~${need} GB on vfs: free space (e.g." \
-        "docker image prune -a, once the stack is down) or set EDGEOPS_COMPOSE_MIN_FREE_GB"
-    exit 1
-  fi
-}
+# shellcheck source=scripts/lib/engine_space.sh
+. "$repo/scripts/lib/engine_space.sh"  # vfs: ~20-30 GB for the stack with 2 workers while it runs
+ensure_free() { ensure_engine_space "$@" || exit 1; }  # ensure_free <GB> <for what>
 # Secrets: .env (0600, git-ignored) is written at the first compose-up (scripts/compose/dotenv.py). Postgres and
 # MinIO keep the credentials they were created with, so a new .env next to volumes made with other ones would
 # lock Airflow out of its database: refuse, naming the fix.

@@ -49,7 +49,9 @@ grep -qs '^enabled' "$binfmt" && grep -qs '^flags: .*F' "$binfmt" \
 exec 9>"$cache/pi-image.lock"
 flock 9  # one build at a time per cache
 
-if [ "$rebuild" = 0 ] && docker image inspect "$image" >/dev/null 2>&1; then
+# org.edgeops.root: images loaded before / was made 0755 lack it and are loaded again (seconds, from the tarball)
+if [ "$rebuild" = 0 ] && [ "$(docker image inspect -f '{{index .Config.Labels "org.edgeops.root"}}' "$image" \
+    2>/dev/null)" = "0755" ]; then
   platform=$(docker image inspect -f '{{.Os}}/{{.Architecture}}' "$image")
   say "$image already exists ($platform); nothing to do (--rebuild to redo)"
   exit 0
@@ -131,6 +133,7 @@ CONF
     || die "the arm64 python3 does not run in the chroot (qemu binfmt?); see $log"
 
   t0=$SECONDS
+  chmod 0755 "$rootfs"  # mktemp -d made it 0700, and tar records it as the image's / (then only root gets in)
   tar --numeric-owner --xattrs -C "$rootfs" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
     -czf "$tarball.tmp" .
   mv -f "$tarball.tmp" "$tarball"
@@ -152,6 +155,20 @@ import hashlib, json, sys, time
 from pathlib import Path
 
 work, image, arch, suite, include = Path(sys.argv[1]), *sys.argv[2:]
+# The image's / is the tarball's first member, "./". Tarballs cached before the chmod above recorded it 0700, so
+# a non-root login (the compose devices' `pi`) could not reach /etc or its home: set its mode to 0755 in place.
+with open(work / "layer.tar", "r+b") as fh:
+    offset, head = 0, bytearray(fh.read(512))
+    while head[156:157] in (b"x", b"g"):  # pax extended headers (--xattrs) come before the member they describe
+        offset += 512 + -(-int(head[124:136].strip(b"\0 ") or b"0", 8) // 512) * 512
+        fh.seek(offset)
+        head = bytearray(fh.read(512))
+    if head[:100].rstrip(b"\0") in (b"./", b".") and head[156:157] == b"5":
+        head[100:108] = b"0000755\0"
+        head[148:156] = b" " * 8
+        head[148:156] = b"%06o\0 " % sum(head)
+        fh.seek(offset)
+        fh.write(head)
 digest = hashlib.sha256()
 with open(work / "layer.tar", "rb") as fh:
     for block in iter(lambda: fh.read(1 << 20), b""):
@@ -163,7 +180,7 @@ config = {
         "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "PIP_CERT=/etc/ssl/certs/edgeops-host-ca-bundle.crt", "PIP_DEFAULT_TIMEOUT=180"],
         "Cmd": ["/usr/sbin/sshd", "-D", "-e"],
-        "Labels": {"org.edgeops.image": "pi", "org.edgeops.debootstrap": f"{suite} {arch} minbase +{include}"},
+        "Labels": {"org.edgeops.image": "pi", "org.edgeops.root": "0755", "org.edgeops.debootstrap": f"{suite} {arch} minbase +{include}"},
     },
     "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
     "history": [{"created": created, "created_by": f"scripts/images/pi_arm64.sh: debootstrap {suite} {arch}"}],

@@ -233,11 +233,12 @@ def test_a_device_reaches_no_backend_and_holds_no_private_key(device):
 
 
 LOGIN = r"""
-import json, paramiko, sys
+import base64, json, paramiko, sys
 out = {}
-for name, user, key, host in json.loads(sys.argv[1]):
+for name, user, key, host, device in json.loads(sys.argv[1]):
     client = paramiko.SSHClient()
-    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    kind, blob = open(f"/keys/ssh_host_{device}_ed25519_key.pub").read().split()[:2]  # pinned, as the platform
+    client.get_host_keys().add(host, kind, paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
     try:
         client.connect(host, 22, user, key_filename=key, look_for_keys=False, allow_agent=False, timeout=20)
         out[name] = "logged in"
@@ -251,8 +252,11 @@ print(json.dumps(out))
 
 def test_each_device_takes_only_its_own_key_and_no_root():
     require_stack()
-    cases = [("own", "pi", "/keys/client_pi1_ed25519", "pi1"),
-             ("other device's key", "pi", "/keys/client_pi2_ed25519", "pi1"),
-             ("root", "root", "/keys/client_pi1_ed25519", "pi1")]
+    cases = [("own", "pi", "/keys/client_pi1_ed25519", "pi1", "pi1"),
+             ("other device's key", "pi", "/keys/client_pi2_ed25519", "pi1", "pi1"),
+             ("root", "root", "/keys/client_pi1_ed25519", "pi1", "pi1"),
+             ("arm64 own", "pi", "/keys/client_pi_arm64_ed25519", "pi-arm64", "pi_arm64"),
+             ("arm64 root", "root", "/keys/client_pi_arm64_ed25519", "pi-arm64", "pi_arm64")]
     out = json.loads(compose_exec("airflow-worker", "python", "-c", LOGIN, json.dumps(cases)).splitlines()[-1])
-    assert out == {"own": "logged in", "other device's key": "refused", "root": "refused"}, out
+    assert out == {"own": "logged in", "other device's key": "refused", "root": "refused",
+                   "arm64 own": "logged in", "arm64 root": "refused"}, out

@@ -5,7 +5,7 @@ DEVSTACK := $(PY) -m scripts.devstack
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 .PHONY: install demo test test-containers test-unit up up-core down status lint images \
-	compose-up compose-down compose-demo compose-images test-compose test-docker-runner engine-tidy
+	compose-up compose-down compose-wipe compose-demo compose-images test-compose test-docker-runner engine-tidy
 
 install:                  ## .venv with pinned packages + the MinIO server binary (built once, cached)
 	@scripts/bootstrap.sh
@@ -34,7 +34,7 @@ test-containers: install   ## the containers tier (.ci/run): step image + arm64 
 	scripts/engine.sh
 	$(MAKE) images
 	scripts/run_tests.sh --with-containers -m "containers and not slow"
-	$(MAKE) test-compose; rc=$$?; $(MAKE) compose-down; $(MAKE) engine-tidy; exit $$rc
+	$(MAKE) test-compose; rc=$$?; $(MAKE) compose-wipe; $(MAKE) engine-tidy; exit $$rc
 
 engine-tidy:               ## free the engine's disk the tier used: build cache and dangling layers (images stay)
 	docker builder prune -af >/dev/null
@@ -73,6 +73,9 @@ compose-demo:              ## one run through the REST API on the compose stack:
 
 compose-down:              ## stop the compose stack; named volumes (Postgres, MinIO, devices, keys) stay
 	docker compose --profile arm64 --profile ml-queue down
+
+compose-wipe:              ## stop it and delete its volumes (the tests' stack: the next checkout, with another .env, starts clean)
+	docker compose --profile arm64 --profile ml-queue down -v --remove-orphans
 
 test-compose: install      ## the containers tier on compose: tiny DAG via REST, 2 workers, pi1 + emulated arm64
 	EDGEOPS_COMPOSE_PROFILES=arm64 scripts/compose/up.sh

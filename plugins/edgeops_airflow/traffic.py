@@ -61,8 +61,8 @@ def watch_traffic(plan_raw: dict[str, Any], deploys: Any) -> tuple[bool, list[di
         since = _switched_at(store, t.device, d.release, plan.rollout_id)
         with DeviceTransport(t.device, t.connection) as transport:
             docs = read_telemetry(transport, store, (d.release, d.previous or ""))
-        new = figures(docs[d.release], since.strftime("%Y%m%dT%H%M%SZ"))
-        old = figures(docs[d.previous]) if d.previous and d.previous != d.release else None
+        new = figures(d.release, docs[d.release], since.strftime("%Y%m%dT%H%M%SZ"))
+        old = figures(d.previous, docs[d.previous]) if d.previous and d.previous != d.release else None
         waited = (now - since).total_seconds()
         verdict = judge(settings, t.device, t.group, d.release, d.previous, new, old, waited)
         ok = ready(settings, new, waited)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,11 +63,13 @@ class TelemetrySummary:
 
     @property
     def mean_confidence(self) -> float | None:
-        """Mean top probability, from the bins' midpoints (within half a bin, 0.05)."""
-        n = self.predictions
-        if not n:
-            return None
-        return sum((i + 0.5) / CONFIDENCE_BINS * c for i, c in enumerate(self.confidence_bins)) / n
+        return mean_confidence(self.confidence_bins)
+
+
+def mean_confidence(bins: tuple[int, ...] | list[int]) -> float | None:
+    """Mean top probability of a confidence histogram, from the bins' midpoints (within half a bin, 0.05)."""
+    n = sum(bins)
+    return sum((i + 0.5) / CONFIDENCE_BINS * c for i, c in enumerate(bins)) / n if n else None
 
 
 def stamp(when: datetime) -> str:
@@ -77,19 +80,35 @@ def aggregate(store: ArtifactStore, device: str, release: str, since: datetime |
     """Sum the collected telemetry of ``release`` on ``device`` whose period started at or after ``since``."""
     floor = None if since is None else stamp(since)
     prefix = keys.telemetry(device, release, "")
+
+    def docs() -> Iterator[tuple[str, Any]]:
+        for obj in store.list(prefix):
+            key = obj["Key"]
+            m = _NAME.match(key[len(prefix):])
+            if m and floor is not None and m.group(1) < floor:
+                continue
+            try:
+                yield key, json.loads(store.get_bytes(key))
+            except (EdgeOpsError, ValueError) as exc:
+                yield key, exc
+
+    return summarize(device, release, docs(), floor)
+
+
+def summarize(device: str, release: str, docs: Iterable[tuple[str, Any]], floor: str | None = None) -> TelemetrySummary:
+    """Sum telemetry documents of ``release`` given as (name, parsed JSON or the exception that stopped reading it)
+    whose period started at or after ``floor`` (a UTC stamp; None: all). What ``aggregate`` does for collected
+    files, and the traffic canary for the files it reads on the device and in the store."""
     acc = _Acc()
-    for obj in store.list(prefix):
-        key = obj["Key"]
-        m = _NAME.match(key[len(prefix):])
-        if m and floor is not None and m.group(1) < floor:
-            continue
+    for name, doc in docs:
         try:
-            doc = json.loads(store.get_bytes(key))
+            if isinstance(doc, Exception):
+                raise doc
             acc.add(_checked(doc, release, floor))
         except _Outside:
             continue
         except (EdgeOpsError, ValueError, TypeError, KeyError) as exc:
-            acc.unreadable.append(f"{key}: {exc}")
+            acc.unreadable.append(f"{name}: {exc}")
     return acc.summary(device, release, floor)
 
 

@@ -18,8 +18,8 @@ its switch. Then, per canary:
   The mean comes from the ten-bin confidence histogram (bin midpoints, within 0.05).
 
 Too little traffic is said explicitly (``no traffic: N of M requests, benchmark gate decides``) and does not fail:
-the benchmark gate decides alone. This module is pure (figures in, verdict out); reading the telemetry is
-``traffic_read.py``.
+the benchmark gate decides alone. This module is pure (figures in, verdict out; the sum is
+``telemetry.summarize``); reading the telemetry is ``traffic_read.py``.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ from typing import Any
 
 from tasks.core.exceptions import ConfigError
 from tasks.core.results import Record
+from tasks.fleet.telemetry import CONFIDENCE_BINS, mean_confidence, summarize
 
 POKE_S = 15.0  # the sensor's poke interval: edgeops-serve rewrites its open telemetry every 10 s
 MAX_WAIT_S = 6 * 3600.0  # a longer wait belongs in a staged rollout, not in one DAG run
 SENSOR_TIMEOUT_S = MAX_WAIT_S + 1800.0  # a safety net only: the sensor ends itself after max_wait_s
-CONFIDENCE_BINS = 10  # tasks/device/serve_records.py (standalone: not imported from there)
 
 PASSED, FAILED, NO_TRAFFIC = "passed", "failed", "no_traffic"
 
@@ -97,34 +97,18 @@ class TrafficFigures(Record):
 
     @property
     def mean_confidence(self) -> float | None:
-        n = sum(self.confidence_bins)
-        return sum((i + 0.5) / CONFIDENCE_BINS * c for i, c in enumerate(self.confidence_bins)) / n if n else None
+        return mean_confidence(self.confidence_bins)
 
 
-def figures(docs: Iterable[Mapping[str, Any]], written_since: str = "") -> TrafficFigures:
-    """Sum edgeops-serve telemetry documents (open or final) written at or after ``written_since`` (a UTC
-    stamp ``YYYYmmddTHHMMSSZ``; "" = all). A document that is not schema-1 telemetry is not counted."""
-    total = TrafficFigures()
-    for doc in docs:
-        if not _telemetry(doc) or str(doc["written_at"]) < written_since:
-            continue
-        p95 = doc["latency_ms"].get("p95")
-        worst = total.latency_p95_ms if p95 is None else max(float(p95), total.latency_p95_ms or 0.0)
-        total = TrafficFigures(
-            requests=total.requests + int(doc["requests"]), errors=total.errors + int(doc["errors"]),
-            bad_requests=total.bad_requests + int(doc.get("bad_requests", 0)), latency_p95_ms=worst,
-            confidence_bins=tuple(a + int(b) for a, b in zip(total.confidence_bins, doc["confidence_bins"],
-                                                             strict=True)),
-            files=total.files + 1)
-    return total
-
-
-def _telemetry(doc: Any) -> bool:
-    try:
-        return (doc["schema"] == 1 and len(doc["confidence_bins"]) == CONFIDENCE_BINS
-                and isinstance(doc["latency_ms"], dict) and int(doc["requests"]) >= 0 and bool(doc["written_at"]))
-    except (KeyError, TypeError, ValueError):
-        return False
+def figures(release: str, docs: Iterable[Mapping[str, Any]], written_since: str = "") -> TrafficFigures:
+    """Sum edgeops-serve telemetry documents of ``release`` (open or final) written at or after ``written_since``
+    (a UTC stamp ``YYYYmmddTHHMMSSZ``; "" = all), through ``telemetry.summarize``, the one sum of telemetry. A
+    document that is not schema-1 telemetry of ``release`` is not counted."""
+    kept = [(str(i), d) for i, d in enumerate(docs)
+            if isinstance(d, Mapping) and str(d.get("written_at", "")) >= written_since]
+    s = summarize("", release, kept)
+    return TrafficFigures(requests=s.requests, errors=s.errors, bad_requests=s.bad_requests,
+                          latency_p95_ms=s.latency_p95_ms, confidence_bins=s.confidence_bins, files=s.files)
 
 
 @dataclass(frozen=True)

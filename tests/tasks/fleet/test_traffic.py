@@ -44,7 +44,8 @@ def _judge(new: TrafficFigures, old: TrafficFigures | None = None, previous: str
 
 def _doc(requests: int, written_at: str, p95: float | None = 5.0, bins: tuple[int, ...] | None = None,
          errors: int = 0, bad: int = 0) -> dict:
-    return {"schema": 1, "release": "r", "written_at": written_at, "requests": requests, "errors": errors,
+    return {"schema": 1, "release": "r", "written_at": written_at, "period_start": written_at[:11] + "0000Z",
+            "requests": requests, "errors": errors,
             "bad_requests": bad, "latency_ms": {"p50": 1.0, "p95": p95, "p99": p95},
             "classes": {}, "confidence_bins": list(bins or _bins(9, requests - errors - bad)), "final": False}
 
@@ -95,11 +96,12 @@ def test_ready_after_min_requests_or_max_wait():
 
 def test_figures_sum_files_written_since_the_switch_worst_p95():
     docs = [_doc(50, "20260101T000000Z", p95=99.0), _doc(30, "20260101T010005Z", p95=4.0, errors=2),
-            _doc(20, "20260101T010010Z", p95=6.0, bad=1), {"schema": 2, "written_at": "20270101T000000Z"}]
-    f = figures(docs, written_since="20260101T010000Z")
+            _doc(20, "20260101T010010Z", p95=6.0, bad=1), {"schema": 2, "written_at": "20270101T000000Z"},
+            {**_doc(70, "20260101T010020Z"), "release": "another"}]
+    f = figures("r", docs, written_since="20260101T010000Z")
     assert (f.requests, f.errors, f.bad_requests, f.latency_p95_ms, f.files) == (50, 2, 1, 6.0, 2)
     assert sum(f.confidence_bins) == 47 and f.mean_confidence == pytest.approx(0.95)
-    assert figures(docs).requests == 100 and figures([]).mean_confidence is None
+    assert figures("r", docs).requests == 100 and figures("r", []).mean_confidence is None
 
 
 @pytest.mark.parametrize(("spec", "match"), [

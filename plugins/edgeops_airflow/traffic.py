@@ -44,6 +44,7 @@ def watch_traffic(plan_raw: dict[str, Any], deploys: Any) -> tuple[bool, list[di
     from edgeops_airflow.rollout import _records, _store
     from tasks.core.results import DeployResult
     from tasks.fleet.records import ROLLBACK, RolloutPlan
+    from tasks.fleet.telemetry import stamp
     from tasks.fleet.traffic import figures, judge, ready
     from tasks.fleet.traffic_read import read_telemetry
 
@@ -61,7 +62,7 @@ def watch_traffic(plan_raw: dict[str, Any], deploys: Any) -> tuple[bool, list[di
         since = _switched_at(store, t.device, d.release, plan.rollout_id)
         with DeviceTransport(t.device, t.connection) as transport:
             docs = read_telemetry(transport, store, (d.release, d.previous or ""))
-        new = figures(d.release, docs[d.release], since.strftime("%Y%m%dT%H%M%SZ"))
+        new = figures(d.release, docs[d.release], stamp(since))
         old = figures(d.previous, docs[d.previous]) if d.previous and d.previous != d.release else None
         waited = (now - since).total_seconds()
         verdict = judge(settings, t.device, t.group, d.release, d.previous, new, old, waited)

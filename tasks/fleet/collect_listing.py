@@ -19,7 +19,7 @@ from tasks.core.exceptions import DeviceError
 from tasks.device import layout
 
 TELEMETRY, SAMPLE = "telemetry", "sample"
-_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
+RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")  # a release id (<run key>.<variant>)
 _TELEMETRY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}\.json$")
 _SAMPLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,120}-(?:low|reservoir)-(?P<sha>[0-9a-f]{64})\.npz$")
 
@@ -103,13 +103,13 @@ def parse_listing(raw: Any, who: str = "device") -> Listing:
         raise DeviceError(f"{who}: the collection listing is malformed ({exc!r}): {str(raw)[:200]}") from None
     files, unsafe = [], []
     for release, name, size, digest in telemetry:
-        ok = _RELEASE.match(release) and _TELEMETRY_NAME.match(name) and re.fullmatch(r"[0-9a-f]{64}", digest)
+        ok = RELEASE.match(release) and _TELEMETRY_NAME.match(name) and re.fullmatch(r"[0-9a-f]{64}", digest)
         if ok:
             files.append(DeviceFile(TELEMETRY, release, name, size, digest))
         else:
             unsafe.append(f"{layout.SERVE_TELEMETRY}/{release}/{name}")
     for release, name, size in samples:
-        match = _SAMPLE_NAME.match(name) if _RELEASE.match(release) else None
+        match = _SAMPLE_NAME.match(name) if RELEASE.match(release) else None
         if match:
             files.append(DeviceFile(SAMPLE, release, name, size, match["sha"]))
         else:

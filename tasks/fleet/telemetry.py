@@ -28,7 +28,7 @@ from tasks.core.storage import ArtifactStore
 from tasks.device.serve_records import CONFIDENCE_BINS
 
 STAMP_FORMAT = "%Y%m%dT%H%M%SZ"  # serve_records.stamp
-_NAME = re.compile(r"^(\d{8}T\d{6}Z)-[A-Za-z0-9]+\.json$")
+FILE_NAME = re.compile(r"^(\d{8}T\d{6}Z)-[A-Za-z0-9]+\.json$")  # <period start>-<instance>.json
 
 
 @dataclass(frozen=True)
@@ -84,7 +84,7 @@ def aggregate(store: ArtifactStore, device: str, release: str, since: datetime |
     def docs() -> Iterator[tuple[str, Any]]:
         for obj in store.list(prefix):
             key = obj["Key"]
-            m = _NAME.match(key[len(prefix):])
+            m = FILE_NAME.match(key[len(prefix):])
             if m and floor is not None and m.group(1) < floor:
                 continue
             try:

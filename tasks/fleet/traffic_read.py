@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from shlex import quote
 from typing import Any
 
@@ -24,11 +23,11 @@ from tasks.core import keys
 from tasks.core.exceptions import DeviceError, EdgeOpsError
 from tasks.core.storage import ArtifactStore
 from tasks.device import layout
+from tasks.fleet.collect_listing import RELEASE
+from tasks.fleet.telemetry import FILE_NAME
 
 log = logging.getLogger(__name__)
 KEPT = 48  # files per release, newest first: two days of hourly periods
-_NAME = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[A-Za-z0-9]{1,32}\.json$")
-_RELEASE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,250}$")
 
 # argv: state dir, KEPT, releases...; prints {"<release>": {"<name>": doc}} (newest KEPT names, dot files skipped)
 _PEEK = r"""
@@ -55,7 +54,7 @@ def read_telemetry(transport: Any, store: ArtifactStore, releases: tuple[str, ..
                    collect: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Telemetry documents per release of ``releases`` on the device of ``transport`` (see the module doc)."""
     wanted = tuple(r for r in dict.fromkeys(releases) if r)
-    bad = [r for r in wanted if not _RELEASE.match(r)]
+    bad = [r for r in wanted if not RELEASE.match(r)]
     if bad:
         raise EdgeOpsError(f"not release ids: {bad}")
     if collect:
@@ -87,7 +86,7 @@ def _peek(transport: Any, releases: tuple[str, ...]) -> dict[str, dict[str, dict
                          timeout=120)
     if not isinstance(raw, dict):
         raise DeviceError(f"{transport.who}: telemetry read is not an object: {str(raw)[:200]}")
-    return {str(r): {str(n): d for n, d in docs.items() if _NAME.match(str(n)) and isinstance(d, dict)}
+    return {str(r): {str(n): d for n, d in docs.items() if FILE_NAME.match(str(n)) and isinstance(d, dict)}
             for r, docs in raw.items() if isinstance(docs, dict)}
 
 
@@ -95,7 +94,7 @@ def _collected(store: ArtifactStore, device: str, release: str) -> dict[str, dic
     prefix = keys.telemetry(device, release, "")
     names = sorted((o["Key"][len(prefix):] for o in store.list(prefix)), reverse=True)
     out = {}
-    for name in [n for n in names if _NAME.match(n)][:KEPT]:
+    for name in [n for n in names if FILE_NAME.match(n)][:KEPT]:
         try:
             doc = json.loads(store.get_bytes(prefix + name))
         except (EdgeOpsError, ValueError) as exc:

@@ -39,10 +39,6 @@ def step_environment(request_env: dict[str, str], worker_env: dict[str, str] | N
     return {**env, **own, **request_env, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO_ROOT)}
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec (no user switch: tests' helpers)
-    step_user.child_setup(None)
-
-
 def spawn(argv: list[str], request_env: dict[str, str], **popen: Any) -> subprocess.Popen:
     """Start a step process exactly as the runner does: step user, allowlisted env, own session, dies with us."""
     who = step_user.identity()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -49,8 +50,9 @@ def test_a_sigkilled_task_process_leaves_no_orphan_step():
     parent = subprocess.Popen(
         [sys.executable, "-c",
          "import subprocess, sys, time\n"
-         "from edgeops_airflow.runners.local_runner import _die_with_parent\n"
-         "child = subprocess.Popen(['sleep', '120'], preexec_fn=_die_with_parent)\n"
+         "from functools import partial\n"
+         "from edgeops_airflow.runners.step_user import child_setup\n"
+         "child = subprocess.Popen(['sleep', '120'], preexec_fn=partial(child_setup, None))\n"
          "print(child.pid, flush=True)\n"
          "time.sleep(120)\n"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'plugins'}"})
@@ -64,12 +66,14 @@ def test_a_sigkilled_task_process_leaves_no_orphan_step():
 @pytest.mark.parametrize("ignores_term", [False, True])
 def test_kill_escalates_to_sigkill(ignores_term):
     from edgeops_airflow.runners.common import StepRequest
-    from edgeops_airflow.runners.local_runner import LocalRunner, _die_with_parent
+    from edgeops_airflow.runners.local_runner import LocalRunner
+    from edgeops_airflow.runners.step_user import child_setup
 
     request = StepRequest("train", "train", "r1", load_config("tiny"), (), {}, logging.getLogger("t"))
     runner = LocalRunner(request, kill_grace_s=1.0)
     trap = "trap '' TERM; " if ignores_term else ""
-    runner.proc = subprocess.Popen(["sh", "-c", f"{trap}sleep 120 & wait"], preexec_fn=_die_with_parent)
+    runner.proc = subprocess.Popen(["sh", "-c", f"{trap}sleep 120 & wait"],
+                                   preexec_fn=functools.partial(child_setup, None))
     time.sleep(0.3)
     start = time.monotonic()
     runner.kill()

@@ -58,10 +58,15 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 # The code (last, cheap): the project tree the DAG folder, plugins and init jobs use. PYTHONPATH=/opt/edgeops
 # makes `python -m tasks.cli` (the local runner) and `python -m scripts.compose` work.
+# The build parses every DAG file and the UI plugin here, without the step dependencies: a module-level import
+# of numpy or TensorFlow fails the build instead of showing up as an import error in the running stack.
 FROM deps AS airflow
 RUN --mount=type=bind,target=/tmp/src \
     set -eu; cp -a /tmp/src/. /opt/edgeops/; \
-    PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, psycopg2, asyncpg, edgeops_airflow'
+    PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins python -c 'import airflow.providers.celery, psycopg2, asyncpg, edgeops_airflow, edgeops_ui'; \
+    home=$(mktemp -d); AIRFLOW_HOME="$home" PYTHONPATH=/opt/edgeops:/opt/edgeops/plugins \
+        python -c 'import glob, runpy; [runpy.run_path(f) for f in sorted(glob.glob("/opt/edgeops/dags/*.py"))]'; \
+    rm -rf "$home"
 USER airflow
 
 # edgeops-step: the unprivileged user the local runner drops each step to (the worker runs as root for that;

@@ -1,6 +1,8 @@
 """edgeops-serve's records on the device: rolling telemetry per release, and sampled inputs.
 
 STANDALONE like bench.py (standard library + numpy); shipped beside serve.py. Never import the project here.
+numpy is imported inside the functions that use it: the platform reads ``CONFIDENCE_BINS`` from here while Airflow
+parses the DAGs, and the Airflow image has no numpy (tests/dags/test_dagbag.py blocks it).
 Every file is written the same way (``write_atomic``): a dot-named tmp file, fsync, rename, fsync of the
 directory; so a power cut leaves either the old file or the new one, and readers skip dot files.
 
@@ -32,9 +34,10 @@ import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 CONFIDENCE_BINS = 10  # [0, .1), [.1, .2) ... [.9, 1]
 
@@ -115,6 +118,8 @@ class Window:
     confidence: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
 
     def doc(self, period_s: float, final: bool) -> dict[str, Any]:
+        import numpy as np
+
         lat = np.percentile(np.array(self.latencies), [50, 95, 99]) if self.latencies else [None] * 3
         return {"schema": 1, "release": self.release, "period_start": stamp(self.start), "period_s": period_s,
                 "final": final, "written_at": stamp(time.time()), "requests": self.requests, "errors": self.errors,
@@ -206,6 +211,8 @@ class Sampler:
         self._thread.start()
 
     def offer(self, release: str, x: np.ndarray, probabilities: tuple[float, ...], index: int) -> None:
+        import numpy as np
+
         kind, slot = self._choose(probabilities[index])
         if kind is None:
             return
@@ -235,6 +242,8 @@ class Sampler:
                 self.telemetry.dropped(offer.release)
 
     def _write(self, o: Offer) -> None:
+        import numpy as np
+
         buf = io.BytesIO()
         np.savez(buf, x=o.x, probabilities=np.array(o.probabilities), index=np.int64(o.index),
                  release=np.str_(o.release), kind=np.str_(o.kind))

@@ -191,46 +191,28 @@ def _stop_service(client: DeviceClient) -> None:
 
 
 def test_serve_the_release_on_the_emulated_pi(client: DeviceClient, served: dict[str, Any]) -> None:
-    from tests.integration.test_device_serve import _healthz
+    from tests.device_load import healthz
 
     assert served["deployed"].app_failure == ""
-    health = _healthz(client)
+    health = healthz(client)
     assert health["ready"] and health["release"] == served["a"]
 
 
 def test_hot_swap_under_load_on_the_emulated_pi(client: DeviceClient, served: dict[str, Any],
                                                 payload: dict[str, Path]) -> None:
-    import threading
-
-    from tasks.device import layout
     from tasks.device.runtime import RuntimeOptions
-    from tests.integration.test_device_serve import _healthz
-    from tests.integration.test_loop import LOAD
+    from tests.device_load import healthz, load_on
 
-    data, out = layout.serve_data(client.root), {}
-    with DeviceClient(DEVICE) as load_dev:
-        def load() -> None:
-            stdout = load_dev.run(f"{quote(client.venv_python)} -c {quote(LOAD)} {quote(data)} 600", timeout=660)[1]
-            out["doc"] = json.loads(stdout.strip().splitlines()[-1])
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        time.sleep(5)
-        run_b = f"ctest-serve-{served['tag']}-b"
-        try:
-            dep_b = client.deploy(run_b, payload, "fp32", RuntimeOptions(threads=1), app=served["hooks"])
-            time.sleep(2)
-        finally:
-            client.run(f"touch {quote(data)}/.load-stop")
-            thread.join(timeout=120)
-            client.run(f"rm -f {quote(data)}/.load-stop")
-    doc = out["doc"]
+    run_b = f"ctest-serve-{served['tag']}-b"
+    with load_on(DEVICE, "--body", "frames", timeout=660) as doc:
+        dep_b = client.deploy(run_b, payload, "fp32", RuntimeOptions(threads=1), app=served["hooks"])
+        time.sleep(2)
     log.warning("pi_arm64 hot swap under load: %d served, %d failed, by release %s", doc["ok"], doc["n_failed"],
                 doc["releases"])
     assert dep_b.app_failure == ""
     assert doc["n_failed"] == 0, doc["failed"]
     assert doc["releases"].get(served["a"], 0) > 0 and doc["releases"].get(run_b, 0) > 0, doc
-    assert _healthz(client)["release"] == run_b
+    assert healthz(client)["release"] == run_b
     served["b"], served["load"] = run_b, doc
 
 

@@ -8,7 +8,7 @@ application would. The module stops the service it started and puts ``current`` 
 from __future__ import annotations
 
 import json
-import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +21,7 @@ from edgeops_airflow.device import DeviceClient
 from tasks.device import layout
 from tasks.device.app import AppHooks
 from tasks.device.runtime import RuntimeOptions
+from tests.device_load import healthz, load_on
 from tests.helpers import conn_env_var, tiny_tflite_release
 from tests.integration.test_device_deploy import BENCH, _restore_current
 
@@ -28,41 +29,6 @@ pytestmark = pytest.mark.integration
 
 HOOKS = AppHooks(http_port=0, health_timeout_s=20)  # the stand-ins share one loopback: a free port each
 RUNTIME = RuntimeOptions(threads=1)
-
-_GET = r"""
-import http.client, json, socket, sys
-ep = json.load(open(sys.argv[1] + "/endpoint.json"))
-class U(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(5); self.sock.connect(ep["socket"])
-c = U("localhost"); c.request("GET", "/healthz"); print(c.getresponse().read().decode())
-"""
-_LOAD = r"""
-import http.client, json, os, socket, sys, time
-state = sys.argv[1]
-ep = json.load(open(state + "/endpoint.json"))
-class U(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(10); self.sock.connect(ep["socket"])
-c, ok, failed, releases, end = U("localhost"), 0, [], {}, time.monotonic() + 90
-body, head = bytes(range(192)), {"Content-Type": "application/octet-stream", "X-Shape": "8,8,3", "X-Dtype": "uint8"}
-print("started", flush=True)
-while not os.path.exists(state + "/.load-stop") and time.monotonic() < end:
-    try:
-        c.request("POST", "/v1/classify", body, head); r = c.getresponse(); doc = json.loads(r.read())
-        if r.status == 200:
-            ok += 1; releases[doc["release"]] = releases.get(doc["release"], 0) + 1
-        else:
-            failed.append(r.status)
-    except Exception as exc:
-        failed.append(repr(exc)); c.close(); c = U("localhost")
-print(json.dumps({"ok": ok, "failed": failed[:20], "n_failed": len(failed), "releases": releases}))
-"""
-
-
-def _healthz(dev: DeviceClient) -> dict[str, Any]:
-    data = layout.serve_data(dev.root)
-    return json.loads(dev.run(f"{quote(dev.venv_python)} -c {quote(_GET)} {quote(data)}")[1])
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +69,7 @@ def served(device: dict[str, Any], payload: dict[str, Path]) -> Iterator[dict[st
 def test_deploy_starts_the_service_and_healthz_reports_the_release(served: dict[str, Any]) -> None:
     dev = served["dev"]
     assert served["dep_a"].app_failure == ""
-    health = _healthz(dev)
+    health = healthz(dev)
     assert health["ready"] and health["release"] == served["a"]
     sdir = layout.serve_dir(dev.root)
     listing = dev.run(f"ls {quote(sdir)}; readlink {quote(sdir)}/runtime; cat {quote(sdir)}/serve.env")[1]
@@ -113,28 +79,18 @@ def test_deploy_starts_the_service_and_healthz_reports_the_release(served: dict[
 
 def test_second_deploy_hot_swaps_under_load_without_a_failed_request(served: dict[str, Any],
                                                                       payload: dict[str, Path]) -> None:
-    dev, data = served["dev"], layout.serve_data(served["dev"].root)
-    pid = _healthz(dev)["pid"]
-    out: dict[str, Any] = {}
-    with DeviceClient(served["name"]) as load_dev:
-        def load() -> None:
-            out["doc"] = json.loads(load_dev.run(f"{quote(dev.venv_python)} -c {quote(_LOAD)} {quote(data)}",
-                                                 timeout=120)[1].strip().splitlines()[-1])
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        run_b = f"itest-serve-{served['tag']}-b"
+    dev = served["dev"]
+    pid = healthz(dev)["pid"]
+    run_b = f"itest-serve-{served['tag']}-b"
+    with load_on(served["name"], "--body", "raw", timeout=180) as doc:
         dep_b = dev.deploy(run_b, payload, "fp32", RUNTIME, app=HOOKS)
-        dev.run(f"sleep 1; touch {quote(data)}/.load-stop")
-        thread.join(timeout=60)
-    dev.run(f"rm -f {quote(data)}/.load-stop")
-    doc = out["doc"]
+        time.sleep(1)
     print(f"hot swap under load: {doc['ok']} requests served, {doc['n_failed']} failed, by release "
           f"{doc['releases']}")
     assert dep_b.app_failure == ""
     assert doc["n_failed"] == 0, doc["failed"]
     assert doc["releases"].get(served["a"], 0) > 0 and doc["releases"].get(run_b, 0) > 0
-    health = _healthz(dev)
+    health = healthz(dev)
     assert health["release"] == run_b and health["pid"] == pid  # swapped in place: the same process
     served["b"] = run_b
 
@@ -148,7 +104,7 @@ def test_failing_health_command_switches_back_and_names_the_step(served: dict[st
     assert result.app_failure.startswith("health: `false` exited 1"), result.app_failure
     assert f"switched back to {good}" in result.app_failure
     assert dev.current_release() == good
-    assert _healthz(dev)["release"] == good
+    assert healthz(dev)["release"] == good
 
 
 def test_release_the_service_refuses_is_switched_back(served: dict[str, Any], payload: dict[str, Path],
@@ -161,4 +117,4 @@ def test_release_the_service_refuses_is_switched_back(served: dict[str, Any], pa
     result = dev.deploy(bad, {**payload, "labels.json": tmp_path / "labels.json"}, "int8", RUNTIME, app=HOOKS)
     assert result.app_failure.startswith(f"health: edgeops-serve refused {bad}"), result.app_failure
     assert dev.current_release() == good
-    assert _healthz(dev)["release"] == good
+    assert healthz(dev)["release"] == good

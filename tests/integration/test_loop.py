@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from pathlib import Path
 from shlex import quote
@@ -30,44 +29,12 @@ from tasks.core.names import COLLECT_DAG_ID, ENV_FLEET
 from tasks.core.storage import ArtifactStore
 from tasks.device import layout
 from tasks.fleet.collect import dataset_of_release
+from tests.device_load import healthz, load_on, run_load
 from tests.helpers import export_connections, task_states
-from tests.integration.test_device_serve import _healthz
 
 pytestmark = pytest.mark.integration
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
-# On the device: keep-alive requests over the Unix socket until <state>/.load-stop, argv[2] seconds or argv[4]
-# requests, cycling through the serving release's sample frames (.npy bodies), or with argv[3] == "shifted" the
-# same frames saturated to their maximum (a white camera); prints one JSON line of counts at the end.
-LOAD = r"""
-import http.client, io, json, os, socket, sys, time
-import numpy as np
-state, limit = sys.argv[1], float(sys.argv[2])
-shifted, most = len(sys.argv) > 3 and sys.argv[3] == "shifted", int(sys.argv[4]) if len(sys.argv) > 4 else 0
-ep = json.load(open(state + "/endpoint.json"))
-xs = np.load(os.path.join(state, "..", "current", "sample.npz"))["x"]
-bodies = []
-for x in xs[:32]:
-    x = np.full_like(x, x.max()) if shifted else x
-    buf = io.BytesIO(); np.save(buf, x.astype(np.float32)); bodies.append(buf.getvalue())
-class U(http.client.HTTPConnection):
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(30); self.sock.connect(ep["socket"])
-c, ok, failed, releases, n, end = U("localhost"), 0, [], {}, 0, time.monotonic() + limit
-head = {"Content-Type": "application/x-npy"}
-while not os.path.exists(state + "/.load-stop") and time.monotonic() < end and not (most and n >= most):
-    n += 1
-    try:
-        c.request("POST", "/v1/classify", bodies[n % len(bodies)], head)
-        r = c.getresponse(); doc = json.loads(r.read())
-        if r.status == 200:
-            ok += 1; releases[doc["release"]] = releases.get(doc["release"], 0) + 1
-        else:
-            failed.append(r.status)
-    except Exception as exc:
-        failed.append(repr(exc)); c.close(); c = U("localhost")
-print(json.dumps({"ok": ok, "failed": failed[:20], "n_failed": len(failed), "releases": releases}))
-"""
 APP = {"http_port": 0, "health_timeout_s": 30}
 DRIFT = {"min_requests": 100}  # the shifted stream sends 300
 
@@ -120,26 +87,13 @@ def _fresh_state(name: str) -> None:
         dev.run(f"rm -rf {data}/{layout.SERVE_SAMPLES} {data}/{layout.SERVE_TELEMETRY}")
 
 
-def _under_load(dev: DeviceClient, name: str, rollout) -> tuple[dict[str, Any], Any]:
-    """The rollout run while the load generator runs on the device; (load counts, the rollout's DagRun)."""
-    data = layout.serve_data(dev.root)
-    out: dict[str, Any] = {}
-    with DeviceClient(name) as load_dev:
-        def load() -> None:
-            stdout = load_dev.run(f"{quote(dev.venv_python)} -c {quote(LOAD)} {quote(data)} 900", timeout=960)[1]
-            out["doc"] = json.loads(stdout.strip().splitlines()[-1])
-
-        thread = threading.Thread(target=load)
-        thread.start()
-        time.sleep(3)
-        try:
-            dag_run = rollout()
-            time.sleep(1)
-        finally:
-            dev.run(f"touch {quote(data)}/.load-stop")
-            thread.join(timeout=120)
-            dev.run(f"rm -f {quote(data)}/.load-stop")
-    return out["doc"], dag_run
+def _under_load(name: str, rollout) -> tuple[dict[str, Any], Any]:
+    """The rollout run while the load generator sends the release's sample frames on the device; (load counts,
+    the rollout's DagRun)."""
+    with load_on(name, "--body", "frames") as load:
+        dag_run = rollout()
+        time.sleep(1)
+    return load, dag_run
 
 
 def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
@@ -150,9 +104,9 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
     first = dags("edgeops_rollout", fleet, run_id=blessed_run, variant="int8")
     assert _ok(first), task_states(first)
     with DeviceClient("pi1") as dev:
-        assert _healthz(dev)["release"] == old
-        load, second = _under_load(dev, "pi1", lambda: dags("edgeops_rollout", fleet, run_id=blessed_run,
-                                                            variant="fp32"))
+        assert healthz(dev)["release"] == old
+        load, second = _under_load("pi1", lambda: dags("edgeops_rollout", fleet, run_id=blessed_run,
+                                                        variant="fp32"))
         print(f"the loop: {load['ok']} requests served during the rollout, {load['n_failed']} failed, by release "
               f"{load['releases']}")
         assert _ok(second), task_states(second)
@@ -160,13 +114,11 @@ def test_the_loop(blessed_run, dags, stack_env, artifact_store, tmp_path):
         assert record["status"] == "succeeded" and {d["status"] for d in record["devices"]} == {"switched"}, record
         assert load["n_failed"] == 0, load["failed"]
         assert load["releases"].get(old, 0) > 0 and load["releases"].get(new, 0) > 0, load
-        assert _healthz(dev)["release"] == new
+        assert healthz(dev)["release"] == new
         _stop_service(dev)  # its open telemetry hours become final (a restart of the service does the same)
     with DeviceClient("pi2") as dev:  # the second wave: fp32 now, and a camera that sees only white
-        assert _healthz(dev)["release"] == new
-        shifted = json.loads(dev.run(f"{quote(dev.venv_python)} -c {quote(LOAD)} "
-                                     f"{quote(layout.serve_data(dev.root))} 120 shifted 300", timeout=180)[1]
-                             .strip().splitlines()[-1])
+        assert healthz(dev)["release"] == new
+        shifted = run_load(dev, "--body", "shifted", "--seconds", "120", "--max", "300", timeout=180)
         assert shifted["n_failed"] == 0 and shifted["ok"] == 300, shifted
         _stop_service(dev)
 
@@ -210,4 +162,4 @@ def test_a_failing_health_rolls_the_canary_back_and_the_record_says_why(blessed_
     assert any("canary pi1 failed after the switch: health:" in r for r in record["reasons"]), record
     with DeviceClient("pi1") as dev:
         assert dev.current_release() == f"{blessed_run}.fp32"
-        assert _healthz(dev)["release"] == f"{blessed_run}.fp32"
+        assert healthz(dev)["release"] == f"{blessed_run}.fp32"

@@ -13,58 +13,21 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-from collections.abc import Generator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
-from shlex import quote
 from typing import Any
 
 import numpy as np
 import pytest
-from edgeops_airflow.device import DeviceClient
 
 from tasks.core import keys
 from tasks.core.keys import safe_run_id
 from tasks.core.results import ArtifactRef
-from tasks.device import layout
+from tests.device_load import load_on
 from tests.helpers import task_states
 from tests.integration.test_rollout_dag import _current, rollout  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
-
-# argv: state dir, base64 .npy frame, every Nth request malformed (0: none), max seconds; stdlib only (system python)
-_LOAD = r"""
-import base64, http.client, json, os, socket, sys, time
-state, body, bad_every, limit = sys.argv[1], base64.b64decode(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-class U(http.client.HTTPConnection):
-    def __init__(self, path):
-        super().__init__("localhost", timeout=10); self.p = path
-    def connect(self):
-        self.sock = socket.socket(socket.AF_UNIX); self.sock.settimeout(10); self.sock.connect(self.p)
-good = {"Content-Type": "application/x-npy"}
-bad = {"Content-Type": "application/octet-stream", "X-Shape": "1,1,1", "X-Dtype": "uint8"}
-c, n, statuses, releases, end = None, 0, {}, {}, time.monotonic() + limit
-print("started", flush=True)
-while not os.path.exists(state + "/.load-stop") and time.monotonic() < end:
-    try:
-        if c is None:
-            c = U(json.load(open(state + "/endpoint.json"))["socket"])
-        n += 1
-        malformed = bad_every and n % bad_every == 0
-        c.request("POST", "/v1/classify", b"x" if malformed else body, bad if malformed else good)
-        r = c.getresponse(); doc = json.loads(r.read())
-        statuses[r.status] = statuses.get(r.status, 0) + 1
-        if r.status == 200:
-            releases[doc["release"]] = releases.get(doc["release"], 0) + 1
-    except Exception:
-        if c is not None:
-            c.close()
-        c = None
-        time.sleep(0.2)
-    time.sleep(0.01)
-print(json.dumps({"statuses": statuses, "releases": releases}))
-"""
 
 
 def _fleet(tmp: Path, traffic: dict[str, Any] | None) -> Path:
@@ -88,28 +51,11 @@ def frame(blessed_run, artifact_store, tmp_path) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-@contextmanager
-def _load(frame: str, bad_every: int = 0) -> Generator[dict[str, Any], None, None]:
-    """Requests on pi1 for as long as the block runs; yields the load's summary once it stopped."""
-    out: dict[str, Any] = {}
-    with DeviceClient("pi1") as dev:
-        data = layout.serve_data(dev.root)
-        dev.run(f"mkdir -p {quote(data)} && rm -f {quote(data)}/.load-stop")
-
-        def run() -> None:
-            with DeviceClient("pi1") as load_dev:
-                text = load_dev.run(f"{quote(load_dev.python)} -c {quote(_LOAD)} {quote(data)} {quote(frame)} "
-                                    f"{bad_every} 600", timeout=700)[1]
-            out.update(json.loads(text.strip().splitlines()[-1]))
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        try:
-            yield out
-        finally:
-            dev.run(f"touch {quote(data)}/.load-stop")
-            thread.join(60)
-            dev.run(f"rm -f {quote(data)}/.load-stop")
+def _load(frame: str, bad_every: int = 0) -> AbstractContextManager[dict[str, Any]]:
+    """Requests on pi1 (one frame; every ``bad_every``-th malformed) while the block runs: the first rollout starts
+    the service, so the load waits for it, on the device's own python."""
+    return load_on("pi1", "--body", f"npy:{frame}", "--bad-every", str(bad_every), "--pause", "0.01", "--wait",
+                   wait_running=False, timeout=700, system_python=True)
 
 
 def _other_variant(artifact_store, run_id: str, stack_env) -> str:

@@ -53,8 +53,8 @@ def log(msg: str) -> None:
 class Service:
     """The serving model and how it is replaced."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, args: argparse.Namespace, telemetry: Telemetry) -> None:
+        self.args, self.telemetry = args, telemetry
         self.active: Model | None = None
         self.serving_since: float | None = None
         self.failed: dict[str, Any] | None = None
@@ -87,6 +87,7 @@ class Service:
             log(f"release {release} NOT swapped in ({why}); still serving "
                 f"{self.active.release if self.active else 'nothing'}")
             return
+        self.telemetry.activated(release)  # before the swap: this activation's requests count from here on
         old, self.active = self.active, model  # the swap: one reference; requests on `old` finish on it
         self.serving_since, self.swaps = time.time(), self.swaps + (old is not None)
         self._failed_target = None
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     telemetry = Telemetry(state / "telemetry", args.telemetry_period_s, int(args.telemetry_budget_mb * MB))
     sampler = Sampler(state / "samples", args.sample_threshold, args.sample_reservoir,
                       int(args.sample_budget_mb * MB), args.telemetry_period_s, telemetry)
-    service, stop = Service(args), threading.Event()
+    service, stop = Service(args, telemetry), threading.Event()
 
     def on_hup(*_: Any) -> None:
         service.force = True

@@ -7,8 +7,11 @@ Every file is written the same way (``write_atomic``): a dot-named tmp file, fsy
 directory; so a power cut leaves either the old file or the new one, and readers skip dot files.
 
 Telemetry, ``<state>/telemetry/<release>/<period>-<instance>.json``: one file per period (an hour by default;
-``period`` is its UTC start, ``instance`` a random id of this process, so a restart within the hour never
-overwrites the figures of the process before it). While the period is open the file is rewritten every flush
+``period`` is its UTC start, ``instance`` a random id of the window, so neither a restart nor a re-activation
+within the hour overwrites the figures before it). Each swap to a release is an activation: the release's open
+window ends (final) and a new one starts, and every window says which activation it counts (``activated``), so
+a canary judges only the traffic since its switch, not an earlier activation's within the same hour.
+While the period is open the file is rewritten every flush
 (``"final": false``); when it ends it is written once more with ``"final": true``: a collector takes final files
 only and deletes them once uploaded. Over the byte budget, the oldest files are deleted first.
 
@@ -109,6 +112,8 @@ class Window:
 
     release: str
     start: float
+    activated: float | None = None  # when the release was swapped in: the activation this counts (None: start)
+    instance: str = field(default_factory=lambda: os.urandom(3).hex())
     requests: int = 0
     errors: int = 0
     bad_requests: int = 0
@@ -117,11 +122,15 @@ class Window:
     classes: Counter[int] = field(default_factory=Counter)
     confidence: list[int] = field(default_factory=lambda: [0] * CONFIDENCE_BINS)
 
+    def __post_init__(self) -> None:
+        self.activated = self.start if self.activated is None else self.activated
+
     def doc(self, period_s: float, final: bool) -> dict[str, Any]:
         import numpy as np
 
         lat = np.percentile(np.array(self.latencies), [50, 95, 99]) if self.latencies else [None] * 3
         return {"schema": 1, "release": self.release, "period_start": stamp(self.start), "period_s": period_s,
+                "activated": stamp(self.activated or self.start),
                 "final": final, "written_at": stamp(time.time()), "requests": self.requests, "errors": self.errors,
                 "bad_requests": self.bad_requests, "samples_dropped": self.samples_dropped,
                 "latency_ms": dict(zip(("p50", "p95", "p99"),
@@ -134,10 +143,19 @@ class Telemetry:
 
     def __init__(self, root: Path, period_s: float, budget_bytes: int) -> None:
         self.root, self.period_s, self.budget = root, period_s, budget_bytes
-        self.instance = os.urandom(3).hex()
+        self._born = time.time()
         self._lock = threading.Lock()
         self._open: dict[str, Window] = {}
         self._done: list[Window] = []
+        self._activated: dict[str, float] = {}
+
+    def activated(self, release: str) -> None:
+        """``release`` is swapped in now: its open window (an earlier activation's traffic) ends."""
+        with self._lock:
+            self._activated[release] = time.time()
+            w = self._open.pop(release, None)
+            if w is not None:
+                self._done.append(w)
 
     def _window(self, release: str) -> Window:
         start = period_start(time.time(), self.period_s)
@@ -145,7 +163,7 @@ class Telemetry:
         if w is None or w.start != start:
             if w is not None:
                 self._done.append(w)
-            w = self._open[release] = Window(release, start)
+            w = self._open[release] = Window(release, start, self._activated.get(release, self._born))
         return w
 
     def record(self, release: str, latency_ms: float, index: int | None, confidence: float | None,
@@ -165,7 +183,7 @@ class Telemetry:
             self._window(release).samples_dropped += 1
 
     def path(self, w: Window) -> Path:
-        return self.root / w.release / f"{stamp(w.start)}-{self.instance}.json"
+        return self.root / w.release / f"{stamp(w.start)}-{w.instance}.json"
 
     def flush(self, closing: bool = False) -> None:
         """Write ended periods as final, then the open ones (final too when ``closing``); keep to the budget."""

@@ -103,9 +103,14 @@ class TrafficFigures(Record):
 def figures(release: str, docs: Iterable[Mapping[str, Any]], written_since: str = "") -> TrafficFigures:
     """Sum edgeops-serve telemetry documents of ``release`` (open or final) written at or after ``written_since``
     (a UTC stamp ``YYYYmmddTHHMMSSZ``; "" = all), through ``telemetry.summarize``, the one sum of telemetry. A
-    document that is not schema-1 telemetry of ``release`` is not counted."""
-    kept = [(str(i), d) for i, d in enumerate(docs)
-            if isinstance(d, Mapping) and str(d.get("written_at", "")) >= written_since]
+    document that is not schema-1 telemetry of ``release`` is not counted.
+
+    Only the release's latest activation counts (``activated``: edgeops-serve's swap to it). A release served
+    earlier in the same period, e.g. rolled back and rolled out again within the hour, has an older window whose
+    traffic is not this switch's; summed in, it would dilute what the canary must judge."""
+    recent = [d for d in docs if isinstance(d, Mapping) and str(d.get("written_at", "")) >= written_since]
+    latest = max((str(d.get("activated", "")) for d in recent), default="")
+    kept = [(str(i), d) for i, d in enumerate(recent) if str(d.get("activated", "")) == latest]
     s = summarize("", release, kept)
     return TrafficFigures(requests=s.requests, errors=s.errors, bad_requests=s.bad_requests,
                           latency_p95_ms=s.latency_p95_ms, confidence_bins=s.confidence_bins, files=s.files)

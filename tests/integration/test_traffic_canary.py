@@ -107,6 +107,9 @@ def test_malformed_traffic_fails_the_traffic_canary_and_nothing_is_promoted(bles
     assert record["status"] == "canary_failed" and verdict["status"] == "failed", record
     assert any("traffic canary failed on pi1" in r and "bad requests" in r for r in record["reasons"]), record
     assert verdict["new"]["bad_requests"] >= 10 and _current(stack_env, "pi1") == before
+    # half of this switch's traffic was bad: the release's earlier activation in this module (good frames) is
+    # not summed in (it diluted the rate to 6 % before activations were told apart)
+    assert verdict["new"]["bad_requests"] / verdict["new"]["requests"] > 0.4, verdict
     assert record["devices"][0]["status"] == "rolled_back"
     html = artifact_store.get_bytes(keys.rollout_report(safe_run_id(dag_run.run_id))).decode()
     assert "Traffic canary" in html and "bad requests" in html

@@ -198,6 +198,24 @@ def test_telemetry_rotates_and_adds_up_and_samples_stay_in_budget(root: Path, pa
             assert str(s["kind"]) == "low" and str(s["release"]) == "r1" and s["x"].shape == (8, 8, 3)
 
 
+def test_a_reactivated_release_starts_a_new_window_and_loses_nothing(tmp_path: Path) -> None:
+    """A swap back to a release served earlier in the hour: the earlier window ends (final, its own file) and
+    the new one names its activation, so a canary can count this activation's traffic alone."""
+    telemetry = Telemetry(tmp_path / "telemetry", 3600, 1_000_000)
+    for _ in range(5):
+        telemetry.record("r1", 1.0, 0, 0.9)
+    telemetry.flush()
+    time.sleep(1.1)  # activation stamps have a resolution of one second
+    telemetry.activated("r1")
+    for _ in range(3):
+        telemetry.record("r1", 1.0, None, None, 400)
+    telemetry.flush()
+    docs = sorted((json.loads(p.read_text()) for p in _files(tmp_path / "telemetry", ".json")),
+                  key=lambda d: d["activated"])
+    assert [(d["requests"], d["bad_requests"], d["final"]) for d in docs] == [(5, 0, True), (3, 3, False)]
+    assert docs[0]["activated"] < docs[1]["activated"] and docs[0]["period_start"] == docs[1]["period_start"]
+
+
 def test_reservoir_keeps_k_uniform_samples_per_period(tmp_path: Path) -> None:
     telemetry = Telemetry(tmp_path / "telemetry", 3600, 10_000)
     sampler = Sampler(tmp_path / "samples", 0.0, 3, 10_000_000, 3600, telemetry)

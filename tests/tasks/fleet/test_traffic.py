@@ -104,6 +104,15 @@ def test_figures_sum_files_written_since_the_switch_worst_p95():
     assert figures("r", docs).requests == 100 and figures("r", []).mean_confidence is None
 
 
+def test_figures_count_only_the_latest_activation_of_the_release():
+    """Rolled back and out again within the hour: the earlier activation's window (good traffic, final at the
+    swap, written after the switch) must not dilute this one's (half of it bad requests)."""
+    earlier = {**_doc(800, "20260101T010003Z"), "activated": "20260101T004000Z", "final": True}
+    this = {**_doc(60, "20260101T010010Z", bad=30), "activated": "20260101T010001Z"}
+    f = figures("r", [earlier, this], written_since="20260101T010000Z")
+    assert (f.requests, f.bad_requests, f.files) == (60, 30, 1) and f.failure_rate == 0.5
+
+
 @pytest.mark.parametrize(("spec", "match"), [
     ({**SPEC, "min_requests": 0}, "min_requests=0"),
     ({**SPEC, "min_requests": 2.5}, "min_requests=2.5"),
